@@ -1,0 +1,95 @@
+package dev.routingreplay.core.device;
+
+import dev.routingreplay.core.InvalidEventException;
+import dev.routingreplay.core.RoutingShape;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+
+/**
+ * A read-only flyweight over one ring slot's host memory after its copy completed: the step's slots and packed
+ * rows. One instance per ring slot, re-aimed for each step, so reading a step allocates nothing. Valid until the
+ * pipeline releases the ring slot; sinks must copy what they keep.
+ */
+public final class CapturedStep {
+    private final RoutingShape shape;
+    private final RingSlotLayout layout;
+    private final int slotCapacity;
+    private final ByteBuffer host;
+    private long stepId;
+    private int tokenCount;
+
+    /** A view over {@code host} (a ring slot's host memory) for rows of {@code spec}. */
+    public CapturedStep(RingSpec spec, ByteBuffer host) {
+        this.shape = spec.shape();
+        this.layout = spec.layout();
+        this.slotCapacity = spec.slotCapacity();
+        this.host = host.duplicate().order(ByteOrder.nativeOrder());
+    }
+
+    /** Aims the view at a step of {@code tokenCount} tokens. */
+    public void aim(long stepId, int tokenCount) {
+        this.stepId = stepId;
+        this.tokenCount = tokenCount;
+    }
+
+    /** The engine's step id. */
+    public long stepId() {
+        return stepId;
+    }
+
+    /** Tokens in the step, padding included. */
+    public int tokenCount() {
+        return tokenCount;
+    }
+
+    /** Routing shape of each row. */
+    public RoutingShape shape() {
+        return shape;
+    }
+
+    /** Slot of token {@code token} ({@code -1} = padding, skip it). */
+    public int slot(int token) {
+        return host.getInt(layout.slotOffset(token));
+    }
+
+    /** The host memory the rows live in (native order; read with absolute offsets, never write). */
+    public ByteBuffer memory() {
+        return host;
+    }
+
+    /** Offset in {@link #memory()} of token {@code token}'s row of {@link RoutingShape#rowBytes()} bytes. */
+    public int rowOffset(int token) {
+        return layout.rowOffset(token);
+    }
+
+    /** Bytes per row. */
+    public int rowBytes() {
+        return layout.rowBytes();
+    }
+
+    /** Id at (token, layer, k), decoded from the compact dtype. */
+    public int id(int token, int layer, int k) {
+        return shape.dtype().read(host, layout.rowOffset(token) + (layer * shape.topK() + k) * shape.dtype().bytes());
+    }
+
+    /**
+     * Throws when the pack found an id outside {@code [0, numExperts)} or a slot outside {@code [-1, slotCapacity)}.
+     * The message names the token, the field and the value.
+     */
+    public void checkValid() {
+        int badSlots = host.getInt(RingSlotLayout.INVALID_SLOT_COUNT);
+        if (badSlots != 0) {
+            throw new InvalidEventException("slotMapping[" + host.getInt(RingSlotLayout.INVALID_SLOT_TOKEN)
+                    + "] = " + host.getLong(RingSlotLayout.INVALID_SLOT_VALUE) + " is out of range [-1, " + slotCapacity
+                    + ") (" + badSlots + " bad slot" + (badSlots == 1 ? "" : "s") + " in the step)");
+        }
+        int badIds = host.getInt(RingSlotLayout.INVALID_ID_COUNT);
+        if (badIds != 0) {
+            int index = host.getInt(RingSlotLayout.INVALID_ID_INDEX);
+            throw new InvalidEventException("expert id " + host.getLong(RingSlotLayout.INVALID_ID_VALUE)
+                    + " at token " + host.getInt(RingSlotLayout.INVALID_ID_TOKEN) + ", layer " + index / shape.topK()
+                    + ", k " + index % shape.topK() + " is out of range [0, " + shape.numExperts() + ") (" + badIds
+                    + " bad id" + (badIds == 1 ? "" : "s") + " in the step)");
+        }
+    }
+}

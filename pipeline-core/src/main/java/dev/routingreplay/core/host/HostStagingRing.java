@@ -1,0 +1,130 @@
+package dev.routingreplay.core.host;
+
+import dev.routingreplay.core.device.CaptureListener;
+import dev.routingreplay.core.device.RingSlotLayout;
+import dev.routingreplay.core.device.RingSpec;
+import dev.routingreplay.core.device.StagingRing;
+import dev.routingreplay.core.event.CaptureStep;
+import java.nio.ByteBuffer;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * The host backend's staging ring. The pack runs synchronously in {@link #enqueueCapture} on the caller's thread,
+ * which plays the compute stream (so the engine may overwrite its buffers as soon as the call returns); the copy
+ * from staging to host memory runs on one ordered thread, {@code r3-host-copy-N}, which plays the copy stream and
+ * completes captures in the order they were enqueued.
+ */
+final class HostStagingRing implements StagingRing {
+    private static final AtomicInteger RING_IDS = new AtomicInteger();
+
+    private final RingSpec spec;
+    private final RingSlotLayout layout;
+    private final NativeMemory memory;
+    private final ByteBuffer[] staging;
+    private final ByteBuffer[] host;
+    private final CopyTask[] copies;
+    private final ThreadPoolExecutor copyStream;
+    private boolean closed;
+
+    HostStagingRing(RingSpec spec, NativeMemory memory) {
+        this.spec = spec;
+        this.layout = spec.layout();
+        this.memory = memory;
+        int depth = spec.depth();
+        this.staging = new ByteBuffer[depth];
+        this.host = new ByteBuffer[depth];
+        this.copies = new CopyTask[depth];
+        for (int i = 0; i < depth; i++) {
+            staging[i] = memory.allocate(layout.totalBytes());
+            host[i] = memory.allocate(layout.totalBytes());
+            copies[i] = new CopyTask(i);
+        }
+        String name = "r3-host-copy-" + RING_IDS.incrementAndGet();
+        // One thread, a queue as deep as the ring: an in-flight slot is queued at most once, so offers never fail
+        // and never allocate a queue node.
+        this.copyStream = new ThreadPoolExecutor(1, 1, 0, TimeUnit.SECONDS, new ArrayBlockingQueue<>(depth), r -> {
+            Thread t = new Thread(r, name);
+            t.setDaemon(true);
+            return t;
+        });
+    }
+
+    @Override
+    public RingSpec spec() {
+        return spec;
+    }
+
+    @Override
+    public synchronized void enqueueCapture(int index, CaptureStep step, CaptureListener listener) {
+        if (closed) {
+            throw new IllegalStateException("staging ring is closed; cannot capture " + step.describe());
+        }
+        if (!(step.routing().buffer() instanceof HostDeviceBuffer routing)
+                || !(step.slotMapping().buffer() instanceof HostDeviceBuffer slots)) {
+            throw new IllegalArgumentException(step.describe() + ": routing and slot mapping buffers must come from the host device, were "
+                    + step.routing().buffer().getClass().getSimpleName() + " and " + step.slotMapping().buffer().getClass().getSimpleName());
+        }
+        HostPack.pack(routing.memory(), step.routing().elementType(), slots.memory(), step.slotMapping().elementType(),
+                step.tokenCount(), spec, staging[index]);
+        CopyTask copy = copies[index];
+        copy.tokens = step.tokenCount();
+        copy.listener = listener;
+        copyStream.execute(copy);
+    }
+
+    @Override
+    public ByteBuffer hostSlot(int index) {
+        return host[index];
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        copyStream.shutdown();
+        try {
+            while (!copyStream.awaitTermination(10, TimeUnit.SECONDS)) {
+                // a copy of at most one ring slot cannot take this long unless the listener blocks; keep waiting,
+                // freeing memory under a running copy would corrupt the heap
+                Thread.onSpinWait();
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        for (int i = 0; i < staging.length; i++) {
+            memory.free(staging[i]);
+            memory.free(host[i]);
+        }
+    }
+
+    /** The copy of one ring slot; preallocated, re-armed per step. Fields are published by the executor's queue. */
+    private final class CopyTask implements Runnable {
+        private final int index;
+        int tokens;
+        CaptureListener listener;
+
+        CopyTask(int index) {
+            this.index = index;
+        }
+
+        @Override
+        public void run() {
+            CaptureListener l = listener;
+            Throwable error = null;
+            try {
+                ByteBuffer from = staging[index];
+                ByteBuffer to = host[index];
+                to.put(0, from, 0, layout.headerBytes(tokens));
+                to.put(layout.rowsOffset(), from, layout.rowsOffset(), layout.rowBytesFor(tokens));
+            } catch (RuntimeException e) {
+                error = e;
+            }
+            l.onCaptureComplete(index, error);
+        }
+    }
+}

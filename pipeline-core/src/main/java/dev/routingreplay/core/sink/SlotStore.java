@@ -1,0 +1,168 @@
+package dev.routingreplay.core.sink;
+
+import dev.routingreplay.core.RoutingShape;
+import dev.routingreplay.core.device.CapturedStep;
+import dev.routingreplay.core.event.RequestFinished;
+import dev.routingreplay.core.event.SlotsMoved;
+import dev.routingreplay.core.host.NativeMemory;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.util.BitSet;
+
+/**
+ * Off-heap rows keyed by KV-cache slot, with a written flag per slot so a gather never returns a row that was never
+ * written or was cleared. Chunked, so pools larger than 2 GiB work. Single-threaded: the pipeline's sink thread
+ * owns it.
+ */
+public final class SlotStore implements AutoCloseable {
+    private static final int MAX_CHUNK_BYTES = 1 << 30;
+
+    private final RoutingShape shape;
+    private final int slotCapacity;
+    private final int rowBytes;
+    private final int chunkShift;
+    private final int chunkMask;
+    private final ByteBuffer[] chunks;
+    private final BitSet written;
+    private final NativeMemory memory = new NativeMemory();
+    private boolean closed;
+
+    /** Allocates a store for slots {@code [0, slotCapacity)} of {@code shape}'s rows. */
+    public SlotStore(RoutingShape shape, int slotCapacity) {
+        if (slotCapacity < 1) {
+            throw new IllegalArgumentException("slotCapacity must be positive, was " + slotCapacity);
+        }
+        this.shape = shape;
+        this.slotCapacity = slotCapacity;
+        this.rowBytes = shape.rowBytes();
+        int shift = 30;
+        while ((1L << shift) * rowBytes > MAX_CHUNK_BYTES) {
+            shift--;
+        }
+        this.chunkShift = shift;
+        this.chunkMask = (1 << shift) - 1;
+        int chunkCount = (int) (((long) slotCapacity + chunkMask) >>> shift);
+        this.chunks = new ByteBuffer[chunkCount];
+        for (int c = 0; c < chunkCount; c++) {
+            long slotsInChunk = Math.min(1L << shift, slotCapacity - ((long) c << shift));
+            chunks[c] = memory.allocate(Math.toIntExact(slotsInChunk * rowBytes));
+        }
+        this.written = new BitSet(slotCapacity);
+    }
+
+    /** Shape of the stored rows. */
+    public RoutingShape shape() {
+        return shape;
+    }
+
+    /** Slots this store holds. */
+    public int slotCapacity() {
+        return slotCapacity;
+    }
+
+    /** Copies each non-padding row of {@code step} to its slot; returns the rows stored. */
+    public int scatter(CapturedStep step) {
+        ByteBuffer from = step.memory();
+        int stored = 0;
+        for (int t = 0, n = step.tokenCount(); t < n; t++) {
+            int slot = step.slot(t);
+            if (slot < 0) {
+                continue;
+            }
+            chunk(slot).put(offset(slot), from, step.rowOffset(t), rowBytes);
+            written.set(slot);
+            stored++;
+        }
+        return stored;
+    }
+
+    /** Stores one row (rowBytes bytes of {@code from} at {@code fromOffset}) at {@code slot}. */
+    public void put(int slot, ByteBuffer from, int fromOffset) {
+        checkSlot(slot, "slot");
+        chunk(slot).put(offset(slot), from, fromOffset, rowBytes);
+        written.set(slot);
+    }
+
+    /** Whether {@code slot} holds a row. */
+    public boolean isWritten(int slot) {
+        return written.get(slot);
+    }
+
+    /**
+     * Gathers the request's rows in token order into a new little-endian buffer of {@code seqLen * rowBytes}.
+     *
+     * @throws IllegalStateException naming the first position whose slot holds no row (nothing is returned)
+     */
+    public ByteBuffer gather(RequestFinished request) {
+        int[] slots = request.slots();
+        for (int p = 0; p < slots.length; p++) {
+            int slot = slots[p];
+            checkSlot(slot, "request " + request.requestId() + " position " + p + " slot");
+            if (!written.get(slot)) {
+                throw new IllegalStateException("request " + request.requestId() + ": position " + p + " of " + slots.length
+                        + " maps to slot " + slot + ", which holds no routing (never captured, or cleared)");
+            }
+        }
+        ByteBuffer out = ByteBuffer.allocate(slots.length * rowBytes).order(ByteOrder.LITTLE_ENDIAN);
+        for (int p = 0; p < slots.length; p++) {
+            out.put(p * rowBytes, chunk(slots[p]), offset(slots[p]), rowBytes);
+        }
+        return out;
+    }
+
+    /** Applies a move: every source row is read before any destination is written; unwritten sources unwrite. */
+    public void move(SlotsMoved move) {
+        int[] src = move.sourceSlots();
+        int[] dst = move.destinationSlots();
+        for (int i = 0; i < src.length; i++) {
+            checkSlot(src[i], "sourceSlots[" + i + "]");
+            checkSlot(dst[i], "destinationSlots[" + i + "]");
+        }
+        ByteBuffer snapshot = ByteBuffer.allocate(src.length * rowBytes);
+        BitSet had = new BitSet(src.length);
+        for (int i = 0; i < src.length; i++) {
+            if (written.get(src[i])) {
+                snapshot.put(i * rowBytes, chunk(src[i]), offset(src[i]), rowBytes);
+                had.set(i);
+            }
+        }
+        for (int i = 0; i < dst.length; i++) {
+            if (had.get(i)) {
+                chunk(dst[i]).put(offset(dst[i]), snapshot, i * rowBytes, rowBytes);
+                written.set(dst[i]);
+            } else {
+                written.clear(dst[i]);
+            }
+        }
+    }
+
+    /** Marks every slot unwritten. */
+    public void clear() {
+        written.clear();
+    }
+
+    /** Frees the off-heap rows. Idempotent. */
+    @Override
+    public void close() {
+        if (!closed) {
+            closed = true;
+            for (ByteBuffer c : chunks) {
+                memory.free(c);
+            }
+        }
+    }
+
+    private void checkSlot(int slot, String field) {
+        if (slot < 0 || slot >= slotCapacity) {
+            throw new IllegalArgumentException(field + " = " + slot + " is out of range [0, " + slotCapacity + ")");
+        }
+    }
+
+    private ByteBuffer chunk(int slot) {
+        return chunks[slot >>> chunkShift];
+    }
+
+    private int offset(int slot) {
+        return (slot & chunkMask) * rowBytes;
+    }
+}
