@@ -29,6 +29,11 @@ public final class SlotStore implements AutoCloseable {
 
     /** Allocates a store for slots {@code [0, slotCapacity)} of {@code shape}'s rows. */
     public SlotStore(RoutingShape shape, int slotCapacity) {
+        this(shape, slotCapacity, MAX_CHUNK_BYTES);
+    }
+
+    /** As {@link #SlotStore(RoutingShape, int)}, with chunks of at most {@code maxChunkBytes} (tests use small ones). */
+    SlotStore(RoutingShape shape, int slotCapacity, int maxChunkBytes) {
         if (slotCapacity < 1) {
             throw new IllegalArgumentException("slotCapacity must be positive, was " + slotCapacity);
         }
@@ -36,7 +41,7 @@ public final class SlotStore implements AutoCloseable {
         this.slotCapacity = slotCapacity;
         this.rowBytes = shape.rowBytes();
         int shift = 30;
-        while ((1L << shift) * rowBytes > MAX_CHUNK_BYTES) {
+        while (shift > 0 && (1L << shift) * rowBytes > maxChunkBytes) {
             shift--;
         }
         this.chunkShift = shift;

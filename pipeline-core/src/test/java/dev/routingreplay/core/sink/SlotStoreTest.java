@@ -1,0 +1,71 @@
+package dev.routingreplay.core.sink;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.routingreplay.core.RoutingShape;
+import dev.routingreplay.core.event.RequestFinished;
+import dev.routingreplay.core.event.SlotsMoved;
+import java.nio.ByteBuffer;
+import org.junit.jupiter.api.Test;
+
+class SlotStoreTest {
+    private final RoutingShape shape = new RoutingShape(2, 2, 100);
+
+    private static ByteBuffer row(int value) {
+        ByteBuffer b = ByteBuffer.allocate(4);
+        for (int i = 0; i < 4; i++) {
+            b.put(i, (byte) (value + i));
+        }
+        return b;
+    }
+
+    private int[] ids(SlotStore store, int... slots) {
+        RequestRouting r = new RequestRouting("x", shape, slots.length, store.gather(new RequestFinished("x", slots)));
+        return r.toIntArray();
+    }
+
+    @Test
+    void anExchangeOfSlotsReadsAllSourcesFirst() {
+        try (SlotStore store = new SlotStore(shape, 8)) {
+            store.put(1, row(10), 0);
+            store.put(2, row(20), 0);
+            store.move(new SlotsMoved(new int[] {1, 2}, new int[] {2, 1}));
+            assertArrayEquals(new int[] {20, 21, 22, 23, 10, 11, 12, 13}, ids(store, 1, 2));
+            store.move(new SlotsMoved(new int[] {1, 5}, new int[] {6, 1}));
+            assertTrue(store.isWritten(6));
+            assertFalse(store.isWritten(1), "moving an unwritten slot unwrites the destination");
+            assertArrayEquals(new int[] {20, 21, 22, 23}, ids(store, 6));
+        }
+    }
+
+    @Test
+    void clearDropsEveryRowAndAGatherNamesTheMissingPosition() {
+        try (SlotStore store = new SlotStore(shape, 8)) {
+            store.put(3, row(1), 0);
+            store.put(4, row(2), 0);
+            assertEquals(8, store.gather(new RequestFinished("r", new int[] {3, 4})).capacity());
+            store.clear();
+            IllegalStateException e = assertThrows(IllegalStateException.class, () -> ids(store, 3, 4));
+            assertEquals("request x: position 0 of 2 maps to slot 3, which holds no routing (never captured, or cleared)", e.getMessage());
+        }
+    }
+
+    @Test
+    void slotsSpanSeveralChunks() {
+        RoutingShape wide = new RoutingShape(64, 8, 1000);
+        int slots = 3 * 64 + 10;
+        try (SlotStore store = new SlotStore(wide, slots, 64 * wide.rowBytes())) {
+            ByteBuffer r = ByteBuffer.allocate(wide.rowBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            r.putShort(0, (short) 321);
+            store.put(slots - 1, r, 0);
+            store.put(0, ByteBuffer.allocate(wide.rowBytes()), 0);
+            RequestRouting got = new RequestRouting("y", wide, 2, store.gather(new RequestFinished("y", new int[] {slots - 1, 0})));
+            assertEquals(321, got.id(0, 0, 0));
+            assertEquals(0, got.id(1, 0, 0));
+        }
+    }
+}
