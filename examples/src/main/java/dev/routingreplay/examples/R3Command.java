@@ -1,0 +1,20 @@
+package dev.routingreplay.examples;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** The {@code r3} command line: {@code run} (simulated rollout into the store, then the trainer check). */
+@Command(name = "r3", mixinStandardHelpOptions = true, version = "r3 0.1.0",
+        description = "Rollout routing replay: capture MoE routing during rollouts and replay it in training.",
+        subcommands = {RunCommand.class})
+public final class R3Command implements Runnable {
+    @Override
+    public void run() {
+        CommandLine.usage(this, System.out);
+    }
+
+    /** Runs the command line and exits with its status. */
+    public static void main(String[] args) {
+        System.exit(new CommandLine(new R3Command()).execute(args));
+    }
+}

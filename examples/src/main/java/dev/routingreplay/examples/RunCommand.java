@@ -1,0 +1,75 @@
+package dev.routingreplay.examples;
+
+import dev.routingreplay.core.ModelPreset;
+import dev.routingreplay.core.RoutingShape;
+import dev.routingreplay.core.device.RoutingDevice;
+import dev.routingreplay.core.host.HostDevice;
+import dev.routingreplay.core.pipeline.CapturePipeline;
+import dev.routingreplay.core.pipeline.PipelineStats;
+import dev.routingreplay.core.sink.MemoryRoutingSink;
+import dev.routingreplay.core.sink.RequestRouting;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import reactor.core.publisher.Flux;
+
+/** {@code r3 run}: the main job. */
+@Command(name = "run", mixinStandardHelpOptions = true,
+        description = "Run a simulated rollout through the capture pipeline, then check every stored request like a trainer.")
+final class RunCommand implements Callable<Integer> {
+    @Option(names = "--model", defaultValue = "qwen3-30b-a3b",
+            description = "Model preset: deepseek-v3, kimi-k2, qwen3-30b-a3b, glm-4.5-air, gpt-oss-120b, mixtral-8x7b (default: ${DEFAULT-VALUE}).")
+    String model;
+
+    @Option(names = "--requests", defaultValue = "256", description = "Requests to roll out (default: ${DEFAULT-VALUE}).")
+    int requests;
+
+    @Option(names = "--concurrency", defaultValue = "64", description = "Most live requests (default: ${DEFAULT-VALUE}).")
+    int concurrency;
+
+    @Option(names = "--ring-depth", defaultValue = "4", description = "Staging ring slots (default: ${DEFAULT-VALUE}).")
+    int ringDepth;
+
+    @Option(names = "--seed", defaultValue = "42", description = "Random seed of the simulated engine (default: ${DEFAULT-VALUE}).")
+    long seed;
+
+    @Option(names = "--backend", defaultValue = "host", description = "Device backend: host (default) or cuda.")
+    String backend;
+
+    @Option(names = "--progress-ms", defaultValue = "1000", description = "Progress line interval (default: ${DEFAULT-VALUE}).")
+    long progressMs;
+
+    @Override
+    public Integer call() {
+        RoutingShape shape = ModelPreset.fromName(model).shape();
+        EngineConfig config = EngineConfig.defaults(shape, requests, concurrency, seed);
+        try (RoutingDevice device = Backends.open(backend);
+                SimulatedEngine engine = new SimulatedEngine(config, device);
+                MemoryRoutingSink sink = new MemoryRoutingSink(shape, engine.slotCapacity())) {
+            CapturePipeline pipeline = CapturePipeline.builder().name("run").device(device).sink(sink).ringDepth(ringDepth)
+                    .maxTokensPerStep(engine.maxTokensPerStep()).build();
+            System.out.printf("r3 run: %s %s on %s, %d requests, concurrency %d, ring depth %d%n", model, shape.describe(),
+                    device.name(), requests, concurrency, ringDepth);
+            long start = System.nanoTime();
+            try (ProgressReporter progress = new ProgressReporter(pipeline.metrics(), engine.stats(), ringDepth, requests, System.out,
+                    Duration.ofMillis(progressMs))) {
+                engine.events().transform(pipeline).blockLast();
+            }
+            double seconds = (System.nanoTime() - start) / 1e9;
+            PipelineStats stats = pipeline.metrics().snapshot();
+            System.out.printf("captured: %s in %.1f s (%.0f rows/s, %.1f MB/s)%n", stats.describe(), seconds, stats.rows() / seconds,
+                    stats.bytes() / seconds / 1e6);
+            System.out.println("engine: " + engine.stats().describe());
+            List<String> finished = engine.finishedIds();
+            TrainerCheck.Report report = TrainerCheck.verify(Flux.fromIterable(finished).map(sink::finished), shape).block();
+            System.out.println("trainer: " + report.describe());
+            boolean complete = report.requests() == finished.size() && stats.requestsFinished() == finished.size();
+            if (!complete) {
+                System.out.printf("trainer: expected %d finished requests, store has %d%n", finished.size(), report.requests());
+            }
+            return report.ok() && complete ? 0 : 1;
+        }
+    }
+}
