@@ -57,6 +57,11 @@ public final class CapturedStep {
         return host;
     }
 
+    /** Offset in {@link #memory()} of the int32 slots, token after token. */
+    public int slotsOffset() {
+        return RingSlotLayout.SLOTS_OFFSET;
+    }
+
     /** Offset in {@link #memory()} of token {@code token}'s row of {@link RoutingShape#rowBytes()} bytes. */
     public int rowOffset(int token) {
         return layout.rowOffset(token);

@@ -99,7 +99,23 @@ public final class SlotStore implements AutoCloseable {
      * @throws IllegalStateException naming the first position whose slot holds no row (nothing is returned)
      */
     public ByteBuffer gather(RequestFinished request) {
+        ByteBuffer out = ByteBuffer.allocate(request.seqLen() * rowBytes).order(ByteOrder.LITTLE_ENDIAN);
+        gatherInto(request, out);
+        return out;
+    }
+
+    /**
+     * Gathers the request's rows in token order into {@code dst} at index 0 ({@code seqLen * rowBytes} bytes, its
+     * position and limit untouched). Checks every slot first, so on failure {@code dst} is not written.
+     *
+     * @throws IllegalStateException naming the first position whose slot holds no row
+     * @throws IllegalArgumentException when a slot is out of range or {@code dst} is too small
+     */
+    public void gatherInto(RequestFinished request, ByteBuffer dst) {
         int[] slots = request.slots();
+        if ((long) slots.length * rowBytes > dst.capacity()) {
+            throw new IllegalArgumentException("gather buffer of " + dst.capacity() + " bytes is too small for " + slots.length + " rows");
+        }
         for (int p = 0; p < slots.length; p++) {
             int slot = slots[p];
             checkSlot(slot, "request " + request.requestId() + " position " + p + " slot");
@@ -108,11 +124,9 @@ public final class SlotStore implements AutoCloseable {
                         + " maps to slot " + slot + ", which holds no routing (never captured, or cleared)");
             }
         }
-        ByteBuffer out = ByteBuffer.allocate(slots.length * rowBytes).order(ByteOrder.LITTLE_ENDIAN);
         for (int p = 0; p < slots.length; p++) {
-            out.put(p * rowBytes, chunk(slots[p]), offset(slots[p]), rowBytes);
+            dst.put(p * rowBytes, chunk(slots[p]), offset(slots[p]), rowBytes);
         }
-        return out;
     }
 
     /** Applies a move: every source row is read before any destination is written; unwritten sources unwrite. */

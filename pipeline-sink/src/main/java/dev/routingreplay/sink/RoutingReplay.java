@@ -1,0 +1,189 @@
+package dev.routingreplay.sink;
+
+import dev.routingreplay.core.sink.RequestRouting;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
+import net.openhft.chronicle.queue.ExcerptTailer;
+import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
+import net.openhft.chronicle.queue.impl.single.SingleChronicleQueueBuilder;
+import net.openhft.chronicle.wire.DocumentContext;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.FluxSink;
+import reactor.core.scheduler.Scheduler;
+import reactor.core.scheduler.Schedulers;
+
+/**
+ * The trainer's view of a store: finished requests' routing as a {@code Flux}, read from the request queue, in
+ * the order they finished. Works in the writer's process or any other; a record is visible as soon as the writer's
+ * {@code finish} returned.
+ *
+ * <p>Each returned {@code Flux} reads on its own thread ({@code r3-replay-*}), never on the subscriber's, emits in
+ * queue order honouring demand (it reads a record only when one is requested; a waiting reader parks at most 1 ms at a
+ * time), and copies each record's rows to the heap. Finite replays complete at the end of the queue; {@link #live} ones wait for new records until cancelled.
+ */
+public final class RoutingReplay implements AutoCloseable {
+    private static final long MAX_IDLE_NANOS = TimeUnit.MILLISECONDS.toNanos(1);
+
+    private final Path dir;
+    private final Path queuePath;
+    private final StoreManifest manifest;
+    private final SingleChronicleQueue queue;
+
+    private RoutingReplay(Path dir) {
+        this.dir = dir;
+        this.manifest = StoreManifest.read(dir);
+        this.queuePath = dir.resolve("requests");
+        if (!Files.isDirectory(queuePath)) {
+            throw new StoreException(queuePath, "the store has no request queue");
+        }
+        try {
+            this.queue = SingleChronicleQueueBuilder.binary(queuePath).build();
+        } catch (RuntimeException e) {
+            throw new StoreException(queuePath, "cannot open the request queue", e);
+        }
+    }
+
+    /**
+     * Opens the store at {@code dir} for reading.
+     *
+     * @throws StoreException naming the path when it is not a store or cannot be read
+     */
+    public static RoutingReplay open(Path dir) {
+        return new RoutingReplay(dir);
+    }
+
+    /** The store's manifest (shape, slot capacity). */
+    public StoreManifest manifest() {
+        return manifest;
+    }
+
+    /** Every request from the start of the queue (what retention kept), completing at the end. */
+    public Flux<ReplayedRequest> fromStart() {
+        return read(tailer -> tailer.toStart(), false, null);
+    }
+
+    /** The requests after the record at {@code index} (a saved {@link ReplayedRequest#index()}), to the end. */
+    public Flux<ReplayedRequest> after(long index) {
+        return read(tailer -> {
+            if (!tailer.moveToIndex(index)) {
+                throw new StoreException(queuePath, "no record at index " + Long.toHexString(index) + " (deleted by retention, or never written)");
+            }
+            try (DocumentContext dc = tailer.readingDocument()) {
+                // skip the saved record itself
+            }
+        }, false, null);
+    }
+
+    /** Only requests written from now on, waiting for each; never completes on its own. */
+    public Flux<ReplayedRequest> live() {
+        return read(ExcerptTailer::toEnd, true, null);
+    }
+
+    /** Every request from the start, then the new ones as they are written; never completes on its own. */
+    public Flux<ReplayedRequest> fromStartThenLive() {
+        return read(ExcerptTailer::toStart, true, null);
+    }
+
+    /**
+     * A named reader: resumes where the reader named {@code name} stopped (its position is stored in the queue and
+     * survives restarts), then follows live if {@code follow}. Retention can wait for named readers.
+     */
+    public Flux<ReplayedRequest> fromReader(String name, boolean follow) {
+        if (name == null || !name.matches("[A-Za-z0-9._-]{1,64}")) {
+            throw new IllegalArgumentException("reader name must be 1-64 of [A-Za-z0-9._-], was '" + name + "'");
+        }
+        return read(tailer -> { }, follow, name);
+    }
+
+    /** The routing of every request from the start, completing at the end of the queue. */
+    public Flux<RequestRouting> requests() {
+        return fromStart().map(ReplayedRequest::routing);
+    }
+
+    private interface Positioner {
+        void position(ExcerptTailer tailer);
+    }
+
+    private Flux<ReplayedRequest> read(Positioner positioner, boolean follow, String readerName) {
+        return Flux.create(sink -> {
+            Scheduler thread = Schedulers.newSingle("r3-replay-" + dir.getFileName());
+            Thread[] reader = new Thread[1];
+            sink.onRequest(n -> {
+                Thread t = reader[0];
+                if (t != null) {
+                    LockSupport.unpark(t);
+                }
+            });
+            sink.onDispose(() -> {
+                Thread t = reader[0];
+                if (t != null) {
+                    LockSupport.unpark(t);
+                }
+            });
+            thread.schedule(() -> {
+                reader[0] = Thread.currentThread();
+                try (ExcerptTailer tailer = readerName == null ? queue.createTailer() : queue.createTailer(readerName)) {
+                    positioner.position(tailer);
+                    long idle = 1_000;
+                    while (!sink.isCancelled()) {
+                        if (sink.requestedFromDownstream() == 0) {
+                            LockSupport.parkNanos(MAX_IDLE_NANOS);
+                            continue;
+                        }
+                        ReplayedRequest next = readOne(tailer);
+                        if (next != null) {
+                            sink.next(next);
+                            idle = 1_000;
+                        } else if (!follow) {
+                            sink.complete();
+                            break;
+                        } else {
+                            LockSupport.parkNanos(idle);
+                            idle = Math.min(idle * 2, MAX_IDLE_NANOS);
+                        }
+                    }
+                } catch (Throwable t) {
+                    sink.error(t);
+                } finally {
+                    thread.dispose();
+                }
+            });
+        }, FluxSink.OverflowStrategy.ERROR);
+    }
+
+    private ReplayedRequest readOne(ExcerptTailer tailer) {
+        try (DocumentContext dc = tailer.readingDocument()) {
+            if (!dc.isPresent()) {
+                return null;
+            }
+            long index = dc.index();
+            var bytes = dc.wire().bytes();
+            long start = bytes.readPosition();
+            RequestRecords.Header h = RequestRecords.readHeader(bytes, queuePath, index);
+            bytes.readPosition(start);
+            return new ReplayedRequest(index, h.round(), RequestRecords.read(bytes, queuePath, index));
+        }
+    }
+
+    /** Waits until {@code count} records are readable or the timeout passes; for tests and tools. */
+    public boolean awaitRecords(long count, Duration timeout) {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        while (System.nanoTime() < deadline) {
+            Long n = fromStart().count().block();
+            if (n != null && n >= count) {
+                return true;
+            }
+            LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(10));
+        }
+        return false;
+    }
+
+    /** Closes the queue; running replays must be cancelled first. */
+    @Override
+    public void close() {
+        queue.close();
+    }
+}

@@ -1,0 +1,106 @@
+package dev.routingreplay.sink;
+
+import dev.routingreplay.core.RoutingShape;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Properties;
+
+/**
+ * {@code store.properties} at the root of a store: the format version, the routing shape and the slot capacity the
+ * store was created with. Written once, atomically; every open checks it, so a store is never read or extended with
+ * another shape.
+ *
+ * @param shape routing shape of every row in the store
+ * @param slotCapacity slots the journal's steps may address
+ */
+public record StoreManifest(RoutingShape shape, int slotCapacity) {
+    /** The manifest file name. */
+    public static final String FILE = "store.properties";
+    /** The storage format this code writes and reads. */
+    public static final int FORMAT = 1;
+
+    /**
+     * Reads the manifest of the store at {@code dir}.
+     *
+     * @throws StoreException naming the file when it is missing, unreadable, of another format or malformed
+     */
+    public static StoreManifest read(Path dir) {
+        Path file = dir.resolve(FILE);
+        if (!Files.isRegularFile(file)) {
+            throw new StoreException(file, "not a routing store (no " + FILE + ")");
+        }
+        Properties p = new Properties();
+        try (InputStream in = Files.newInputStream(file)) {
+            p.load(in);
+        } catch (IOException | IllegalArgumentException e) {
+            throw new StoreException(file, "cannot read the store manifest", e);
+        }
+        try {
+            int format = Integer.parseInt(p.getProperty("format", "?"));
+            if (format != FORMAT) {
+                throw new StoreException(file, "store format " + format + " is not supported (this build reads format " + FORMAT + ")");
+            }
+            RoutingShape shape = new RoutingShape(Integer.parseInt(p.getProperty("moeLayers")), Integer.parseInt(p.getProperty("topK")),
+                    Integer.parseInt(p.getProperty("numExperts")));
+            return new StoreManifest(shape, Integer.parseInt(p.getProperty("slotCapacity")));
+        } catch (NumberFormatException | NullPointerException e) {
+            throw new StoreException(file, "corrupt store manifest (" + p + ")", e);
+        }
+    }
+
+    /**
+     * Opens the store at {@code dir} for {@code shape} and {@code slotCapacity}: creates the folder and manifest when
+     * absent, else checks that they match.
+     *
+     * @throws StoreException naming the path when the folder cannot be created or written, or the store was made with
+     *     another shape or a smaller slot capacity
+     */
+    public static StoreManifest openOrCreate(Path dir, RoutingShape shape, int slotCapacity) {
+        try {
+            Files.createDirectories(dir);
+        } catch (IOException e) {
+            throw new StoreException(dir, "cannot create the store folder", e);
+        }
+        if (!Files.isWritable(dir)) {
+            throw new StoreException(dir, "the store folder is not writable");
+        }
+        Path file = dir.resolve(FILE);
+        if (Files.exists(file)) {
+            StoreManifest existing = read(dir);
+            if (!existing.shape.equals(shape)) {
+                throw new StoreException(file, "the store was written with shape " + existing.shape.describe() + ", not " + shape.describe());
+            }
+            if (existing.slotCapacity < slotCapacity) {
+                throw new StoreException(file, "the store holds slotCapacity=" + existing.slotCapacity + ", asked for " + slotCapacity);
+            }
+            return existing;
+        }
+        StoreManifest created = new StoreManifest(shape, slotCapacity);
+        Properties p = new Properties();
+        p.setProperty("format", Integer.toString(FORMAT));
+        p.setProperty("moeLayers", Integer.toString(shape.moeLayers()));
+        p.setProperty("topK", Integer.toString(shape.topK()));
+        p.setProperty("numExperts", Integer.toString(shape.numExperts()));
+        p.setProperty("dtype", shape.dtype().numpyName());
+        p.setProperty("slotCapacity", Integer.toString(slotCapacity));
+        Path tmp = dir.resolve(FILE + ".tmp");
+        try {
+            try (OutputStream out = Files.newOutputStream(tmp)) {
+                p.store(out, "R3 routing store; do not edit");
+            }
+            try {
+                Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE);
+            } catch (AtomicMoveNotSupportedException e) {
+                Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING);
+            }
+        } catch (IOException e) {
+            throw new StoreException(file, "cannot write the store manifest", e);
+        }
+        return created;
+    }
+}
