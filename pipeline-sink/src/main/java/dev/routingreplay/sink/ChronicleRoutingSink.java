@@ -6,6 +6,7 @@ import dev.routingreplay.core.event.RequestAborted;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.RoundCleared;
 import dev.routingreplay.core.event.SlotsMoved;
+import dev.routingreplay.core.sink.RequestRouting;
 import dev.routingreplay.core.sink.RoutingSink;
 import dev.routingreplay.core.sink.SlotStore;
 import java.io.File;
@@ -411,6 +412,16 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         finishedThisRound.clear();
         lastClearCycle = journalAppender.cycle();
         sweepJournal();
+    }
+
+    /**
+     * The rows the slot index holds now at {@code slots}, as a request named {@code "slots"} (a copy). For tools and
+     * tests; call it from the sink thread or while no pipeline runs.
+     *
+     * @throws IllegalStateException when a slot holds no routing
+     */
+    public RequestRouting read(int... slots) {
+        return new RequestRouting("slots", shape, slots.length, store.gather(new RequestFinished("slots", slots)));
     }
 
     /** The store's round: clears so far. */
