@@ -4,6 +4,8 @@ import dev.routingreplay.core.sink.RequestRouting;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.LockSupport;
 import net.openhft.chronicle.queue.ExcerptTailer;
@@ -109,7 +111,13 @@ public final class RoutingReplay implements AutoCloseable {
 
     private Flux<ReplayedRequest> read(Positioner positioner, boolean follow, String readerName) {
         return Flux.create(sink -> {
-            Scheduler thread = Schedulers.newSingle("r3-replay-" + dir.getFileName());
+            // a plain (blocking-allowed) thread: the reader parks while it waits for records
+            ExecutorService executor = Executors.newSingleThreadExecutor(r -> {
+                Thread t = new Thread(r, "r3-replay-" + dir.getFileName());
+                t.setDaemon(true);
+                return t;
+            });
+            Scheduler thread = Schedulers.fromExecutorService(executor, "r3-replay");
             Thread[] reader = new Thread[1];
             sink.onRequest(n -> {
                 Thread t = reader[0];
@@ -148,7 +156,7 @@ public final class RoutingReplay implements AutoCloseable {
                 } catch (Throwable t) {
                     sink.error(t);
                 } finally {
-                    thread.dispose();
+                    executor.shutdown();
                 }
             });
         }, FluxSink.OverflowStrategy.ERROR);

@@ -6,16 +6,18 @@ import dev.routingreplay.core.device.RingSpec;
 import dev.routingreplay.core.device.StagingRing;
 import dev.routingreplay.core.event.CaptureStep;
 import java.nio.ByteBuffer;
-import java.util.concurrent.ArrayBlockingQueue;
-import java.util.concurrent.ThreadPoolExecutor;
+import java.util.Queue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
+import reactor.util.concurrent.Queues;
 
 /**
  * The host backend's staging ring. The pack runs synchronously in {@link #enqueueCapture} on the caller's thread,
  * which plays the compute stream (so the engine may overwrite its buffers as soon as the call returns); the copy
  * from staging to host memory runs on one ordered thread, {@code r3-host-copy-N}, which plays the copy stream and
- * completes captures in the order they were enqueued.
+ * completes captures in the order they were enqueued. Enqueueing never blocks: a bounded single-producer queue
+ * (the caller is serialized by Reactive Streams) and an unpark hand the copy over.
  */
 final class HostStagingRing implements StagingRing {
     private static final AtomicInteger RING_IDS = new AtomicInteger();
@@ -26,7 +28,10 @@ final class HostStagingRing implements StagingRing {
     private final ByteBuffer[] staging;
     private final ByteBuffer[] host;
     private final CopyTask[] copies;
-    private final ThreadPoolExecutor copyStream;
+    private final Queue<CopyTask> copyQueue;
+    private final Thread copyStream;
+    private volatile boolean copyStreamParked;
+    private volatile boolean stopping;
     private boolean closed;
 
     HostStagingRing(RingSpec spec, NativeMemory memory) {
@@ -42,14 +47,34 @@ final class HostStagingRing implements StagingRing {
             host[i] = memory.allocate(layout.totalBytes());
             copies[i] = new CopyTask(i);
         }
-        String name = "r3-host-copy-" + RING_IDS.incrementAndGet();
-        // One thread, a queue as deep as the ring: an in-flight slot is queued at most once, so offers never fail
-        // and never allocate a queue node.
-        this.copyStream = new ThreadPoolExecutor(1, 1, 0, TimeUnit.SECONDS, new ArrayBlockingQueue<>(depth), r -> {
-            Thread t = new Thread(r, name);
-            t.setDaemon(true);
-            return t;
-        });
+        // A queue as deep as the ring: an in-flight slot is queued at most once, so offers never fail.
+        this.copyQueue = Queues.<CopyTask>get(depth).get();
+        this.copyStream = new Thread(this::runCopies, "r3-host-copy-" + RING_IDS.incrementAndGet());
+        copyStream.setDaemon(true);
+        copyStream.start();
+    }
+
+    /** The copy stream: runs queued copies in order; parks when there are none. */
+    private void runCopies() {
+        for (;;) {
+            CopyTask task = copyQueue.poll();
+            if (task == null) {
+                copyStreamParked = true;
+                task = copyQueue.poll();
+                if (task == null) {
+                    if (stopping) {
+                        copyStreamParked = false;
+                        return;
+                    }
+                    LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(10));
+                }
+                copyStreamParked = false;
+                if (task == null) {
+                    continue;
+                }
+            }
+            task.run();
+        }
     }
 
     @Override
@@ -72,7 +97,12 @@ final class HostStagingRing implements StagingRing {
         CopyTask copy = copies[index];
         copy.tokens = step.tokenCount();
         copy.listener = listener;
-        copyStream.execute(copy);
+        if (!copyQueue.offer(copy)) {
+            throw new IllegalStateException("ring slot " + index + " is already queued for copy; the ring is over-committed");
+        }
+        if (copyStreamParked) {
+            LockSupport.unpark(copyStream);
+        }
     }
 
     @Override
@@ -86,14 +116,18 @@ final class HostStagingRing implements StagingRing {
             return;
         }
         closed = true;
-        copyStream.shutdown();
-        try {
-            while (!copyStream.awaitTermination(10, TimeUnit.SECONDS)) {
-                // a copy of at most one ring slot cannot take this long unless the listener blocks; keep waiting,
-                // freeing memory under a running copy would corrupt the heap
-                Thread.onSpinWait();
+        stopping = true;
+        LockSupport.unpark(copyStream);
+        boolean interrupted = false;
+        // queued copies finish first: freeing memory under a running copy would corrupt the heap
+        while (copyStream.isAlive()) {
+            try {
+                copyStream.join();
+            } catch (InterruptedException e) {
+                interrupted = true;
             }
-        } catch (InterruptedException e) {
+        }
+        if (interrupted) {
             Thread.currentThread().interrupt();
         }
         for (int i = 0; i < staging.length; i++) {
