@@ -33,8 +33,13 @@ public final class HostPack {
      */
     public static void pack(ByteBuffer routing, ElementType routingType, ByteBuffer slots, ElementType slotType,
             int tokens, RingSpec spec, ByteBuffer staging) {
+        pack(routing, routingType, slots, slotType, tokens, spec, spec.layout(), staging);
+    }
+
+    /** As {@link #pack(ByteBuffer, ElementType, ByteBuffer, ElementType, int, RingSpec, ByteBuffer)} with the spec's layout. */
+    static void pack(ByteBuffer routing, ElementType routingType, ByteBuffer slots, ElementType slotType,
+            int tokens, RingSpec spec, RingSlotLayout layout, ByteBuffer staging) {
         RoutingShape shape = spec.shape();
-        RingSlotLayout layout = spec.layout();
         RoutingDtype dtype = shape.dtype();
         int idsPerRow = shape.idsPerRow();
         int idBytes = dtype.bytes();

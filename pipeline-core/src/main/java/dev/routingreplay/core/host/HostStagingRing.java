@@ -93,7 +93,7 @@ final class HostStagingRing implements StagingRing {
                     + step.routing().buffer().getClass().getSimpleName() + " and " + step.slotMapping().buffer().getClass().getSimpleName());
         }
         HostPack.pack(routing.memory(), step.routing().elementType(), slots.memory(), step.slotMapping().elementType(),
-                step.tokenCount(), spec, staging[index]);
+                step.tokenCount(), spec, layout, staging[index]);
         CopyTask copy = copies[index];
         copy.tokens = step.tokenCount();
         copy.listener = listener;

@@ -19,8 +19,8 @@ import reactor.core.publisher.Operators;
  *
  * <pre>
  * engine events --(engine thread)--> device stage: validate; capture -> ring slot, pack + async copy enqueued
- *               --(copy completion)--> completion: a capture waits for its copy, in order
- *               --(r3-sink-NAME thread)--> sink stage: scatter / gather / move / clear, release the ring slot
+ *               --(r3-sink-NAME thread)--> sink stage: wait for each capture's copy, in order; scatter / gather /
+ *                                          move / clear; release the ring slot
  *               --> the same events, each emitted once the sink acknowledged it
  * </pre>
  *
@@ -50,17 +50,11 @@ public final class CapturePipeline implements Function<Flux<EngineEvent>, Flux<E
     public Flux<EngineEvent> apply(Flux<EngineEvent> events) {
         return Flux.using(this::startRun,
                 run -> events
+                        .hide() // the stages below are not fuseable, whatever the engine's source is
                         .transform(Operators.<EngineEvent, Staged>lift((scannable, actual) -> new DeviceStageSubscriber(actual, run)))
-                        .concatMap(run::completion, prefetch(run))
-                        .publishOn(run.sinkScheduler(), prefetch(run))
-                        .map(run::flush)
-                        .doOnComplete(run::flushSink),
+                        .transform(Operators.<Staged, EngineEvent>lift((scannable, actual) -> new SinkStage(actual, run))),
                 PipelineRun::close,
                 true);
-    }
-
-    private static int prefetch(PipelineRun run) {
-        return Math.max(16, 2 * run.spec().depth());
     }
 
     private PipelineRun startRun() {

@@ -15,15 +15,8 @@ import dev.routingreplay.core.event.SlotsMoved;
 import dev.routingreplay.core.sink.RoutingSink;
 import java.util.HashSet;
 import java.util.Set;
-import java.util.concurrent.RejectedExecutionException;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.reactivestreams.Publisher;
-import reactor.core.publisher.Mono;
-import reactor.core.scheduler.Scheduler;
-import reactor.core.scheduler.Schedulers;
 
 /**
  * The state of one subscription to a {@link CapturePipeline}: the open ring, its slots, the sink thread, the live
@@ -36,12 +29,14 @@ final class PipelineRun {
     private final RingSlot[] slots;
     private final RoutingSink sink;
     private final PipelineMetrics metrics;
-    private final ScheduledExecutorService sinkExecutor;
-    private final Scheduler sinkScheduler;
+    private final String sinkThreadName;
+    private final SinkStage.Waker waker = new SinkStage.Waker();
     private final AtomicInteger freeSlots;
-    private final AtomicBoolean closed = new AtomicBoolean();
+    private final AtomicBoolean released = new AtomicBoolean();
     private final Runnable onClosed;
-    private volatile Thread sinkThread;
+    private volatile boolean closeRequested;
+    private volatile boolean sinkThreadStarted;
+    private volatile boolean sinkThreadExited;
     /** Engine thread only. */
     private int head;
     /** Engine thread only. */
@@ -58,19 +53,10 @@ final class PipelineRun {
         try {
             this.slots = new RingSlot[spec.depth()];
             for (int i = 0; i < slots.length; i++) {
-                slots[i] = new RingSlot(i, new CapturedStep(spec, ring.hostSlot(i)));
+                slots[i] = new RingSlot(i, new CapturedStep(spec, ring.hostSlot(i)), waker);
             }
             this.freeSlots = new AtomicInteger(spec.depth());
-            String threadName = "r3-sink-" + config.name();
-            ScheduledThreadPoolExecutor executor = new ScheduledThreadPoolExecutor(1, r -> {
-                Thread t = new Thread(r, threadName);
-                t.setDaemon(true);
-                sinkThread = t;
-                return t;
-            });
-            executor.setRemoveOnCancelPolicy(true);
-            this.sinkExecutor = executor;
-            this.sinkScheduler = Schedulers.fromExecutorService(executor, threadName);
+            this.sinkThreadName = "r3-sink-" + config.name();
         } catch (RuntimeException | Error e) {
             ring.close();
             throw e;
@@ -81,8 +67,16 @@ final class PipelineRun {
         return spec;
     }
 
-    Scheduler sinkScheduler() {
-        return sinkScheduler;
+    SinkStage.Waker waker() {
+        return waker;
+    }
+
+    /** Starts the run's sink thread running {@code loop}; once per run. */
+    void startSinkThread(Runnable loop) {
+        Thread t = new Thread(loop, sinkThreadName);
+        t.setDaemon(true);
+        sinkThreadStarted = true;
+        t.start();
     }
 
     int freeSlots() {
@@ -184,11 +178,6 @@ final class PipelineRun {
         }
     }
 
-    /** Any thread: the publisher that emits {@code staged} once its copy has completed. */
-    Publisher<Staged> completion(Staged staged) {
-        return staged instanceof RingSlot slot ? slot : Mono.just(staged);
-    }
-
     /** Sink thread: applies the event to the sink, releases the ring slot, returns the acknowledged event. */
     EngineEvent flush(Staged staged) {
         EngineEvent event = staged.event();
@@ -245,35 +234,39 @@ final class PipelineRun {
     }
 
     /**
-     * Any thread, once: frees the ring after the sink thread has finished what it is doing (runs inline when called
-     * on the sink thread, else queued behind the sink's current work), then stops the sink thread.
+     * Any thread (the {@code Flux.using} cleanup): frees the run's resources once the sink thread has exited, so
+     * never under a running sink call; right away when the sink thread never started or already exited.
      */
     void close() {
-        if (!closed.compareAndSet(false, true)) {
-            return;
+        closeRequested = true;
+        waker.wake();
+        if (!sinkThreadStarted || sinkThreadExited) {
+            release();
         }
-        Runnable closing = () -> {
-            try {
-                for (RingSlot slot : slots) {
-                    if (slot.inUse) {
-                        slot.inUse = false;
-                        metrics.slotReleased();
-                    }
-                }
-                ring.close();
-            } finally {
-                sinkExecutor.shutdown();
-                onClosed.run();
-            }
-        };
-        if (Thread.currentThread() == sinkThread) {
-            closing.run();
+    }
+
+    /** Sink thread, as it exits. */
+    void sinkThreadExited() {
+        sinkThreadExited = true;
+        if (closeRequested) {
+            release();
+        }
+    }
+
+    private void release() {
+        if (!released.compareAndSet(false, true)) {
             return;
         }
         try {
-            sinkExecutor.execute(closing);
-        } catch (RejectedExecutionException e) {
-            closing.run();
+            for (RingSlot slot : slots) {
+                if (slot.inUse) {
+                    slot.inUse = false;
+                    metrics.slotReleased();
+                }
+            }
+            ring.close();
+        } finally {
+            onClosed.run();
         }
     }
 }

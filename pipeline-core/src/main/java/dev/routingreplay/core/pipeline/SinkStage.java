@@ -1,0 +1,206 @@
+package dev.routingreplay.core.pipeline;
+
+import dev.routingreplay.core.event.EngineEvent;
+import java.lang.invoke.VarHandle;
+import java.util.Queue;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLongFieldUpdater;
+import java.util.concurrent.locks.LockSupport;
+import org.reactivestreams.Subscription;
+import reactor.core.CoreSubscriber;
+import reactor.core.publisher.Operators;
+import reactor.util.concurrent.Queues;
+import reactor.util.context.Context;
+
+/**
+ * The completion and sink stages, on the pipeline's own sink thread ({@code r3-sink-NAME}, one per run).
+ *
+ * <p>Signals: takes {@link Staged} events in order from the device stage into a bounded queue; for each, waits until
+ * its copy completed (a ring slot) and the downstream has demand, applies it to the sink, releases the ring slot and
+ * emits the acknowledged {@link EngineEvent} downstream, on the sink thread. A device error terminates at once; an
+ * upstream error or completion is signalled after the events queued before it were flushed.
+ *
+ * <p>Demand: requests {@code prefetch} events from the device stage and replenishes 3/4 of that at a time, so the
+ * queue never overflows. Waiting parks the sink thread; the engine thread (new event), the backend's completion
+ * callback and the downstream (request, cancel) unpark it. Nothing here allocates per step.
+ *
+ * <p>The sink thread also frees the run's resources when it exits (completion, error or cancellation), so the ring
+ * is never freed under a running sink call.
+ */
+final class SinkStage implements CoreSubscriber<Staged>, Subscription {
+    private static final AtomicLongFieldUpdater<SinkStage> REQUESTED = AtomicLongFieldUpdater.newUpdater(SinkStage.class, "requested");
+    private static final long MAX_PARK_NANOS = TimeUnit.MILLISECONDS.toNanos(100);
+
+    /** Wakes the sink thread when something it waits for happened. */
+    static final class Waker {
+        private volatile Thread thread;
+        private volatile boolean parked;
+
+        void wake() {
+            VarHandle.fullFence();
+            if (parked) {
+                Thread t = thread;
+                if (t != null) {
+                    LockSupport.unpark(t);
+                }
+            }
+        }
+    }
+
+    private final CoreSubscriber<? super EngineEvent> actual;
+    private final PipelineRun run;
+    private final Waker waker;
+    private final int prefetch;
+    private final int limit;
+    private final Queue<Staged> queue;
+    private Subscription upstream;
+    private volatile long requested;
+    private volatile boolean done;
+    private Throwable error;
+    private volatile boolean cancelled;
+
+    SinkStage(CoreSubscriber<? super EngineEvent> actual, PipelineRun run) {
+        this.actual = actual;
+        this.run = run;
+        this.waker = run.waker();
+        this.prefetch = Math.max(16, 2 * run.spec().depth());
+        this.limit = prefetch - (prefetch >> 2);
+        this.queue = Queues.<Staged>get(prefetch).get();
+    }
+
+    @Override
+    public Context currentContext() {
+        return actual.currentContext();
+    }
+
+    @Override
+    public void onSubscribe(Subscription s) {
+        if (Operators.validate(upstream, s)) {
+            upstream = s;
+            actual.onSubscribe(this);
+            run.startSinkThread(this::drainLoop);
+            s.request(prefetch);
+        }
+    }
+
+    @Override
+    public void onNext(Staged staged) {
+        if (!queue.offer(staged)) {
+            onError(new IllegalStateException("sink stage queue overflow: the device stage emitted beyond demand"));
+            return;
+        }
+        waker.wake();
+    }
+
+    @Override
+    public void onError(Throwable t) {
+        error = t;
+        done = true;
+        waker.wake();
+    }
+
+    @Override
+    public void onComplete() {
+        done = true;
+        waker.wake();
+    }
+
+    @Override
+    public void request(long n) {
+        if (Operators.validate(n)) {
+            Operators.addCap(REQUESTED, this, n);
+            waker.wake();
+        }
+    }
+
+    @Override
+    public void cancel() {
+        if (!cancelled) {
+            cancelled = true;
+            upstream.cancel();
+            waker.wake();
+        }
+    }
+
+    /** The sink thread's loop. */
+    private void drainLoop() {
+        waker.thread = Thread.currentThread();
+        int consumed = 0;
+        try {
+            for (;;) {
+                if (cancelled) {
+                    return;
+                }
+                boolean terminated = done;
+                Staged head = queue.peek();
+                if (head == null) {
+                    if (terminated) {
+                        finish();
+                        return;
+                    }
+                    park();
+                    continue;
+                }
+                if (head instanceof RingSlot slot && !slot.isComplete() || requested == 0) {
+                    park();
+                    continue;
+                }
+                queue.poll();
+                if (head instanceof RingSlot slot && slot.error() != null) {
+                    fail(new CapturePipelineException(slot.event(), "device copy", slot.error()));
+                    return;
+                }
+                EngineEvent acknowledged;
+                try {
+                    acknowledged = run.flush(head);
+                } catch (Throwable t) {
+                    fail(t);
+                    return;
+                }
+                if (requested != Long.MAX_VALUE) {
+                    REQUESTED.decrementAndGet(this);
+                }
+                actual.onNext(acknowledged);
+                if (++consumed == limit) {
+                    consumed = 0;
+                    upstream.request(limit);
+                }
+            }
+        } finally {
+            queue.clear();
+            run.sinkThreadExited();
+        }
+    }
+
+    private void finish() {
+        Throwable e = error;
+        if (e != null) {
+            actual.onError(e);
+            return;
+        }
+        try {
+            run.flushSink();
+        } catch (Throwable t) {
+            actual.onError(t);
+            return;
+        }
+        actual.onComplete();
+    }
+
+    private void fail(Throwable t) {
+        cancelled = true;
+        upstream.cancel();
+        actual.onError(t);
+    }
+
+    private void park() {
+        waker.parked = true;
+        // re-check after announcing the park: a wake between the checks above and here is not lost
+        Staged head = queue.peek();
+        boolean ready = cancelled || (head == null ? done : requested != 0 && (!(head instanceof RingSlot slot) || slot.isComplete()));
+        if (!ready) {
+            LockSupport.parkNanos(this, MAX_PARK_NANOS);
+        }
+        waker.parked = false;
+    }
+}

@@ -1,0 +1,141 @@
+package dev.routingreplay.sink.bench;
+
+import dev.routingreplay.core.ElementType;
+import dev.routingreplay.core.ModelPreset;
+import dev.routingreplay.core.RoutingShape;
+import dev.routingreplay.core.device.CapturedStep;
+import dev.routingreplay.core.device.RingSpec;
+import dev.routingreplay.core.event.RequestFinished;
+import dev.routingreplay.core.host.HostPack;
+import dev.routingreplay.core.sink.SlotStore;
+import dev.routingreplay.sink.ChronicleRoutingSink;
+import dev.routingreplay.sink.StoreConfig;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Comparator;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+
+/**
+ * Scatter of a decode step (512 tokens) and gather of a 32k-token request, per model preset: into the in-memory slot
+ * index alone, and through the Chronicle sink (journal append + index; request record append). Run with
+ * {@code bench/jmh.sh pipeline-sink SinkBenchmark -prof gc}.
+ */
+@State(Scope.Benchmark)
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MICROSECONDS)
+public class SinkBenchmark {
+    /** Tokens of one decode step. */
+    public static final int STEP_TOKENS = 512;
+    /** Tokens of the gathered request. */
+    public static final int REQUEST_TOKENS = 32 * 1024;
+    private static final int SLOTS = 64 * 1024;
+
+    @Param({"DEEPSEEK_V3", "QWEN3_30B_A3B", "GPT_OSS_120B"})
+    public String preset;
+
+    private RoutingShape shape;
+    private CapturedStep step;
+    private SlotStore index;
+    private ChronicleRoutingSink sink;
+    private Path dir;
+    private RequestFinished request;
+    private ByteBuffer gathered;
+    private long stepId;
+    private long finishes;
+
+    @Setup(Level.Trial)
+    public void setUp() {
+        shape = ModelPreset.valueOf(preset).shape();
+        RingSpec spec = new RingSpec(shape, 1, STEP_TOKENS, SLOTS);
+        Random rng = new Random(1);
+        ByteBuffer ids = ByteBuffer.allocateDirect(STEP_TOKENS * shape.idsPerRow() * 4).order(ByteOrder.nativeOrder());
+        for (int i = 0; i < STEP_TOKENS * shape.idsPerRow(); i++) {
+            ids.putInt(i * 4, rng.nextInt(shape.numExperts()));
+        }
+        ByteBuffer slots = ByteBuffer.allocateDirect(STEP_TOKENS * 4).order(ByteOrder.nativeOrder());
+        for (int t = 0; t < STEP_TOKENS; t++) {
+            slots.putInt(t * 4, rng.nextInt(SLOTS));
+        }
+        ByteBuffer host = ByteBuffer.allocateDirect(spec.layout().totalBytes()).order(ByteOrder.nativeOrder());
+        HostPack.pack(ids, ElementType.INT32, slots, ElementType.INT32, STEP_TOKENS, spec, host);
+        step = new CapturedStep(spec, host);
+        step.aim(0, STEP_TOKENS);
+        index = new SlotStore(shape, SLOTS);
+        for (int s = 0; s < SLOTS; s += STEP_TOKENS) {
+            index.scatter(step);
+        }
+        for (int s = 0; s < SLOTS; s++) {
+            index.put(s, host, step.rowOffset(s % STEP_TOKENS));
+        }
+        int[] requestSlots = new int[REQUEST_TOKENS];
+        for (int p = 0; p < REQUEST_TOKENS; p++) {
+            requestSlots[p] = rng.nextInt(SLOTS);
+        }
+        request = new RequestFinished("bench", requestSlots);
+        gathered = ByteBuffer.allocateDirect(REQUEST_TOKENS * shape.rowBytes());
+    }
+
+    @Setup(Level.Iteration)
+    public void openStore() throws IOException {
+        dir = Files.createTempDirectory("r3-bench");
+        sink = ChronicleRoutingSink.open(StoreConfig.of(dir, shape, SLOTS).withMinFreeBytes(0));
+        for (int s = 0; s < SLOTS; s += STEP_TOKENS) {
+            sink.scatter(step);
+        }
+    }
+
+    @TearDown(Level.Iteration)
+    public void closeStore() throws IOException {
+        sink.close();
+        try (Stream<Path> files = Files.walk(dir)) {
+            files.sorted(Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        }
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        index.close();
+    }
+
+    /** A 512-token step into the in-memory slot index only. */
+    @Benchmark
+    public int scatterIndex() {
+        return index.scatter(step);
+    }
+
+    /** A 512-token step through the Chronicle sink: journal excerpt + slot index. */
+    @Benchmark
+    public int scatterChronicle() {
+        step.aim(stepId++, STEP_TOKENS);
+        return sink.scatter(step);
+    }
+
+    /** Gather of a 32k-token request from the slot index into a buffer. */
+    @Benchmark
+    public ByteBuffer gatherIndex() {
+        index.gatherInto(request, gathered);
+        return gathered;
+    }
+
+    /** Finish of a 32k-token request through the Chronicle sink: gather + request record + journal excerpt. */
+    @Benchmark
+    public long finishChronicle() {
+        sink.finish(new RequestFinished("r" + finishes++, request.slots()));
+        return finishes;
+    }
+}
