@@ -76,7 +76,8 @@ final class DeviceStageSubscriber implements CoreSubscriber<EngineEvent>, Subscr
             if (cancelled) {
                 return;
             }
-            onError(event == null ? t : new CapturePipelineException(event, "validation", t));
+            onError(event == null ? t
+                    : new CapturePipelineException(event, t instanceof IllegalArgumentException ? "validation" : "device enqueue", t));
             return;
         }
         // order matters: stage() took the ring slot before the outstanding count drops (see topUp)

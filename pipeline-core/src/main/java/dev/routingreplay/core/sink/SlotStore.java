@@ -118,7 +118,9 @@ public final class SlotStore implements AutoCloseable {
         }
         for (int p = 0; p < slots.length; p++) {
             int slot = slots[p];
-            checkSlot(slot, "request " + request.requestId() + " position " + p + " slot");
+            if (slot < 0 || slot >= slotCapacity) {
+                checkSlot(slot, "request " + request.requestId() + " position " + p + " slot");
+            }
             if (!written.get(slot)) {
                 throw new IllegalStateException("request " + request.requestId() + ": position " + p + " of " + slots.length
                         + " maps to slot " + slot + ", which holds no routing (never captured, or cleared)");
@@ -134,8 +136,10 @@ public final class SlotStore implements AutoCloseable {
         int[] src = move.sourceSlots();
         int[] dst = move.destinationSlots();
         for (int i = 0; i < src.length; i++) {
-            checkSlot(src[i], "sourceSlots[" + i + "]");
-            checkSlot(dst[i], "destinationSlots[" + i + "]");
+            if (src[i] < 0 || src[i] >= slotCapacity || dst[i] < 0 || dst[i] >= slotCapacity) {
+                checkSlot(src[i], "sourceSlots[" + i + "]");
+                checkSlot(dst[i], "destinationSlots[" + i + "]");
+            }
         }
         ByteBuffer snapshot = ByteBuffer.allocate(src.length * rowBytes);
         BitSet had = new BitSet(src.length);

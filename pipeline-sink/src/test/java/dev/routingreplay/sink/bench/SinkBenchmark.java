@@ -55,6 +55,8 @@ public class SinkBenchmark {
     private Path dir;
     private RequestFinished request;
     private ByteBuffer gathered;
+    private ByteBuffer host;
+    private int[] stepSlots;
     private long stepId;
     private long finishes;
 
@@ -71,14 +73,15 @@ public class SinkBenchmark {
         for (int t = 0; t < STEP_TOKENS; t++) {
             slots.putInt(t * 4, rng.nextInt(SLOTS));
         }
-        ByteBuffer host = ByteBuffer.allocateDirect(spec.layout().totalBytes()).order(ByteOrder.nativeOrder());
+        host = ByteBuffer.allocateDirect(spec.layout().totalBytes()).order(ByteOrder.nativeOrder());
         HostPack.pack(ids, ElementType.INT32, slots, ElementType.INT32, STEP_TOKENS, spec, host);
         step = new CapturedStep(spec, host);
         step.aim(0, STEP_TOKENS);
-        index = new SlotStore(shape, SLOTS);
-        for (int s = 0; s < SLOTS; s += STEP_TOKENS) {
-            index.scatter(step);
+        stepSlots = new int[STEP_TOKENS];
+        for (int t = 0; t < STEP_TOKENS; t++) {
+            stepSlots[t] = step.slot(t);
         }
+        index = new SlotStore(shape, SLOTS);
         for (int s = 0; s < SLOTS; s++) {
             index.put(s, host, step.rowOffset(s % STEP_TOKENS));
         }
@@ -94,8 +97,15 @@ public class SinkBenchmark {
     public void openStore() throws IOException {
         dir = Files.createTempDirectory("r3-bench");
         sink = ChronicleRoutingSink.open(StoreConfig.of(dir, shape, SLOTS).withMinFreeBytes(0));
-        for (int s = 0; s < SLOTS; s += STEP_TOKENS) {
+        // write every slot once (sequential slots), then put the step's random slots back
+        for (int base = 0; base < SLOTS; base += STEP_TOKENS) {
+            for (int t = 0; t < STEP_TOKENS; t++) {
+                host.putInt(step.slotsOffset() + 4 * t, base + t);
+            }
             sink.scatter(step);
+        }
+        for (int t = 0; t < STEP_TOKENS; t++) {
+            host.putInt(step.slotsOffset() + 4 * t, stepSlots[t]);
         }
     }
 

@@ -1,0 +1,167 @@
+package dev.routingreplay.cuda;
+
+import dev.routingreplay.core.device.CaptureListener;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
+import jcuda.driver.CUevent;
+import jcuda.driver.CUhostFn;
+import jcuda.driver.CUresult;
+import jcuda.driver.CUstream;
+import jcuda.driver.JCudaDriver;
+
+/**
+ * Tells each capture's listener, in enqueue order, once its copy-complete event has completed. One per ring; the
+ * engine thread registers (after recording the event), the notifier's own thread (or the driver's) reports.
+ */
+abstract class CompletionNotifier implements AutoCloseable {
+    /** Called on the engine thread right after slot {@code index}'s copy-complete event was recorded. */
+    abstract void register(int index, CaptureListener listener);
+
+    /** Returns once every registered capture was reported; stops the notifier's thread. */
+    @Override
+    public abstract void close();
+
+    static CompletionNotifier create(CompletionStrategy strategy, CudaDevice device, CUstream copyStream, CUevent[] copied) {
+        switch (strategy) {
+            case HOST_FUNC:
+                return new HostFunc(copyStream, copied.length);
+            case BLOCKING_SYNC:
+                return new Waiting(device, copied, true);
+            default:
+                return new Waiting(device, copied, false);
+        }
+    }
+
+    /** {@code cuLaunchHostFunc} after each copy; the driver's thread calls the listener. */
+    static final class HostFunc extends CompletionNotifier {
+        private final CUstream copyStream;
+        private final Callback[] callbacks;
+        private final CUhostFn fn = userData -> ((Callback) userData).fire();
+
+        private static final class Callback {
+            final int index;
+            volatile CaptureListener listener;
+
+            Callback(int index) {
+                this.index = index;
+            }
+
+            void fire() {
+                listener.onCaptureComplete(index, null);
+            }
+        }
+
+        HostFunc(CUstream copyStream, int depth) {
+            this.copyStream = copyStream;
+            this.callbacks = new Callback[depth];
+            for (int i = 0; i < depth; i++) {
+                callbacks[i] = new Callback(i);
+            }
+        }
+
+        @Override
+        void register(int index, CaptureListener listener) {
+            Callback c = callbacks[index];
+            c.listener = listener;
+            Cuda.check(JCudaDriver.cuLaunchHostFunc(copyStream, fn, c), "cuLaunchHostFunc");
+        }
+
+        @Override
+        public void close() {
+            // the ring synchronizes the copy stream before closing: every callback has run
+        }
+    }
+
+    /**
+     * A dedicated thread that waits for the oldest in-flight copy: by polling {@code cuEventQuery} with a backoff
+     * (spin, yield, park up to 50 us), or by blocking in {@code cuEventSynchronize}.
+     */
+    static final class Waiting extends CompletionNotifier {
+        private static final long MAX_PARK_NANOS = TimeUnit.MICROSECONDS.toNanos(50);
+        private final CudaDevice device;
+        private final CUevent[] copied;
+        private final boolean blocking;
+        private final int[] order;
+        private final CaptureListener[] listeners;
+        private final Thread thread;
+        private volatile long submitted;
+        private volatile long completed;
+        private volatile boolean stopping;
+        private volatile boolean idle;
+
+        Waiting(CudaDevice device, CUevent[] copied, boolean blocking) {
+            this.device = device;
+            this.copied = copied;
+            this.blocking = blocking;
+            this.order = new int[copied.length];
+            this.listeners = new CaptureListener[copied.length];
+            this.thread = new Thread(this::loop, blocking ? "r3-cuda-sync" : "r3-cuda-poll");
+            thread.setDaemon(true);
+            thread.start();
+        }
+
+        @Override
+        void register(int index, CaptureListener listener) {
+            long seq = submitted;
+            order[(int) (seq % order.length)] = index;
+            listeners[index] = listener;
+            submitted = seq + 1;
+            if (idle) {
+                LockSupport.unpark(thread);
+            }
+        }
+
+        private void loop() {
+            device.bind();
+            int spins = 0;
+            for (;;) {
+                long done = completed;
+                if (done == submitted) {
+                    if (stopping) {
+                        return;
+                    }
+                    idle = true;
+                    if (done == submitted && !stopping) {
+                        LockSupport.parkNanos(MAX_PARK_NANOS * 20);
+                    }
+                    idle = false;
+                    continue;
+                }
+                int index = order[(int) (done % order.length)];
+                int r = blocking ? JCudaDriver.cuEventSynchronize(copied[index]) : JCudaDriver.cuEventQuery(copied[index]);
+                if (r == CUresult.CUDA_ERROR_NOT_READY) {
+                    if (++spins < 200) {
+                        Thread.onSpinWait();
+                    } else if (spins < 400) {
+                        Thread.yield();
+                    } else {
+                        LockSupport.parkNanos(Math.min(MAX_PARK_NANOS, 1_000L * (spins - 399)));
+                    }
+                    continue;
+                }
+                spins = 0;
+                CaptureListener listener = listeners[index];
+                completed = done + 1;
+                listener.onCaptureComplete(index, r == CUresult.CUDA_SUCCESS ? null
+                        : new CudaException(blocking ? "cuEventSynchronize" : "cuEventQuery", r));
+            }
+        }
+
+        @Override
+        public void close() {
+            stopping = true;
+            LockSupport.unpark(thread);
+            boolean interrupted = false;
+            while (thread.isAlive()) {
+                try {
+                    thread.join();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+}

@@ -1,0 +1,196 @@
+package dev.routingreplay.cuda;
+
+import dev.routingreplay.core.ElementType;
+import dev.routingreplay.core.RoutingShape;
+import dev.routingreplay.core.device.CaptureListener;
+import dev.routingreplay.core.device.RingSlotLayout;
+import dev.routingreplay.core.device.RingSpec;
+import dev.routingreplay.core.device.StagingRing;
+import dev.routingreplay.core.event.CaptureStep;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import jcuda.Pointer;
+import jcuda.driver.CUdeviceptr;
+import jcuda.driver.CUevent;
+import jcuda.driver.CUevent_flags;
+import jcuda.driver.CUstream;
+import jcuda.driver.CUstream_flags;
+import jcuda.driver.JCudaDriver;
+
+/**
+ * The CUDA staging ring. Per slot: device staging memory and pinned host memory ({@code cuMemHostAlloc}) laid out by
+ * {@link RingSlotLayout}, a "packed" event and a "copied" event (timing disabled).
+ *
+ * <p>A capture: on the compute stream, zero the status header and run {@code r3_pack} (engine ids, int32 or int64, to
+ * the compact dtype, with validation; this is also the device-to-device copy that frees the engine's buffer for the
+ * next forward), record "packed"; the copy stream waits for "packed" and copies the used header+slots and rows to the
+ * pinned host slot, records "copied"; the completion notifier reports it. The compute stream never waits for the copy.
+ * Enqueueing allocates nothing per step while the engine keeps its buffers.
+ */
+final class CudaStagingRing implements StagingRing {
+    private static final int PACK_THREADS = 256;
+    private static final int MAX_PACK_BLOCKS = 132 * 8;
+
+    private final CudaDevice device;
+    private final RingSpec spec;
+    private final RingSlotLayout layout;
+    private final CUstream copyStream = new CUstream();
+    private final CUdeviceptr[] staging;
+    private final CUdeviceptr[] stagingRows;
+    private final Pointer[] host;
+    private final Pointer[] hostRows;
+    private final ByteBuffer[] hostBuffers;
+    private final CUevent[] packed;
+    private final CUevent[] copied;
+    private final SlotParams[] params;
+    private final CompletionNotifier notifier;
+    private boolean closed;
+
+    /** The pack kernel's arguments for one ring slot, reused every step. */
+    private static final class SlotParams {
+        final int[] idBytes = new int[1];
+        final int[] slotBytes = new int[1];
+        final int[] tokens = new int[1];
+        final int[] idsPerRow = new int[1];
+        final int[] numExperts = new int[1];
+        final int[] slotCapacity = new int[1];
+        final int[] dtypeBytes = new int[1];
+        final int[] sentinel = new int[1];
+        final int[] rowsOffset = new int[1];
+        CudaBuffer routing;
+        CudaBuffer slots;
+        Pointer kernelParams;
+
+        Pointer forBuffers(CudaBuffer r, CudaBuffer s, CUdeviceptr stagingPtr) {
+            if (r != routing || s != slots || kernelParams == null) {
+                routing = r;
+                slots = s;
+                kernelParams = Pointer.to(Pointer.to(r.pointer()), Pointer.to(idBytes), Pointer.to(s.pointer()), Pointer.to(slotBytes),
+                        Pointer.to(tokens), Pointer.to(idsPerRow), Pointer.to(numExperts), Pointer.to(slotCapacity),
+                        Pointer.to(dtypeBytes), Pointer.to(sentinel), Pointer.to(stagingPtr), Pointer.to(rowsOffset));
+            }
+            return kernelParams;
+        }
+    }
+
+    CudaStagingRing(CudaDevice device, RingSpec spec, CompletionStrategy completion) {
+        this.device = device;
+        this.spec = spec;
+        this.layout = spec.layout();
+        int depth = spec.depth();
+        this.staging = new CUdeviceptr[depth];
+        this.stagingRows = new CUdeviceptr[depth];
+        this.host = new Pointer[depth];
+        this.hostRows = new Pointer[depth];
+        this.hostBuffers = new ByteBuffer[depth];
+        this.packed = new CUevent[depth];
+        this.copied = new CUevent[depth];
+        this.params = new SlotParams[depth];
+        device.bind();
+        Cuda.check(JCudaDriver.cuStreamCreate(copyStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate(copy)");
+        int eventFlags = CUevent_flags.CU_EVENT_DISABLE_TIMING
+                | (completion == CompletionStrategy.BLOCKING_SYNC ? CUevent_flags.CU_EVENT_BLOCKING_SYNC : 0);
+        RoutingShape shape = spec.shape();
+        for (int i = 0; i < depth; i++) {
+            staging[i] = new CUdeviceptr();
+            Cuda.check(JCudaDriver.cuMemAlloc(staging[i], layout.totalBytes()), "cuMemAlloc(staging " + layout.totalBytes() + ")");
+            stagingRows[i] = staging[i].withByteOffset(layout.rowsOffset());
+            host[i] = new Pointer();
+            Cuda.check(JCudaDriver.cuMemHostAlloc(host[i], layout.totalBytes(), 0), "cuMemHostAlloc(" + layout.totalBytes() + ")");
+            hostRows[i] = host[i].withByteOffset(layout.rowsOffset());
+            hostBuffers[i] = host[i].getByteBuffer(0, layout.totalBytes()).order(ByteOrder.nativeOrder());
+            packed[i] = new CUevent();
+            copied[i] = new CUevent();
+            Cuda.check(JCudaDriver.cuEventCreate(packed[i], CUevent_flags.CU_EVENT_DISABLE_TIMING), "cuEventCreate(packed)");
+            Cuda.check(JCudaDriver.cuEventCreate(copied[i], eventFlags), "cuEventCreate(copied)");
+            SlotParams p = new SlotParams();
+            p.idsPerRow[0] = shape.idsPerRow();
+            p.numExperts[0] = shape.numExperts();
+            p.slotCapacity[0] = spec.slotCapacity();
+            p.dtypeBytes[0] = shape.dtype().bytes();
+            p.sentinel[0] = shape.dtype().sentinel();
+            p.rowsOffset[0] = layout.rowsOffset();
+            params[i] = p;
+        }
+        this.notifier = CompletionNotifier.create(completion, device, copyStream, copied);
+    }
+
+    @Override
+    public RingSpec spec() {
+        return spec;
+    }
+
+    @Override
+    public synchronized void enqueueCapture(int index, CaptureStep step, CaptureListener listener) {
+        if (closed) {
+            throw new IllegalStateException("staging ring is closed; cannot capture " + step.describe());
+        }
+        CudaBuffer routing = CudaDevice.cast(step.routing().buffer());
+        CudaBuffer slots = CudaDevice.cast(step.slotMapping().buffer());
+        int tokens = step.tokenCount();
+        CUstream compute = device.computeStream();
+        device.bind();
+        SlotParams p = params[index];
+        p.idBytes[0] = step.routing().elementType() == ElementType.INT32 ? 4 : 8;
+        p.slotBytes[0] = step.slotMapping().elementType() == ElementType.INT32 ? 4 : 8;
+        p.tokens[0] = tokens;
+        Pointer kernelParams = p.forBuffers(routing, slots, staging[index]);
+        Cuda.check(JCudaDriver.cuMemsetD8Async(staging[index], (byte) 0, RingSlotLayout.STATUS_BYTES, compute), "cuMemsetD8Async(status)");
+        if (tokens > 0) {
+            long total = (long) tokens * spec.shape().idsPerRow();
+            int blocks = (int) Math.min((total + PACK_THREADS - 1) / PACK_THREADS, MAX_PACK_BLOCKS);
+            Cuda.check(JCudaDriver.cuLaunchKernel(device.kernels().pack, blocks, 1, 1, PACK_THREADS, 1, 1, 0, compute, kernelParams, null),
+                    "cuLaunchKernel(r3_pack)");
+        }
+        Cuda.check(JCudaDriver.cuEventRecord(packed[index], compute), "cuEventRecord(packed)");
+        Cuda.check(JCudaDriver.cuStreamWaitEvent(copyStream, packed[index], 0), "cuStreamWaitEvent(copy, packed)");
+        Cuda.check(JCudaDriver.cuMemcpyDtoHAsync(host[index], staging[index], layout.headerBytes(tokens), copyStream),
+                "cuMemcpyDtoHAsync(header)");
+        if (tokens > 0) {
+            Cuda.check(JCudaDriver.cuMemcpyDtoHAsync(hostRows[index], stagingRows[index], layout.rowBytesFor(tokens), copyStream),
+                    "cuMemcpyDtoHAsync(rows)");
+        }
+        Cuda.check(JCudaDriver.cuEventRecord(copied[index], copyStream), "cuEventRecord(copied)");
+        notifier.register(index, listener);
+    }
+
+    @Override
+    public ByteBuffer hostSlot(int index) {
+        return hostBuffers[index];
+    }
+
+    /** Fills slot {@code index}'s staging and host memory with {@code value} (tests poison them to catch unwritten bytes). */
+    void poison(int index, byte value) {
+        device.bind();
+        Cuda.check(JCudaDriver.cuMemsetD8Async(staging[index], value, layout.totalBytes(), copyStream), "cuMemsetD8Async(poison)");
+        Cuda.check(JCudaDriver.cuStreamSynchronize(copyStream), "cuStreamSynchronize(copy)");
+        ByteBuffer b = hostBuffers[index];
+        for (int i = 0; i < b.capacity(); i++) {
+            b.put(i, value);
+        }
+    }
+
+    @Override
+    public synchronized void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        device.bind();
+        // after a CUDA error this returns it again; the error was already reported through the listeners
+        JCudaDriver.cuStreamSynchronize(copyStream);
+        notifier.close();
+        for (int i = 0; i < staging.length; i++) {
+            JCudaDriver.cuEventDestroy(packed[i]);
+            JCudaDriver.cuEventDestroy(copied[i]);
+            JCudaDriver.cuMemFree(staging[i]);
+            JCudaDriver.cuMemFreeHost(host[i]);
+        }
+        JCudaDriver.cuStreamDestroy(copyStream);
+    }
+
+    /** Slot {@code index}'s copy-complete event (the benchmark's latency observer polls it). */
+    CUevent copiedEvent(int index) {
+        return copied[index];
+    }
+}

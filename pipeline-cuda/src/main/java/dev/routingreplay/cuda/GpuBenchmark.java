@@ -1,0 +1,331 @@
+package dev.routingreplay.cuda;
+
+import dev.routingreplay.core.ElementType;
+import dev.routingreplay.core.ModelPreset;
+import dev.routingreplay.core.RoutingDtype;
+import dev.routingreplay.core.RoutingShape;
+import dev.routingreplay.core.device.RingSpec;
+import dev.routingreplay.core.device.StagingRing;
+import dev.routingreplay.core.event.CaptureStep;
+import dev.routingreplay.core.event.EngineEvent;
+import dev.routingreplay.core.event.RoutingBuffer;
+import dev.routingreplay.core.event.SlotMappingBuffer;
+import dev.routingreplay.core.pipeline.CapturePipeline;
+import dev.routingreplay.core.sink.SlotStore;
+import dev.routingreplay.core.sink.MemoryRoutingSink;
+import java.lang.management.ManagementFactory;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.LockSupport;
+import jcuda.Pointer;
+import jcuda.driver.CUresult;
+import jcuda.driver.JCudaDriver;
+import org.HdrHistogram.Histogram;
+import org.reactivestreams.Subscriber;
+import org.reactivestreams.Subscription;
+import reactor.core.Disposable;
+import reactor.core.publisher.Flux;
+
+/**
+ * The GPU benchmark (one run, one card): a decode/prefill loop of the synthetic forward (the gate kernel plus extra
+ * work, then the engine's per-step synchronize for sampling) with no capture, with synchronous capture (blocking copy
+ * of the int32 routing and a CPU scatter after every step, the old engines' way) and with the async pipeline;
+ * the ring's device-to-host bandwidth against a plain pinned {@code cuMemcpyDtoHAsync} of the same bytes; and each
+ * completion strategy's event-to-subscriber latency and CPU cost. Writes a markdown report.
+ *
+ * <p>Arguments: {@code [report-file] [forward-ms] [steps]} (defaults: stdout only, 2 ms, 400).
+ */
+public final class GpuBenchmark {
+    private static final int SLOT_CAPACITY = 16384;
+
+    private GpuBenchmark() {
+    }
+
+    /** Runs the benchmark. */
+    public static void main(String[] args) throws Exception {
+        Path reportFile = args.length > 0 ? Path.of(args[0]) : null;
+        double forwardMs = args.length > 1 ? Double.parseDouble(args[1]) : 2.0;
+        int steps = args.length > 2 ? Integer.parseInt(args[2]) : 400;
+        StringBuilder report = new StringBuilder();
+        String unavailable = Cuda.unavailableReason();
+        if (unavailable != null) {
+            System.err.println("GPU benchmark: " + unavailable);
+            System.exit(2);
+        }
+        try (CudaDevice gpu = CudaDevice.open(0, CompletionStrategy.DEFAULT)) {
+            line(report, "# GPU benchmark on " + gpu.name());
+            line(report, "");
+            line(report, "Forward calibrated to about " + forwardMs + " ms at each size; " + steps + " timed steps per mode, modes interleaved in "
+                    + "rounds; mean step time. Ratios are against no capture, measured in the same run.");
+            line(report, "");
+            line(report, "| model | tokens | no capture (ms/step) | sync capture / none | async pipeline / none |");
+            line(report, "|---|---|---|---|---|");
+            for (ModelPreset preset : new ModelPreset[] {ModelPreset.DEEPSEEK_V3, ModelPreset.QWEN3_30B_A3B}) {
+                for (int tokens : new int[] {64, 256, 512, 8192}) {
+                    stepTimes(gpu, preset, tokens, forwardMs, steps, report);
+                }
+            }
+            line(report, "");
+            line(report, "| model | bytes per prefill step (8192 tokens) | plain pinned cuMemcpyDtoHAsync (GB/s) | ring capture: pack + D2H (GB/s) | ring / plain |");
+            line(report, "|---|---|---|---|---|");
+            for (ModelPreset preset : new ModelPreset[] {ModelPreset.DEEPSEEK_V3, ModelPreset.QWEN3_30B_A3B}) {
+                bandwidth(gpu, preset.shape(), preset.cliName(), 8192, report);
+            }
+            line(report, "");
+            line(report, "| completion strategy | event-to-subscriber p50 (us) | p99 (us) | p99.9 (us) | max (us) | process CPU while paced at 1 step/ms (cores) |");
+            line(report, "|---|---|---|---|---|---|");
+            for (CompletionStrategy strategy : CompletionStrategy.values()) {
+                latency(gpu, strategy, report);
+            }
+        }
+        if (reportFile != null) {
+            Files.writeString(reportFile, report.toString());
+        }
+        System.exit(0);
+    }
+
+    private static void line(StringBuilder report, String text) {
+        report.append(text).append('\n');
+        System.out.println(text);
+    }
+
+    /** Feeds events from the calling thread whenever the pipeline has demand (the engine thread). */
+    private static final class Feed {
+        final AtomicLong demand = new AtomicLong();
+        volatile Subscriber<? super EngineEvent> subscriber;
+        final Flux<EngineEvent> flux = Flux.from(s -> {
+            subscriber = s;
+            s.onSubscribe(new Subscription() {
+                @Override
+                public void request(long n) {
+                    demand.addAndGet(n);
+                }
+
+                @Override
+                public void cancel() {
+                }
+            });
+        });
+
+        void emit(EngineEvent e) {
+            while (demand.get() == 0) {
+                Thread.onSpinWait();
+            }
+            demand.decrementAndGet();
+            subscriber.onNext(e);
+        }
+    }
+
+    private static int calibrate(CudaDevice gpu, CudaBuffer ids, int tokens, RoutingShape shape, CudaBuffer scratch, double forwardMs) {
+        double base = timeForward(gpu, ids, tokens, shape, 0, scratch);
+        double probe = timeForward(gpu, ids, tokens, shape, 20000, scratch);
+        double perUnit = Math.max(1e-9, (probe - base) / 20000);
+        int extra = (int) Math.max(0, Math.min(5_000_000, (forwardMs - base) / perUnit));
+        return extra;
+    }
+
+    private static double timeForward(CudaDevice gpu, CudaBuffer ids, int tokens, RoutingShape shape, int extra, CudaBuffer scratch) {
+        for (int i = 0; i < 3; i++) {
+            gpu.launchGate(ids, tokens, shape, i, extra, scratch);
+        }
+        gpu.synchronizeCompute();
+        long start = System.nanoTime();
+        for (int i = 0; i < 10; i++) {
+            gpu.launchGate(ids, tokens, shape, i, extra, scratch);
+            gpu.synchronizeCompute();
+        }
+        return (System.nanoTime() - start) / 1e6 / 10;
+    }
+
+    private static void stepTimes(CudaDevice gpu, ModelPreset preset, int tokens, double forwardMs, int steps, StringBuilder report)
+            throws InterruptedException {
+        RoutingShape shape = preset.shape();
+        CudaBuffer ids = gpu.allocate((long) tokens * shape.idsPerRow() * 4);
+        CudaBuffer slotBuffer = gpu.allocate(tokens * 8L);
+        CudaBuffer scratch = gpu.allocate(64);
+        ByteBuffer slots = ByteBuffer.allocateDirect(tokens * 8).order(ByteOrder.nativeOrder());
+        for (int t = 0; t < tokens; t++) {
+            slots.putLong(t * 8, t % SLOT_CAPACITY);
+        }
+        gpu.write(slotBuffer, 0, slots.duplicate());
+        int extra = calibrate(gpu, ids, tokens, shape, scratch, forwardMs);
+        RoutingBuffer routing = new RoutingBuffer(ids, ElementType.INT32, shape.moeLayers(), shape.topK());
+        SlotMappingBuffer slotMapping = new SlotMappingBuffer(slotBuffer, ElementType.INT64);
+        // sync capture's host side: pageable memory, as a tensor's .cpu() gives
+        ByteBuffer pageable = ByteBuffer.allocateDirect(tokens * shape.idsPerRow() * 4).order(ByteOrder.nativeOrder());
+        ByteBuffer row = ByteBuffer.allocateDirect(shape.rowBytes()).order(ByteOrder.LITTLE_ENDIAN);
+        SlotStore syncStore = new SlotStore(shape, SLOT_CAPACITY);
+        MemoryRoutingSink sink = new MemoryRoutingSink(shape, SLOT_CAPACITY);
+        CapturePipeline pipeline = CapturePipeline.builder().name("gpu-bench").device(gpu).sink(sink).ringDepth(4).maxTokensPerStep(tokens).build();
+        Feed feed = new Feed();
+        CountDownLatch done = new CountDownLatch(1);
+        Disposable running = feed.flux.transform(pipeline).doFinally(s -> done.countDown()).subscribe();
+        long[] total = new long[3];
+        int rounds = 5;
+        int perRound = Math.max(1, steps / rounds);
+        long stepId = 0;
+        for (int round = -1; round < rounds; round++) {
+            for (int mode = 0; mode < 3; mode++) {
+                long start = System.nanoTime();
+                for (int i = 0; i < perRound; i++) {
+                    gpu.launchGate(ids, tokens, shape, stepId, extra, scratch);
+                    if (mode == 1) {
+                        gpu.synchronizeCompute();
+                        syncCapture(gpu, ids, pageable, row, shape, tokens, syncStore);
+                    } else if (mode == 2) {
+                        feed.emit(new CaptureStep(stepId, tokens, routing, slotMapping));
+                        gpu.synchronizeCompute();
+                    } else {
+                        gpu.synchronizeCompute();
+                    }
+                    stepId++;
+                }
+                if (round >= 0) {
+                    total[mode] += System.nanoTime() - start;
+                }
+            }
+        }
+        feed.subscriber.onComplete();
+        done.await(60, TimeUnit.SECONDS);
+        running.dispose();
+        double none = total[0] / 1e6 / (rounds * perRound);
+        double sync = total[1] / 1e6 / (rounds * perRound);
+        double async = total[2] / 1e6 / (rounds * perRound);
+        line(report, String.format("| %s | %d | %.3f | %.3f | %.4f |", preset.cliName(), tokens, none, sync / none, async / none));
+        syncStore.close();
+        sink.close();
+        ids.close();
+        slotBuffer.close();
+        scratch.close();
+    }
+
+    private static void syncCapture(CudaDevice gpu, CudaBuffer ids, ByteBuffer pageable, ByteBuffer row, RoutingShape shape, int tokens,
+            SlotStore store) {
+        int bytes = tokens * shape.idsPerRow() * 4;
+        gpu.bind();
+        Cuda.check(JCudaDriver.cuMemcpyDtoH(Pointer.to(pageable), ids.pointer(), bytes), "cuMemcpyDtoH");
+        RoutingDtype dtype = shape.dtype();
+        int perRow = shape.idsPerRow();
+        for (int t = 0; t < tokens; t++) {
+            for (int j = 0; j < perRow; j++) {
+                dtype.write(row, j * dtype.bytes(), pageable.getInt((t * perRow + j) * 4));
+            }
+            store.put(t % SLOT_CAPACITY, row, 0);
+        }
+    }
+
+    private static void bandwidth(CudaDevice gpu, RoutingShape shape, String name, int tokens, StringBuilder report) throws Exception {
+        RingSpec spec = new RingSpec(shape, 1, tokens, SLOT_CAPACITY);
+        long bytes = spec.layout().headerBytes(tokens) + (long) spec.layout().rowBytesFor(tokens);
+        CudaBuffer ids = gpu.allocate((long) tokens * shape.idsPerRow() * 4);
+        CudaBuffer slotBuffer = gpu.allocate(tokens * 8L);
+        CudaBuffer scratch = gpu.allocate(64);
+        ByteBuffer slots = ByteBuffer.allocateDirect(tokens * 8).order(ByteOrder.nativeOrder());
+        for (int t = 0; t < tokens; t++) {
+            slots.putLong(t * 8, t % SLOT_CAPACITY);
+        }
+        gpu.write(slotBuffer, 0, slots.duplicate());
+        gpu.launchGate(ids, tokens, shape, 1, 0, scratch);
+        gpu.synchronizeCompute();
+        CudaBuffer plainSrc = gpu.allocate(bytes);
+        Pointer pinned = new Pointer();
+        gpu.bind();
+        Cuda.check(JCudaDriver.cuMemHostAlloc(pinned, bytes, 0), "cuMemHostAlloc");
+        StagingRing ring = gpu.openRing(spec);
+        CaptureStep step = new CaptureStep(1, tokens, new RoutingBuffer(ids, ElementType.INT32, shape.moeLayers(), shape.topK()),
+                new SlotMappingBuffer(slotBuffer, ElementType.INT64));
+        int reps = 60;
+        long plain = 0;
+        long viaRing = 0;
+        for (int r = 0; r < reps; r++) {
+            long start = System.nanoTime();
+            Cuda.check(JCudaDriver.cuMemcpyDtoHAsync(pinned, plainSrc.pointer(), bytes, gpu.computeStream()), "cuMemcpyDtoHAsync(plain)");
+            gpu.synchronizeCompute();
+            long mid = System.nanoTime();
+            CountDownLatch copied = new CountDownLatch(1);
+            ring.enqueueCapture(0, step, (i, e) -> copied.countDown());
+            copied.await();
+            long end = System.nanoTime();
+            if (r >= 10) {
+                plain += mid - start;
+                viaRing += end - mid;
+            }
+        }
+        double plainGbs = bytes * (double) (reps - 10) / plain;
+        double ringGbs = bytes * (double) (reps - 10) / viaRing;
+        line(report, String.format("| %s | %d | %.1f | %.1f | %.3f |", name, bytes, plainGbs, ringGbs, ringGbs / plainGbs));
+        ring.close();
+        JCudaDriver.cuMemFreeHost(pinned);
+        plainSrc.close();
+        ids.close();
+        slotBuffer.close();
+        scratch.close();
+    }
+
+    private static void latency(CudaDevice gpu, CompletionStrategy strategy, StringBuilder report) throws Exception {
+        RoutingShape shape = ModelPreset.DEEPSEEK_V3.shape();
+        int tokens = 64;
+        RingSpec spec = new RingSpec(shape, 1, tokens, SLOT_CAPACITY);
+        CudaBuffer ids = gpu.allocate((long) tokens * shape.idsPerRow() * 4);
+        CudaBuffer slotBuffer = gpu.allocate(tokens * 8L);
+        CudaBuffer scratch = gpu.allocate(64);
+        gpu.write(slotBuffer, 0, ByteBuffer.allocateDirect(tokens * 8).order(ByteOrder.nativeOrder()));
+        gpu.launchGate(ids, tokens, shape, 1, 0, scratch);
+        gpu.synchronizeCompute();
+        CudaStagingRing ring = (CudaStagingRing) gpu.openRing(spec, strategy);
+        CaptureStep step = new CaptureStep(1, tokens, new RoutingBuffer(ids, ElementType.INT32, shape.moeLayers(), shape.topK()),
+                new SlotMappingBuffer(slotBuffer, ElementType.INT64));
+        Histogram histogram = new Histogram(TimeUnit.SECONDS.toNanos(1), 3);
+        // latency: an observer thread spins on the copy-complete event and stamps when it completes; the listener stamps
+        // when it is told; the difference is the strategy's event-to-subscriber latency
+        int reps = 2000;
+        for (int r = 0; r < reps; r++) {
+            long[] observed = {0};
+            long[] notified = {0};
+            CountDownLatch told = new CountDownLatch(1);
+            Thread observer = new Thread(() -> {
+                gpu.bind();
+                while (JCudaDriver.cuEventQuery(ring.copiedEvent(0)) == CUresult.CUDA_ERROR_NOT_READY) {
+                    Thread.onSpinWait();
+                }
+                observed[0] = System.nanoTime();
+            });
+            ring.enqueueCapture(0, step, (i, e) -> {
+                notified[0] = System.nanoTime();
+                told.countDown();
+            });
+            observer.start();
+            told.await();
+            observer.join();
+            if (r >= 100) {
+                histogram.recordValue(Math.max(0, notified[0] - observed[0]));
+            }
+        }
+        // CPU: paced at one capture a millisecond, no observer
+        var os = (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
+        long cpuStart = os.getProcessCpuTime();
+        long wallStart = System.nanoTime();
+        for (int r = 0; r < 2000; r++) {
+            CountDownLatch told = new CountDownLatch(1);
+            long next = System.nanoTime() + 1_000_000;
+            ring.enqueueCapture(0, step, (i, e) -> told.countDown());
+            told.await();
+            while (System.nanoTime() < next) {
+                LockSupport.parkNanos(next - System.nanoTime());
+            }
+        }
+        double cores = (os.getProcessCpuTime() - cpuStart) / (double) (System.nanoTime() - wallStart);
+        line(report, String.format("| %s | %.1f | %.1f | %.1f | %.1f | %.2f |", strategy, histogram.getValueAtPercentile(50) / 1e3,
+                histogram.getValueAtPercentile(99) / 1e3, histogram.getValueAtPercentile(99.9) / 1e3, histogram.getMaxValue() / 1e3, cores));
+        ring.close();
+        ids.close();
+        slotBuffer.close();
+        scratch.close();
+    }
+
+}
