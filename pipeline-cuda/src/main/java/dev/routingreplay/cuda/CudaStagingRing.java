@@ -44,6 +44,9 @@ final class CudaStagingRing implements StagingRing {
     private final CUevent[] copied;
     private final SlotParams[] params;
     private final CompletionNotifier notifier;
+    private final CUevent copyStartTimed = new CUevent();
+    private final CUevent copyEndTimed = new CUevent();
+    private boolean timeCopies;
     private boolean closed;
 
     /** The pack kernel's arguments for one ring slot, reused every step. */
@@ -144,11 +147,17 @@ final class CudaStagingRing implements StagingRing {
         }
         Cuda.check(JCudaDriver.cuEventRecord(packed[index], compute), "cuEventRecord(packed)");
         Cuda.check(JCudaDriver.cuStreamWaitEvent(copyStream, packed[index], 0), "cuStreamWaitEvent(copy, packed)");
+        if (timeCopies) {
+            Cuda.check(JCudaDriver.cuEventRecord(copyStartTimed, copyStream), "cuEventRecord(copy start)");
+        }
         Cuda.check(JCudaDriver.cuMemcpyDtoHAsync(host[index], staging[index], layout.headerBytes(tokens), copyStream),
                 "cuMemcpyDtoHAsync(header)");
         if (tokens > 0) {
             Cuda.check(JCudaDriver.cuMemcpyDtoHAsync(hostRows[index], stagingRows[index], layout.rowBytesFor(tokens), copyStream),
                     "cuMemcpyDtoHAsync(rows)");
+        }
+        if (timeCopies) {
+            Cuda.check(JCudaDriver.cuEventRecord(copyEndTimed, copyStream), "cuEventRecord(copy end)");
         }
         Cuda.check(JCudaDriver.cuEventRecord(copied[index], copyStream), "cuEventRecord(copied)");
         notifier.register(index, listener);
@@ -187,6 +196,29 @@ final class CudaStagingRing implements StagingRing {
             JCudaDriver.cuMemFreeHost(host[i]);
         }
         JCudaDriver.cuStreamDestroy(copyStream);
+        if (timeCopies) {
+            JCudaDriver.cuEventDestroy(copyStartTimed);
+            JCudaDriver.cuEventDestroy(copyEndTimed);
+        }
+    }
+
+    /** Benchmarks only: from now on, time the device-to-host copies of each capture with timing events. */
+    synchronized void timeCopies() {
+        if (!timeCopies) {
+            device.bind();
+            Cuda.check(JCudaDriver.cuEventCreate(copyStartTimed, CUevent_flags.CU_EVENT_DEFAULT), "cuEventCreate(copy start)");
+            Cuda.check(JCudaDriver.cuEventCreate(copyEndTimed, CUevent_flags.CU_EVENT_DEFAULT), "cuEventCreate(copy end)");
+            timeCopies = true;
+        }
+    }
+
+    /** Benchmarks only: milliseconds the last capture's device-to-host copies took on the copy stream. */
+    float lastCopyMillis() {
+        device.bind();
+        Cuda.check(JCudaDriver.cuEventSynchronize(copyEndTimed), "cuEventSynchronize(copy end)");
+        float[] ms = new float[1];
+        Cuda.check(JCudaDriver.cuEventElapsedTime(ms, copyStartTimed, copyEndTimed), "cuEventElapsedTime");
+        return ms[0];
     }
 
     /** Slot {@code index}'s copy-complete event (the benchmark's latency observer polls it). */
