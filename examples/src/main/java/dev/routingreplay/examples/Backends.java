@@ -25,7 +25,7 @@ final class Backends {
                     throw new IllegalArgumentException("backend 'cuda' is not on the class path; use --backend host", e);
                 } catch (ReflectiveOperationException e) {
                     Throwable cause = e.getCause() != null ? e.getCause() : e;
-                    throw new IllegalArgumentException("backend 'cuda' failed to open: " + cause.getMessage(), cause);
+                    throw new IllegalArgumentException("backend 'cuda': " + cause.getMessage(), cause);
                 }
             default:
                 throw new IllegalArgumentException("unknown backend '" + name + "'; expected host or cuda");

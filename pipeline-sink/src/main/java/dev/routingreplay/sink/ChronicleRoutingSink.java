@@ -77,8 +77,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         SingleChronicleQueue j = null;
         SingleChronicleQueue r = null;
         try {
-            j = openQueue(config.journalDir(), journalFiles, "journal");
-            r = openQueue(config.requestsDir(), requestFiles, "request");
+            j = openQueue(config.journalDir(), journalFiles, "journal", config.journalBlockSize());
+            r = openQueue(config.requestsDir(), requestFiles, "request", config.requestBlockSize());
             this.store = slots;
             this.journal = j;
             this.requests = r;
@@ -109,14 +109,14 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         return new ChronicleRoutingSink(config);
     }
 
-    private SingleChronicleQueue openQueue(Path dir, Map<Integer, File> files, String what) {
+    private SingleChronicleQueue openQueue(Path dir, Map<Integer, File> files, String what, long blockSize) {
         try {
             Files.createDirectories(dir);
         } catch (IOException e) {
             throw new StoreException(dir, "cannot create the " + what + " queue folder", e);
         }
         try {
-            return SingleChronicleQueueBuilder.binary(dir).rollCycle(config.rollCycle()).timeoutMS(2_000)
+            return SingleChronicleQueueBuilder.binary(dir).rollCycle(config.rollCycle()).blockSize(blockSize).timeoutMS(2_000)
                     .storeFileListener(new StoreFileListener() {
                         @Override
                         public void onAcquired(int cycle, File file) {
@@ -288,6 +288,10 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     @Override
     public int scatter(CapturedStep step) {
         int n = step.tokenCount();
+        if (n > config.maxStepTokens()) {
+            throw new IllegalArgumentException("step " + step.stepId() + ": tokenCount=" + n + " exceeds the store's maxStepTokens="
+                    + config.maxStepTokens() + " (StoreConfig.withLimits)");
+        }
         long bytes = 13L + 4L * n + (long) n * rowBytes;
         prepareWrite(bytes);
         BytesStore<?, ByteBuffer> memory = wrapped.get(step.memory());
@@ -322,6 +326,10 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             return;
         }
         int n = request.seqLen();
+        if (n > config.maxRequestTokens()) {
+            throw new IllegalArgumentException("request " + id + ": seqLen=" + n + " exceeds the store's maxRequestTokens="
+                    + config.maxRequestTokens() + " (StoreConfig.withLimits)");
+        }
         int total = n * rowBytes;
         prepareWrite(64L + id.length() * 3L + total);
         if (gatherBytes.length < total) {

@@ -19,9 +19,12 @@ import net.openhft.chronicle.queue.RollCycles;
  *     cycle before it may be deleted; empty means no reader holds cycles back
  * @param maxAge request-queue cycles that ended longer ago than this are deleted even if unread; null keeps them
  * @param minFreeBytes writes fail with a clear error (instead of a crash on a full disk) when less is free
+ * @param maxStepTokens the most tokens one capture step may have (sizes the journal's blocks)
+ * @param maxRequestTokens the longest request the store records (sizes the request queue's blocks: a Chronicle
+ *     excerpt may take at most a quarter of a block)
  */
 public record StoreConfig(Path dir, RoutingShape shape, int slotCapacity, RollCycle rollCycle, List<String> retainForReaders,
-        Duration maxAge, long minFreeBytes) {
+        Duration maxAge, long minFreeBytes, int maxStepTokens, int maxRequestTokens) {
 
     /** Checks for nulls and ranges. */
     public StoreConfig {
@@ -35,26 +38,56 @@ public record StoreConfig(Path dir, RoutingShape shape, int slotCapacity, RollCy
         if (minFreeBytes < 0) {
             throw new IllegalArgumentException("minFreeBytes must not be negative, was " + minFreeBytes);
         }
+        if (maxStepTokens < 1 || maxRequestTokens < 1) {
+            throw new IllegalArgumentException("maxStepTokens and maxRequestTokens must be positive, were " + maxStepTokens + " and "
+                    + maxRequestTokens);
+        }
+        if (blockSizeFor((long) maxRequestTokens * shape.rowBytes()) > (1L << 40)) {
+            throw new IllegalArgumentException("maxRequestTokens=" + maxRequestTokens + " of " + shape.describe() + " is too large");
+        }
     }
 
-    /** Hourly files, no retention, 256 MiB must stay free. */
+    /** A Chronicle block size that holds one excerpt of {@code recordBytes}: a power of two, at least 64 MiB. */
+    static long blockSizeFor(long recordBytes) {
+        long needed = 4 * (recordBytes + 65536);
+        long block = 64L << 20;
+        while (block < needed) {
+            block <<= 1;
+        }
+        return block;
+    }
+
+    long journalBlockSize() {
+        return blockSizeFor(13L + (long) maxStepTokens * (4 + shape.rowBytes()));
+    }
+
+    long requestBlockSize() {
+        return blockSizeFor((long) maxRequestTokens * shape.rowBytes());
+    }
+
+    /** Hourly files, no retention, 256 MiB must stay free, steps up to 16k tokens, requests up to 128k tokens. */
     public static StoreConfig of(Path dir, RoutingShape shape, int slotCapacity) {
-        return new StoreConfig(dir, shape, slotCapacity, RollCycles.FAST_HOURLY, List.of(), null, 256L << 20);
+        return new StoreConfig(dir, shape, slotCapacity, RollCycles.FAST_HOURLY, List.of(), null, 256L << 20, 16384, 131072);
+    }
+
+    /** A copy with other size limits. */
+    public StoreConfig withLimits(int stepTokens, int requestTokens) {
+        return new StoreConfig(dir, shape, slotCapacity, rollCycle, retainForReaders, maxAge, minFreeBytes, stepTokens, requestTokens);
     }
 
     /** A copy with another roll cycle. */
     public StoreConfig withRollCycle(RollCycle cycle) {
-        return new StoreConfig(dir, shape, slotCapacity, cycle, retainForReaders, maxAge, minFreeBytes);
+        return new StoreConfig(dir, shape, slotCapacity, cycle, retainForReaders, maxAge, minFreeBytes, maxStepTokens, maxRequestTokens);
     }
 
     /** A copy with a retention policy. */
     public StoreConfig withRetention(List<String> readers, Duration age) {
-        return new StoreConfig(dir, shape, slotCapacity, rollCycle, readers, age, minFreeBytes);
+        return new StoreConfig(dir, shape, slotCapacity, rollCycle, readers, age, minFreeBytes, maxStepTokens, maxRequestTokens);
     }
 
     /** A copy with another free-space floor. */
     public StoreConfig withMinFreeBytes(long bytes) {
-        return new StoreConfig(dir, shape, slotCapacity, rollCycle, retainForReaders, maxAge, bytes);
+        return new StoreConfig(dir, shape, slotCapacity, rollCycle, retainForReaders, maxAge, bytes, maxStepTokens, maxRequestTokens);
     }
 
     Path journalDir() {

@@ -126,8 +126,16 @@ public final class SlotStore implements AutoCloseable {
                         + " maps to slot " + slot + ", which holds no routing (never captured, or cleared)");
             }
         }
-        for (int p = 0; p < slots.length; p++) {
-            dst.put(p * rowBytes, chunk(slots[p]), offset(slots[p]), rowBytes);
+        // runs of consecutive slots (a KV block) are copied at once
+        int p = 0;
+        while (p < slots.length) {
+            int first = slots[p];
+            int run = 1;
+            while (p + run < slots.length && slots[p + run] == first + run && (first + run) >>> chunkShift == first >>> chunkShift) {
+                run++;
+            }
+            dst.put(p * rowBytes, chunk(first), offset(first), run * rowBytes);
+            p += run;
         }
     }
 

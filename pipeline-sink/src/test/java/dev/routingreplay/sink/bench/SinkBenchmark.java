@@ -31,8 +31,9 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
 
 /**
- * Scatter of a decode step (512 tokens) and gather of a 32k-token request, per model preset: into the in-memory slot
- * index alone, and through the Chronicle sink (journal append + index; request record append). Run with
+ * Scatter of a decode step (512 tokens, random slots) and gather of a 32k-token request (a block table of random
+ * 16-slot blocks), per model preset: into the in-memory slot index alone, and through the Chronicle sink (journal
+ * append + index; request record append). Run with
  * {@code bench/jmh.sh pipeline-sink SinkBenchmark -prof gc}.
  */
 @State(Scope.Benchmark)
@@ -44,6 +45,8 @@ public class SinkBenchmark {
     /** Tokens of the gathered request. */
     public static final int REQUEST_TOKENS = 32 * 1024;
     private static final int SLOTS = 64 * 1024;
+    /** KV-cache block size of the gathered request's block table. */
+    public static final int BLOCK = 16;
 
     @Param({"DEEPSEEK_V3", "QWEN3_30B_A3B", "GPT_OSS_120B"})
     public String preset;
@@ -85,9 +88,13 @@ public class SinkBenchmark {
         for (int s = 0; s < SLOTS; s++) {
             index.put(s, host, step.rowOffset(s % STEP_TOKENS));
         }
+        // a request's slots come from its block table: blocks of 16 consecutive slots, in random places
         int[] requestSlots = new int[REQUEST_TOKENS];
-        for (int p = 0; p < REQUEST_TOKENS; p++) {
-            requestSlots[p] = rng.nextInt(SLOTS);
+        for (int p = 0; p < REQUEST_TOKENS; p += BLOCK) {
+            int block = rng.nextInt(SLOTS / BLOCK);
+            for (int i = 0; i < BLOCK; i++) {
+                requestSlots[p + i] = block * BLOCK + i;
+            }
         }
         request = new RequestFinished("bench", requestSlots);
         gathered = ByteBuffer.allocateDirect(REQUEST_TOKENS * shape.rowBytes());
