@@ -13,5 +13,5 @@ cp examples/target/r3-bundle.jar bundle/
 jlink_bin="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")}/bin/jlink"
 "$jlink_bin" --add-modules java.base,jdk.unsupported,java.naming,java.management,java.logging,jdk.jfr,jdk.management \
   --strip-debug --no-man-pages --no-header-files --compress=2 --output bundle/jre
-sed -n "s:.*<r3.jvm.flags>\(.*\)</r3.jvm.flags>.*:\1:p" pom.xml > bundle/jvm.flags
+sed -n "s:.*<r3.jvm.flags>\(.*\)</r3.jvm.flags>.*:\1:p" pom.xml | sed "s: --add-exports=jdk.compiler[^ ]*::" > bundle/jvm.flags
 du -sh bundle bundle/jre bundle/r3-bundle.jar
