@@ -7,10 +7,10 @@ import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.device.RingSpec;
 import dev.routingreplay.core.device.StagingRing;
 import dev.routingreplay.core.event.CaptureStep;
-import dev.routingreplay.core.event.EngineEvent;
 import dev.routingreplay.core.event.RoutingBuffer;
 import dev.routingreplay.core.event.SlotMappingBuffer;
 import dev.routingreplay.core.pipeline.CapturePipeline;
+import dev.routingreplay.core.pipeline.EngineFeed;
 import dev.routingreplay.core.sink.SlotStore;
 import dev.routingreplay.core.sink.MemoryRoutingSink;
 import java.lang.management.ManagementFactory;
@@ -26,10 +26,7 @@ import jcuda.Pointer;
 import jcuda.driver.CUresult;
 import jcuda.driver.JCudaDriver;
 import org.HdrHistogram.Histogram;
-import org.reactivestreams.Subscriber;
-import org.reactivestreams.Subscription;
 import reactor.core.Disposable;
-import reactor.core.publisher.Flux;
 
 /**
  * The GPU benchmark (one run, one card): a decode/prefill loop of the synthetic forward (the gate kernel plus extra
@@ -102,33 +99,6 @@ public final class GpuBenchmark {
         System.out.println(text);
     }
 
-    /** Feeds events from the calling thread whenever the pipeline has demand (the engine thread). */
-    private static final class Feed {
-        final AtomicLong demand = new AtomicLong();
-        volatile Subscriber<? super EngineEvent> subscriber;
-        final Flux<EngineEvent> flux = Flux.from(s -> {
-            subscriber = s;
-            s.onSubscribe(new Subscription() {
-                @Override
-                public void request(long n) {
-                    demand.addAndGet(n);
-                }
-
-                @Override
-                public void cancel() {
-                }
-            });
-        });
-
-        void emit(EngineEvent e) {
-            while (demand.get() == 0) {
-                Thread.onSpinWait();
-            }
-            demand.decrementAndGet();
-            subscriber.onNext(e);
-        }
-    }
-
     private static int calibrate(CudaDevice gpu, CudaBuffer ids, int tokens, RoutingShape shape, CudaBuffer scratch, double forwardMs) {
         double base = timeForward(gpu, ids, tokens, shape, 0, scratch);
         double probe = timeForward(gpu, ids, tokens, shape, 20000, scratch);
@@ -170,9 +140,9 @@ public final class GpuBenchmark {
         SlotStore syncStore = new SlotStore(shape, SLOT_CAPACITY);
         MemoryRoutingSink sink = new MemoryRoutingSink(shape, SLOT_CAPACITY);
         CapturePipeline pipeline = CapturePipeline.builder().name("gpu-bench").device(gpu).sink(sink).ringDepth(4).maxTokensPerStep(tokens).build();
-        Feed feed = new Feed();
+        EngineFeed feed = new EngineFeed();
         CountDownLatch done = new CountDownLatch(1);
-        Disposable running = feed.flux.transform(pipeline).doFinally(s -> done.countDown()).subscribe();
+        Disposable running = feed.flux().transform(pipeline).doFinally(s -> done.countDown()).subscribe();
         long[] total = new long[3];
         int rounds = 5;
         int perRound = Math.max(1, steps / rounds);
@@ -198,7 +168,7 @@ public final class GpuBenchmark {
                 }
             }
         }
-        feed.subscriber.onComplete();
+        feed.complete();
         done.await(60, TimeUnit.SECONDS);
         running.dispose();
         double none = total[0] / 1e6 / (rounds * perRound);

@@ -6,10 +6,10 @@ import dev.routingreplay.core.event.CaptureStep;
 import dev.routingreplay.core.event.EngineEvent;
 import dev.routingreplay.core.host.HostDevice;
 import dev.routingreplay.core.pipeline.CapturePipeline;
+import dev.routingreplay.core.pipeline.EngineFeed;
 import dev.routingreplay.core.sink.MemoryRoutingSink;
 import dev.routingreplay.core.testing.HostEngine;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicLong;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Level;
@@ -20,10 +20,8 @@ import org.openjdk.jmh.annotations.Scope;
 import org.openjdk.jmh.annotations.Setup;
 import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.TearDown;
-import org.reactivestreams.Subscriber;
 import org.reactivestreams.Subscription;
 import reactor.core.publisher.BaseSubscriber;
-import reactor.core.publisher.Flux;
 
 /**
  * One decode step through the whole pipeline on the host backend, in steady state, with the benchmark thread as
@@ -42,8 +40,7 @@ public class PipelineStepBenchmark {
     private HostEngine engine;
     private MemoryRoutingSink sink;
     private CaptureStep step;
-    private final AtomicLong demand = new AtomicLong();
-    private Subscriber<? super EngineEvent> pipelineInput;
+    private final EngineFeed feed = new EngineFeed();
     private BaseSubscriber<EngineEvent> acks;
 
     @Setup(Level.Trial)
@@ -59,31 +56,18 @@ public class PipelineStepBenchmark {
         step = engine.step(1, slots, (t, l, k) -> (t + l + k) % shape.numExperts());
         CapturePipeline pipeline = CapturePipeline.builder().name("bench").device(device).sink(sink).ringDepth(4)
                 .maxTokensPerStep(tokens).build();
-        Flux<EngineEvent> source = Flux.from(s -> {
-            pipelineInput = s;
-            s.onSubscribe(new Subscription() {
-                @Override
-                public void request(long n) {
-                    demand.addAndGet(n);
-                }
-
-                @Override
-                public void cancel() {
-                }
-            });
-        });
         acks = new BaseSubscriber<>() {
             @Override
             protected void hookOnSubscribe(Subscription subscription) {
                 subscription.request(Long.MAX_VALUE);
             }
         };
-        source.transform(pipeline).subscribe(acks);
+        feed.flux().transform(pipeline).subscribe(acks);
     }
 
     @TearDown(Level.Trial)
     public void tearDown() {
-        pipelineInput.onComplete();
+        feed.complete();
         acks.dispose();
         engine.close();
         sink.close();
@@ -92,11 +76,6 @@ public class PipelineStepBenchmark {
     /** Emits one capture step once the pipeline asks for it. */
     @Benchmark
     public long step() {
-        while (demand.get() == 0) {
-            Thread.onSpinWait();
-        }
-        demand.decrementAndGet();
-        pipelineInput.onNext(step);
-        return demand.get();
+        return feed.emit(step);
     }
 }

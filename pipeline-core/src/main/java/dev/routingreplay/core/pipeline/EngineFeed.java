@@ -1,0 +1,74 @@
+package dev.routingreplay.core.pipeline;
+
+import dev.routingreplay.core.event.EngineEvent;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.locks.LockSupport;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Sinks;
+
+/**
+ * How an engine's step loop feeds the pipeline from its own thread: {@code feed.flux().transform(pipeline)} once,
+ * then {@link #emit} each event in engine order. The copy out of the engine's buffer is enqueued inside
+ * {@code emit}, on the engine's thread, before it returns.
+ *
+ * <p>Backpressure: an event is handed over only when the pipeline has demand (a free ring slot), never buffered.
+ * {@link #tryEmit} says {@code false} when there is none; {@link #emit} waits for it (spinning briefly, then parking
+ * up to 50 us at a time), which is how a full ring shows up to the engine before it launches its next forward pass.
+ * One engine thread emits; nothing is allocated per event.
+ */
+public final class EngineFeed {
+    private static final long MAX_PARK_NANOS = TimeUnit.MICROSECONDS.toNanos(50);
+    private final Sinks.Many<EngineEvent> sink = Sinks.many().multicast().directAllOrNothing();
+
+    /** The events, for {@code transform(pipeline)}; subscribe it once. */
+    public Flux<EngineEvent> flux() {
+        return sink.asFlux();
+    }
+
+    /**
+     * Hands {@code event} to the pipeline if it has demand now.
+     *
+     * @return false when the pipeline is not subscribed yet or has no demand (the ring is full)
+     * @throws IllegalStateException when the pipeline has terminated or cancelled
+     */
+    public boolean tryEmit(EngineEvent event) {
+        Sinks.EmitResult result = sink.tryEmitNext(event);
+        switch (result) {
+            case OK:
+                return true;
+            case FAIL_OVERFLOW:
+            case FAIL_ZERO_SUBSCRIBER:
+            case FAIL_NON_SERIALIZED:
+                return false;
+            default:
+                throw new IllegalStateException("the pipeline no longer takes events (" + result + "); " + event.describe() + " was not captured");
+        }
+    }
+
+    /**
+     * Hands {@code event} to the pipeline, waiting for demand.
+     *
+     * @return the nanoseconds spent waiting for demand (0 when there was some)
+     * @throws IllegalStateException when the pipeline has terminated or cancelled
+     */
+    public long emit(EngineEvent event) {
+        if (tryEmit(event)) {
+            return 0;
+        }
+        long start = System.nanoTime();
+        int spins = 0;
+        while (!tryEmit(event)) {
+            if (++spins < 100) {
+                Thread.onSpinWait();
+            } else {
+                LockSupport.parkNanos(Math.min(MAX_PARK_NANOS, 1_000L * (spins - 99)));
+            }
+        }
+        return System.nanoTime() - start;
+    }
+
+    /** Ends the event stream: the pipeline flushes what it holds and completes. */
+    public void complete() {
+        sink.tryEmitComplete();
+    }
+}
