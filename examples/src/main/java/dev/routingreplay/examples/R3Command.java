@@ -1,9 +1,13 @@
 package dev.routingreplay.examples;
 
+import dev.routingreplay.sink.ExportCommand;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
-/** The {@code r3} command line: {@code run} (simulated rollout into the store, then the trainer check). */
+/**
+ * The {@code r3} command line: {@code run} (simulated rollout into a store, then the trainer check), {@code verify}
+ * (the trainer check of an existing store) and {@code export} (a store's requests as {@code .npy} files).
+ */
 @Command(name = "r3", mixinStandardHelpOptions = true, version = "r3 0.1.0",
         description = "Rollout routing replay: capture MoE routing during rollouts and replay it in training.",
         subcommands = {RunCommand.class})
@@ -16,6 +20,8 @@ public final class R3Command implements Runnable {
     /** Runs the command line and exits with its status. */
     public static void main(String[] args) {
         CommandLine cli = new CommandLine(new R3Command());
+        cli.addSubcommand("verify", new Trainer());
+        cli.addSubcommand("export", new ExportCommand());
         cli.setExecutionExceptionHandler((e, commandLine, parseResult) -> {
             if (e instanceof IllegalArgumentException) {
                 commandLine.getErr().println("r3: " + e.getMessage());

@@ -16,7 +16,8 @@ import picocli.CommandLine.Option;
  * position by position, against the simulated gate. Exits non-zero on any mismatch, on a request the engine finished
  * that the store lacks, or on a record the engine never finished.
  */
-@Command(name = "r3-trainer", mixinStandardHelpOptions = true, description = "Replay a store and check every request's routing.")
+@Command(name = "verify", mixinStandardHelpOptions = true,
+        description = "Replay a store like a trainer and check every request's routing against the simulated gate.")
 public final class Trainer implements java.util.concurrent.Callable<Integer> {
     @Option(names = "--store", required = true, description = "The store folder.")
     Path store;

@@ -17,6 +17,10 @@ class GpuCaptureTest {
     @Test
     void gpuCaptureEqualsTheHostBackendAndErrorsSurface() throws Exception {
         String reason = Cuda.unavailableReason();
+        if (reason != null) {
+            // shown in the build log: surefire does not print assumption messages
+            System.err.println("GpuCaptureTest skipped: " + reason + ". GPU runs: docs/gpu.md");
+        }
         Assumptions.assumeTrue(reason == null, "GPU tests skipped: " + reason);
         List<String> cmd = new ArrayList<>();
         cmd.add(ProcessHandle.current().info().command().orElse("java"));
