@@ -26,7 +26,7 @@ final class RunCommand implements Callable<Integer> {
             description = "Model preset: deepseek-v3, kimi-k2, qwen3-30b-a3b, glm-4.5-air, gpt-oss-120b, mixtral-8x7b (default: ${DEFAULT-VALUE}).")
     String model;
 
-    @Option(names = "--requests", defaultValue = "256", description = "Requests to roll out (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--requests", defaultValue = "1024", description = "Requests to roll out (default: ${DEFAULT-VALUE}).")
     int requests;
 
     @Option(names = "--concurrency", defaultValue = "64", description = "Most live requests (default: ${DEFAULT-VALUE}).")
