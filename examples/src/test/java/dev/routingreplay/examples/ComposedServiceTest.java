@@ -37,13 +37,14 @@ class ComposedServiceTest {
     @Test
     void thePipelineComposesWithOtherStreamsWithoutBlockingAndCleansUpOnCancel() {
         HostDevice device = new HostDevice();
-        EngineConfig config = new EngineConfig(ModelPreset.GPT_OSS_120B.shape(), 400, 32, 4, 8, 128, 4, 64, 16, 160, 40, 512, 128, 2, true,
+        // far more requests than the trainer waits for: the rollout is always cancelled mid-way
+        EngineConfig config = new EngineConfig(ModelPreset.GPT_OSS_120B.shape(), 5000, 32, 4, 8, 128, 4, 64, 16, 160, 40, 512, 128, 2, true,
                 0.01, 0.02, 0.01, 1, 9);
         ComposedService.Summary summary = ComposedService.run(tmp.resolve("store"), config, device, 40);
         assertTrue(summary.trained() >= 40, summary.toString());
         assertEquals(0, summary.mismatches(), summary.toString());
         assertTrue(summary.captured() >= summary.trained(), summary.toString());
-        assertTrue(summary.captured() < 400, "cancelled mid-rollout: " + summary);
+        assertTrue(summary.captured() < 5000, "cancelled mid-rollout: " + summary);
         assertEquals(0, device.liveBuffers(), "ring and engine buffers were all freed");
     }
 }

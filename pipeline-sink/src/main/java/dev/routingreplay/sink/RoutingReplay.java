@@ -3,7 +3,6 @@ package dev.routingreplay.sink;
 import dev.routingreplay.core.sink.RequestRouting;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.time.Duration;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
@@ -174,19 +173,6 @@ public final class RoutingReplay implements AutoCloseable {
             bytes.readPosition(start);
             return new ReplayedRequest(index, h.round(), RequestRecords.read(bytes, queuePath, index));
         }
-    }
-
-    /** Waits until {@code count} records are readable or the timeout passes; for tests and tools. */
-    public boolean awaitRecords(long count, Duration timeout) {
-        long deadline = System.nanoTime() + timeout.toNanos();
-        while (System.nanoTime() < deadline) {
-            Long n = fromStart().count().block();
-            if (n != null && n >= count) {
-                return true;
-            }
-            LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(10));
-        }
-        return false;
     }
 
     /** Closes the queue; running replays must be cancelled first. */
