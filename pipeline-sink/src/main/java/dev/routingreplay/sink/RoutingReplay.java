@@ -13,6 +13,7 @@ import net.openhft.chronicle.queue.impl.single.SingleChronicleQueueBuilder;
 import net.openhft.chronicle.wire.DocumentContext;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.FluxSink;
+import reactor.core.publisher.Mono;
 import reactor.core.scheduler.Scheduler;
 import reactor.core.scheduler.Schedulers;
 
@@ -68,14 +69,38 @@ public final class RoutingReplay implements AutoCloseable {
 
     /** The requests after the record at {@code index} (a saved {@link ReplayedRequest#index()}), to the end. */
     public Flux<ReplayedRequest> after(long index) {
-        return read(tailer -> {
-            if (!tailer.moveToIndex(index)) {
-                throw new StoreException(queuePath, "no record at index " + Long.toHexString(index) + " (deleted by retention, or never written)");
+        return read(tailer -> skipPast(tailer, index), false, null);
+    }
+
+    private void skipPast(ExcerptTailer tailer, long index) {
+        if (!tailer.moveToIndex(index)) {
+            throw new StoreException(queuePath, "no record at index " + Long.toHexString(index) + " (deleted by retention, or never written)");
+        }
+        try (DocumentContext dc = tailer.readingDocument()) {
+            // skip the saved record itself
+        }
+    }
+
+    /** The requests after the record at {@code index}, then the new ones as they are written; never completes on its own. */
+    public Flux<ReplayedRequest> afterThenLive(long index) {
+        return read(tailer -> skipPast(tailer, index), true, null);
+    }
+
+    /**
+     * The record at {@code index} (a {@link ReplayedRequest#index()}), read on Reactor's bounded elastic scheduler.
+     *
+     * @return a Mono that fails with a {@link StoreException} naming the index when there is no record there
+     */
+    public Mono<ReplayedRequest> at(long index) {
+        return Mono.fromCallable(() -> {
+            try (ExcerptTailer tailer = queue.createTailer()) {
+                ReplayedRequest r = tailer.moveToIndex(index) ? readOne(tailer) : null;
+                if (r == null || r.index() != index) {
+                    throw new StoreException(queuePath, "no record at index " + Long.toHexString(index));
+                }
+                return r;
             }
-            try (DocumentContext dc = tailer.readingDocument()) {
-                // skip the saved record itself
-            }
-        }, false, null);
+        }).subscribeOn(Schedulers.boundedElastic());
     }
 
     /** Only requests written from now on, waiting for each; never completes on its own. */

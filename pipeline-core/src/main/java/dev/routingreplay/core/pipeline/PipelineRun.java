@@ -17,6 +17,7 @@ import java.util.HashSet;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import reactor.core.scheduler.Schedulers;
 
 /**
  * The state of one subscription to a {@link CapturePipeline}: the open ring, its slots, the sink thread, the live
@@ -234,14 +235,16 @@ final class PipelineRun {
     }
 
     /**
-     * Any thread (the {@code Flux.using} cleanup): frees the run's resources once the sink thread has exited, so
-     * never under a running sink call; right away when the sink thread never started or already exited.
+     * Any thread (the {@code Flux.using} cleanup), never blocking: frees the run's resources once the sink thread
+     * has exited, so never under a running sink call. The sink thread frees them as it exits; when it never started
+     * or already exited, Reactor's bounded elastic scheduler does (closing a ring waits for in-flight copies).
      */
     void close() {
         closeRequested = true;
         waker.wake();
         if (!sinkThreadStarted || sinkThreadExited) {
-            release();
+            // closing a ring blocks (it waits for in-flight copies); the caller may be a non-blocking thread
+            Schedulers.boundedElastic().schedule(this::release);
         }
     }
 
