@@ -35,7 +35,8 @@ import reactor.core.Disposable;
  * the ring's device-to-host bandwidth against a plain pinned {@code cuMemcpyDtoHAsync} of the same bytes; and each
  * completion strategy's event-to-subscriber latency and CPU cost. Writes a markdown report.
  *
- * <p>Arguments: {@code [report-file] [forward-ms] [steps]} (defaults: stdout only, 2 ms, 400).
+ * <p>Arguments: {@code [report-file] [forward-ms] [steps] [sections] [latency-rounds]} (defaults: stdout only, 2 ms,
+ * 400, {@code steps,bandwidth,latency}, 1); {@code sections} is a comma-separated subset.
  */
 public final class GpuBenchmark {
     private static final int SLOT_CAPACITY = 16384;
@@ -48,6 +49,8 @@ public final class GpuBenchmark {
         Path reportFile = args.length > 0 ? Path.of(args[0]) : null;
         double forwardMs = args.length > 1 ? Double.parseDouble(args[1]) : 2.0;
         int steps = args.length > 2 ? Integer.parseInt(args[2]) : 400;
+        String sections = args.length > 3 ? args[3] : "steps,bandwidth,latency";
+        int latencyRounds = args.length > 4 ? Integer.parseInt(args[4]) : 1;
         StringBuilder report = new StringBuilder();
         String unavailable = Cuda.unavailableReason();
         if (unavailable != null) {
@@ -60,14 +63,17 @@ public final class GpuBenchmark {
             line(report, "Forward calibrated to about " + forwardMs + " ms at each size; " + steps + " timed steps per mode, modes interleaved in "
                     + "rounds; mean step time. Ratios are against no capture, measured in the same run.");
             line(report, "");
-            line(report, "| model | tokens | no capture (ms/step) | sync capture / none | async pipeline / none |");
-            line(report, "|---|---|---|---|---|");
-            for (ModelPreset preset : new ModelPreset[] {ModelPreset.DEEPSEEK_V3, ModelPreset.QWEN3_30B_A3B}) {
-                for (int tokens : new int[] {64, 256, 512, 8192}) {
-                    stepTimes(gpu, preset, tokens, forwardMs, steps, report);
+            if (sections.contains("steps")) {
+                line(report, "| model | tokens | no capture (ms/step) | sync capture / none | async pipeline / none |");
+                line(report, "|---|---|---|---|---|");
+                for (ModelPreset preset : new ModelPreset[] {ModelPreset.DEEPSEEK_V3, ModelPreset.QWEN3_30B_A3B}) {
+                    for (int tokens : new int[] {64, 256, 512, 8192}) {
+                        stepTimes(gpu, preset, tokens, forwardMs, steps, report);
+                    }
                 }
+                line(report, "");
             }
-            line(report, "");
+            if (sections.contains("bandwidth")) {
             line(report, "D2H bandwidth at prefill size: the ring's two copies (header+slots, rows) timed with CUDA events on its copy stream, "
                     + "against one plain pinned cuMemcpyDtoHAsync of the same byte count timed the same way; and the whole capture "
                     + "(memset + pack kernel + copies + completion notice) by wall clock, enqueue to listener.");
@@ -78,14 +84,19 @@ public final class GpuBenchmark {
                 bandwidth(gpu, preset.shape(), preset.cliName(), 8192, report);
             }
             line(report, "");
+            }
+            if (sections.contains("latency")) {
             line(report, "Completion strategies, DeepSeek-V3, 64-token captures on an idle GPU. Enqueue to listener: the whole capture as the "
                     + "subscriber sees it (same GPU work for all, so differences are the notification). Event to listener: listener time minus "
                     + "the time a second thread spinning on cuEventQuery saw the event complete (negative: the strategy saw it first).");
             line(report, "");
             line(report, "| strategy | enqueue to listener p50 / p99 / p99.9 (us) | event to listener p50 / p99 / p99.9 (us) | process CPU at 1 capture/ms (cores) |");
             line(report, "|---|---|---|---|");
-            for (CompletionStrategy strategy : CompletionStrategy.values()) {
-                latency(gpu, strategy, report);
+            for (int round = 0; round < latencyRounds; round++) {
+                for (CompletionStrategy strategy : CompletionStrategy.values()) {
+                    latency(gpu, strategy, report);
+                }
+            }
             }
         }
         if (reportFile != null) {
@@ -278,9 +289,10 @@ public final class GpuBenchmark {
         CudaStagingRing ring = (CudaStagingRing) gpu.openRing(spec, strategy);
         CaptureStep step = new CaptureStep(1, tokens, new RoutingBuffer(ids, ElementType.INT32, shape.moeLayers(), shape.topK()),
                 new SlotMappingBuffer(slotBuffer, ElementType.INT64));
-        Histogram histogram = new Histogram(TimeUnit.SECONDS.toNanos(1), 3);
-        Histogram endToEnd = new Histogram(TimeUnit.SECONDS.toNanos(1), 3);
-        long offset = TimeUnit.MILLISECONDS.toNanos(10);
+        // 5 significant digits: 0.1 us resolution around the 1 ms offset that keeps signed differences positive
+        Histogram histogram = new Histogram(TimeUnit.SECONDS.toNanos(1), 5);
+        Histogram endToEnd = new Histogram(TimeUnit.SECONDS.toNanos(1), 5);
+        long offset = TimeUnit.MILLISECONDS.toNanos(1);
         // latency: an observer thread spins on the copy-complete event and stamps when it completes; the listener stamps
         // when it is told; the difference is the strategy's event-to-subscriber latency
         int reps = 2000;
