@@ -23,6 +23,8 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.function.Supplier;
 import reactor.core.publisher.Flux;
 import reactor.core.scheduler.Scheduler;
@@ -140,7 +142,14 @@ public final class SimulatedEngine implements AutoCloseable {
 
     /** The engine's event stream, generated on demand on the {@code r3-engine} thread. */
     public Flux<EngineEvent> events() {
-        Scheduler engineThread = Schedulers.newSingle("r3-engine");
+        // a plain (blocking-allowed) thread: an engine waits on its GPU streams, which a Reactor non-blocking
+        // thread must not do
+        ExecutorService executor = Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "r3-engine");
+            t.setDaemon(true);
+            return t;
+        });
+        Scheduler engineThread = Schedulers.fromExecutorService(executor, "r3-engine");
         return Flux.<EngineEvent>generate(sink -> {
             EngineEvent e = next();
             if (e == null) {
@@ -148,7 +157,7 @@ public final class SimulatedEngine implements AutoCloseable {
             } else {
                 sink.next(e);
             }
-        }).subscribeOn(engineThread).doFinally(signal -> engineThread.dispose());
+        }).subscribeOn(engineThread).doFinally(signal -> executor.shutdown());
     }
 
     /** The next event, or null at the end. Capture steps write the device buffers when they are returned. */
