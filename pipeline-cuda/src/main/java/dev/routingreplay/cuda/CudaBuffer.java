@@ -29,9 +29,22 @@ public final class CudaBuffer implements DeviceBuffer {
         this.owned = false;
     }
 
-    /** A buffer at a device address nobody allocated: for the self-test that provokes a real CUDA error. */
-    static CudaBuffer unallocated(CudaDevice device, long address, long bytes) {
+    /**
+     * Device memory that someone else owns, in {@code device}'s context: an engine's routing or slot-mapping tensor at
+     * its {@code data_ptr()}. The pipeline reads it; closing the wrapper never frees it.
+     *
+     * @throws IllegalArgumentException for address 0 or a negative size
+     */
+    public static CudaBuffer wrap(CudaDevice device, long address, long bytes) {
+        if (address == 0 || bytes < 0) {
+            throw new IllegalArgumentException("cannot wrap device address " + address + " of " + bytes + " bytes");
+        }
         return new CudaBuffer(device, new CUdeviceptr().withByteOffset(address), bytes);
+    }
+
+    /** The raw device address (to hand to another library). */
+    public long address() {
+        return CudaHandles.address(pointer());
     }
 
     /** The device pointer (for kernels and copies). */

@@ -25,19 +25,27 @@ public final class CudaDevice implements RoutingDevice {
     private final int ordinal;
     private final CUdevice device = new CUdevice();
     private final CUcontext context = new CUcontext();
-    private final CUstream computeStream = new CUstream();
+    private final CUstream computeStream;
+    private final boolean ownsComputeStream;
     private final CudaKernels kernels;
     private final CompletionStrategy completion;
     private final String name;
 
-    private CudaDevice(int ordinal, CompletionStrategy completion) {
+    private CudaDevice(int ordinal, CompletionStrategy completion, long engineStream) {
         Cuda.init();
         this.ordinal = ordinal;
         this.completion = completion;
         Cuda.check(JCudaDriver.cuDeviceGet(device, ordinal), "cuDeviceGet(" + ordinal + ")");
         Cuda.check(JCudaDriver.cuDevicePrimaryCtxRetain(context, device), "cuDevicePrimaryCtxRetain");
         bind();
-        Cuda.check(JCudaDriver.cuStreamCreate(computeStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate(compute)");
+        if (engineStream == 0) {
+            this.computeStream = new CUstream();
+            this.ownsComputeStream = true;
+            Cuda.check(JCudaDriver.cuStreamCreate(computeStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate(compute)");
+        } else {
+            this.computeStream = CudaHandles.stream(engineStream);
+            this.ownsComputeStream = false;
+        }
         this.kernels = new CudaKernels();
         byte[] raw = new byte[256];
         Cuda.check(JCudaDriver.cuDeviceGetName(raw, raw.length, device), "cuDeviceGetName");
@@ -54,12 +62,28 @@ public final class CudaDevice implements RoutingDevice {
      * @throws CudaException with one line saying what is missing (driver, device) and to use the host backend
      */
     public static CudaDevice open(int ordinal) {
-        return new CudaDevice(ordinal, CompletionStrategy.DEFAULT);
+        return new CudaDevice(ordinal, CompletionStrategy.DEFAULT, 0);
     }
 
     /** Opens device {@code ordinal} with the given completion strategy. */
     public static CudaDevice open(int ordinal, CompletionStrategy completion) {
-        return new CudaDevice(ordinal, completion);
+        return new CudaDevice(ordinal, completion, 0);
+    }
+
+    /**
+     * Attaches to an engine that already runs on device {@code ordinal}'s primary context (as PyTorch does): the pack
+     * kernel is enqueued on the engine's own compute stream {@code engineStream} (a raw {@code CUstream} handle, e.g.
+     * {@code torch.cuda.current_stream().cuda_stream}), right behind its forward pass. The stream stays the engine's:
+     * closing this device does not destroy it. Wrap the engine's routing and slot-mapping memory with
+     * {@link CudaBuffer#wrap}.
+     *
+     * @throws IllegalArgumentException for handle 0 (the legacy default stream)
+     */
+    public static CudaDevice attach(int ordinal, long engineStream, CompletionStrategy completion) {
+        if (engineStream == 0) {
+            throw new IllegalArgumentException("engineStream 0 is the legacy default stream; pass the engine's own stream handle");
+        }
+        return new CudaDevice(ordinal, completion, engineStream);
     }
 
     /** Makes this device's context current on the calling thread. */
@@ -163,7 +187,9 @@ public final class CudaDevice implements RoutingDevice {
     public void close() {
         bind();
         JCudaDriver.cuStreamSynchronize(computeStream);
-        JCudaDriver.cuStreamDestroy(computeStream);
+        if (ownsComputeStream) {
+            JCudaDriver.cuStreamDestroy(computeStream);
+        }
         kernels.unload();
         JCudaDriver.cuDevicePrimaryCtxRelease(device);
     }

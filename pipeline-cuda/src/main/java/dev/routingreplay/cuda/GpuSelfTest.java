@@ -61,8 +61,9 @@ public final class GpuSelfTest {
         try (CudaDevice gpu = CudaDevice.open(0, strategy)) {
             System.out.println("device: " + gpu.name() + ", completion " + strategy);
             packEqualsHost(gpu);
-            pipelineStoresWhatTheGateProduced(gpu, 3);
-            pipelineStoresWhatTheGateProduced(gpu, 2);
+            pipelineStoresWhatTheGateProduced(gpu, gpu, 3);
+            pipelineStoresWhatTheGateProduced(gpu, gpu, 2);
+            attachedToAnEnginesStreamAndMemory(gpu);
             cudaErrorSurfaces(gpu);
         }
         System.out.printf("GPU self-test: %d passed, %d failed%n", passes, failures);
@@ -187,17 +188,42 @@ public final class GpuSelfTest {
         }
     }
 
+    /**
+     * The engine owns a stream and its buffers (made here with the driver API, outside the backend); the backend attaches
+     * to that stream and wraps those addresses, as it would a framework's current stream and tensors.
+     */
+    private static void attachedToAnEnginesStreamAndMemory(CudaDevice gpu) throws Exception {
+        gpu.bind();
+        jcuda.driver.CUstream engineStream = new jcuda.driver.CUstream();
+        Cuda.check(jcuda.driver.JCudaDriver.cuStreamCreate(engineStream, jcuda.driver.CUstream_flags.CU_STREAM_NON_BLOCKING),
+                "cuStreamCreate(engine)");
+        try (CudaDevice attached = CudaDevice.attach(0, CudaHandles.address(engineStream), CompletionStrategy.POLL)) {
+            pipelineStoresWhatTheGateProduced(attached, gpu, 3);
+        } finally {
+            gpu.bind();
+            jcuda.driver.JCudaDriver.cuStreamDestroy(engineStream);
+        }
+    }
+
+    /** A buffer of {@code owner}'s memory as {@code user} sees it (wrapped when they differ). */
+    private static CudaBuffer buffer(CudaDevice user, CudaDevice owner, long bytes, List<CudaBuffer> owned) {
+        CudaBuffer b = owner.allocate(bytes);
+        owned.add(b);
+        return user == owner ? b : CudaBuffer.wrap(user, b.address(), bytes);
+    }
+
     /** Requests of 96 tokens, written 32 tokens a step by the GPU gate; a slow sink on depth 2. */
-    private static void pipelineStoresWhatTheGateProduced(CudaDevice gpu, int depth) throws Exception {
+    private static void pipelineStoresWhatTheGateProduced(CudaDevice gpu, CudaDevice owner, int depth) throws Exception {
         RoutingShape shape = ModelPreset.DEEPSEEK_V3.shape();
         int requests = 150;
         int perStep = 32;
         int seqLen = 96;
         int slotsPerRequest = seqLen;
         int slotCapacity = 64 * slotsPerRequest;
-        CudaBuffer ids = gpu.allocate((long) perStep * shape.idsPerRow() * 4);
-        CudaBuffer slotBuffer = gpu.allocate(perStep * 8L);
-        CudaBuffer scratch = gpu.allocate(64);
+        List<CudaBuffer> owned = new ArrayList<>();
+        CudaBuffer ids = buffer(gpu, owner, (long) perStep * shape.idsPerRow() * 4, owned);
+        CudaBuffer slotBuffer = buffer(gpu, owner, perStep * 8L, owned);
+        CudaBuffer scratch = buffer(gpu, owner, 64, owned);
         RoutingBuffer routing = new RoutingBuffer(ids, ElementType.INT32, shape.moeLayers(), shape.topK());
         SlotMappingBuffer slotMapping = new SlotMappingBuffer(slotBuffer, ElementType.INT64);
         int[][] expected = new int[requests * seqLen][];
@@ -271,18 +297,19 @@ public final class GpuSelfTest {
             }
         }
         report(problems.isEmpty() && acked == requests * (2L + seqLen / perStep) && inFlightMax.get() <= depth,
-                "pipeline over CUDA, depth " + depth + (slow ? " with a slow sink" : "") + ": " + requests + " requests stored as the gate produced them"
+                "pipeline over CUDA" + (gpu != owner ? " attached to an engine's stream and memory" : "") + ", depth " + depth
+                        + (slow ? " with a slow sink" : "") + ": " + requests + " requests stored as the gate produced them"
                         + (problems.isEmpty() ? "" : " " + problems) + ", ring slots in use when a step was emitted <= " + depth + " (max seen " + inFlightMax.get() + ")");
         sink.close();
-        ids.close();
-        slotBuffer.close();
-        scratch.close();
+        for (CudaBuffer b : owned) {
+            b.close();
+        }
     }
 
     /** Last: a pack kernel reads an unmapped address; the context is unusable afterwards. */
     private static void cudaErrorSurfaces(CudaDevice gpu) {
         RoutingShape shape = ModelPreset.QWEN3_30B_A3B.shape();
-        CudaBuffer bogus = CudaBuffer.unallocated(gpu, 0x10000L, 1L << 30);
+        CudaBuffer bogus = CudaBuffer.wrap(gpu, 0x10000L, 1L << 30);
         CudaBuffer slots = gpu.allocate(8 * 8);
         gpu.write(slots, 0, ByteBuffer.allocateDirect(64).order(ByteOrder.nativeOrder()));
         MemoryRoutingSink sink = new MemoryRoutingSink(shape, 64);
