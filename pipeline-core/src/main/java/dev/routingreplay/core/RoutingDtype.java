@@ -106,14 +106,4 @@ public enum RoutingDtype {
                 buffer.putInt(offset, id);
         }
     }
-
-    /** Looks a dtype up by its numpy name; fails naming the value when unknown. */
-    public static RoutingDtype fromNumpyName(String name) {
-        for (RoutingDtype d : values()) {
-            if (d.numpyName.equals(name)) {
-                return d;
-            }
-        }
-        throw new IllegalArgumentException("unknown routing dtype '" + name + "' (expected uint8, uint16 or int32)");
-    }
 }

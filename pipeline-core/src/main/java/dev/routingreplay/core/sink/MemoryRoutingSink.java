@@ -87,11 +87,6 @@ public class MemoryRoutingSink implements RoutingSink, AutoCloseable {
         return new RequestRouting("slots", store.shape(), slots.length, store.gather(probe));
     }
 
-    /** The underlying slot store (sink thread only). */
-    protected SlotStore store() {
-        return store;
-    }
-
     /** Frees the slot store. */
     @Override
     public void close() {

@@ -70,11 +70,6 @@ public final class HostEngine implements AutoCloseable {
         return new CaptureStep(stepId, slotMapping.length, routingBuffer, slotBuffer);
     }
 
-    /** The routing buffer descriptor (for steps built by hand). */
-    public RoutingBuffer routingBuffer() {
-        return routingBuffer;
-    }
-
     /** The slot mapping descriptor. */
     public SlotMappingBuffer slotBuffer() {
         return slotBuffer;
