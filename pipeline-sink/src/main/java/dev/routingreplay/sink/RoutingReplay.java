@@ -162,6 +162,11 @@ public final class RoutingReplay implements AutoCloseable {
                     long idle = 1_000;
                     while (!sink.isCancelled()) {
                         if (sink.requestedFromDownstream() == 0) {
+                            // no demand: a finite replay still completes at the end of the queue
+                            if (!follow && !hasNext(tailer)) {
+                                sink.complete();
+                                break;
+                            }
                             LockSupport.parkNanos(MAX_IDLE_NANOS);
                             continue;
                         }
@@ -184,6 +189,17 @@ public final class RoutingReplay implements AutoCloseable {
                 }
             });
         }, FluxSink.OverflowStrategy.ERROR);
+    }
+
+    /** Whether a record follows, without consuming it (the read is rolled back). */
+    private static boolean hasNext(ExcerptTailer tailer) {
+        try (DocumentContext dc = tailer.readingDocument()) {
+            if (!dc.isPresent()) {
+                return false;
+            }
+            dc.rollbackOnClose();
+            return true;
+        }
     }
 
     private ReplayedRequest readOne(ExcerptTailer tailer) {
