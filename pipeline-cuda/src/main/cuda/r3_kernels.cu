@@ -112,3 +112,35 @@ extern "C" __global__ void r3_gate(int* __restrict__ out, int tokens, int layers
         }
     }
 }
+
+// The examples' deterministic gate (dev.routingreplay.examples.ExpertRouting.mix), so a simulated engine can produce
+// its routing on the GPU: out[t, l, k] = floorMod(mix(keys[t], positions[t], l, k), numExperts) as int32; a token
+// with position -1 is padding and gets numExperts + 7 (an id the pipeline must skip, never store).
+extern "C" __global__ void r3_keyed_routing(int* __restrict__ out, const long long* __restrict__ keys,
+                                            const int* __restrict__ positions, int tokens, int layers, int topK,
+                                            int numExperts) {
+    long long total = (long long) tokens * layers * topK;
+    for (long long i = blockIdx.x * (long long) blockDim.x + threadIdx.x; i < total; i += (long long) gridDim.x * blockDim.x) {
+        int t = (int) (i / ((long long) layers * topK));
+        int rest = (int) (i % ((long long) layers * topK));
+        int l = rest / topK;
+        int k = rest % topK;
+        int position = positions[t];
+        if (position < 0) {
+            out[i] = numExperts + 7;
+            continue;
+        }
+        uint64_t h = (uint64_t) keys[t] + (uint64_t) (long long) position * 0xC2B2AE3D27D4EB4FULL
+                + (uint64_t) (long long) l * 0x165667B19E3779F9ULL + (uint64_t) (long long) k * 0x27D4EB2F165667C5ULL;
+        h ^= h >> 31;
+        h *= 0x94D049BB133111EBULL;
+        h ^= h >> 29;
+        h *= 0xBF58476D1CE4E5B9ULL;
+        h ^= h >> 32;
+        long long r = ((long long) h) % numExperts;
+        if (r < 0) {
+            r += numExperts;
+        }
+        out[i] = (int) r;
+    }
+}

@@ -2,6 +2,8 @@ package dev.routingreplay.examples;
 
 import dev.routingreplay.core.device.RoutingDevice;
 import dev.routingreplay.core.host.HostDevice;
+import dev.routingreplay.cuda.CudaDevice;
+import dev.routingreplay.cuda.CudaException;
 
 /** Opens a device backend by name. */
 final class Backends {
@@ -9,9 +11,9 @@ final class Backends {
     }
 
     /**
-     * {@code host}: the embedded host backend. {@code cuda}: the JCuda backend, when it is on the class path.
+     * {@code host}: the embedded host backend. {@code cuda}: the CUDA backend on device 0.
      *
-     * @throws IllegalArgumentException naming the backend when it is unknown or unavailable
+     * @throws IllegalArgumentException naming the backend when it is unknown or unavailable (no driver, no device)
      */
     static RoutingDevice open(String name) {
         switch (name) {
@@ -19,13 +21,9 @@ final class Backends {
                 return new HostDevice();
             case "cuda":
                 try {
-                    Class<?> type = Class.forName("dev.routingreplay.cuda.CudaDevice");
-                    return (RoutingDevice) type.getMethod("open", int.class).invoke(null, 0);
-                } catch (ClassNotFoundException e) {
-                    throw new IllegalArgumentException("backend 'cuda' is not on the class path; use --backend host", e);
-                } catch (ReflectiveOperationException e) {
-                    Throwable cause = e.getCause() != null ? e.getCause() : e;
-                    throw new IllegalArgumentException("backend 'cuda': " + cause.getMessage(), cause);
+                    return CudaDevice.open(0);
+                } catch (CudaException e) {
+                    throw new IllegalArgumentException("backend 'cuda': " + e.getMessage(), e);
                 }
             default:
                 throw new IllegalArgumentException("unknown backend '" + name + "'; expected host or cuda");

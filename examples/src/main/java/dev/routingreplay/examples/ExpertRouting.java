@@ -37,13 +37,22 @@ public final class ExpertRouting {
 
     /** The id the gate picks for the token at {@code position} of the request. */
     public static int expectedId(RequestKey request, int position, int layer, int k, int numExperts) {
-        long content = position < request.promptLength() ? promptKey(request.prompt()) : requestKey(request);
-        return mix(content, position, layer, k, numExperts);
+        return mix(contentKey(request, position), position, layer, k, numExperts);
     }
 
     /** The id a rejected draft token at {@code position} gets in step {@code stepId} (differs from the accepted one's). */
     public static int draftId(RequestKey request, long stepId, int position, int layer, int k, int numExperts) {
-        return mix(requestKey(request) ^ (stepId * 0x632BE59BD9B4E019L + 1), position, layer, k, numExperts);
+        return mix(draftKey(request, stepId), position, layer, k, numExperts);
+    }
+
+    /** The 64-bit key of the token at {@code position}: the prompt's for prompt positions, else the request's. */
+    public static long contentKey(RequestKey request, int position) {
+        return position < request.promptLength() ? promptKey(request.prompt()) : requestKey(request);
+    }
+
+    /** The 64-bit key of a rejected draft token of {@code request} in step {@code stepId}. */
+    public static long draftKey(RequestKey request, long stepId) {
+        return requestKey(request) ^ (stepId * 0x632BE59BD9B4E019L + 1);
     }
 
     private static long promptKey(long prompt) {
@@ -54,7 +63,11 @@ public final class ExpertRouting {
         return (r.prompt() * 0x9E3779B97F4A7C15L + 17) ^ ((r.sample() + 1L) * 0xD6E8FEB86659FD93L);
     }
 
-    private static int mix(long content, int position, int layer, int k, int numExperts) {
+    /**
+     * The gate itself: a well-mixed id in {@code [0, numExperts)} from a token key, its position, the layer and k. The
+     * CUDA backend's {@code r3_keyed_routing} kernel computes exactly this, bit for bit.
+     */
+    public static int mix(long content, int position, int layer, int k, int numExperts) {
         long h = content + position * 0xC2B2AE3D27D4EB4FL + layer * 0x165667B19E3779F9L + k * 0x27D4EB2F165667C5L;
         h ^= h >>> 31;
         h *= 0x94D049BB133111EBL;

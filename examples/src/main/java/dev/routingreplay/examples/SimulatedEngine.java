@@ -13,6 +13,8 @@ import dev.routingreplay.core.event.RoundCleared;
 import dev.routingreplay.core.event.RoutingBuffer;
 import dev.routingreplay.core.event.SlotMappingBuffer;
 import dev.routingreplay.core.event.SlotsMoved;
+import dev.routingreplay.cuda.CudaBuffer;
+import dev.routingreplay.cuda.CudaDevice;
 import dev.routingreplay.examples.ExpertRouting.RequestKey;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -37,8 +39,10 @@ import reactor.core.scheduler.Schedulers;
  * hits on blocks that earlier samples of the same prompt wrote, swaps of blocks to a host tier and back, aborts,
  * padding tokens, and an end-of-round clear.
  *
- * <p>Each step's routing is written into the engine's device buffers (through {@link RoutingDevice#write}) right
- * before its {@link CaptureStep} is emitted, and overwritten by the next step, as a forward pass would. Routing comes
+ * <p>Each step's routing is written into the engine's device buffers right before its {@link CaptureStep} is
+ * emitted, and overwritten by the next step, as a forward pass would: on the host backend through
+ * {@link RoutingDevice#write}; on the CUDA backend by the {@code r3_keyed_routing} kernel on the compute stream, from
+ * a key and a position per token. Routing comes
  * from {@link ExpertRouting}, so a trainer can check it. Events are generated on demand on the engine's own thread
  * ({@code r3-engine}); {@link #events()} may be subscribed once.
  */
@@ -53,6 +57,12 @@ public final class SimulatedEngine implements AutoCloseable {
     private final SlotMappingBuffer slotBuffer;
     private final ByteBuffer routingHost;
     private final ByteBuffer slotsHost;
+    /** Set on the CUDA backend: the gate then runs on the GPU from per-token keys. */
+    private final CudaDevice gpu;
+    private final DeviceBuffer keysDevice;
+    private final DeviceBuffer positionsDevice;
+    private final ByteBuffer keysHost;
+    private final ByteBuffer positionsHost;
     private final int[] refcount;
     private final boolean[] cached;
     private final ArrayDeque<Integer> freeGpu = new ArrayDeque<>();
@@ -105,8 +115,21 @@ public final class SimulatedEngine implements AutoCloseable {
         this.slotsDevice = device.allocate((long) maxTokens * 8);
         this.routingBuffer = new RoutingBuffer(routingDevice, ElementType.INT32, shape.moeLayers(), shape.topK());
         this.slotBuffer = new SlotMappingBuffer(slotsDevice, ElementType.INT64);
-        this.routingHost = ByteBuffer.allocateDirect(maxTokens * shape.idsPerRow() * 4).order(ByteOrder.nativeOrder());
         this.slotsHost = ByteBuffer.allocateDirect(maxTokens * 8).order(ByteOrder.nativeOrder());
+        this.gpu = device instanceof CudaDevice cuda ? cuda : null;
+        if (gpu != null) {
+            this.routingHost = null;
+            this.keysDevice = device.allocate(maxTokens * 8L);
+            this.positionsDevice = device.allocate(maxTokens * 4L);
+            this.keysHost = ByteBuffer.allocateDirect(maxTokens * 8).order(ByteOrder.nativeOrder());
+            this.positionsHost = ByteBuffer.allocateDirect(maxTokens * 4).order(ByteOrder.nativeOrder());
+        } else {
+            this.routingHost = ByteBuffer.allocateDirect(maxTokens * shape.idsPerRow() * 4).order(ByteOrder.nativeOrder());
+            this.keysDevice = null;
+            this.positionsDevice = null;
+            this.keysHost = null;
+            this.positionsHost = null;
+        }
         this.refcount = new int[cfg.gpuBlocks()];
         this.cached = new boolean[cfg.gpuBlocks()];
         for (int b = 0; b < cfg.gpuBlocks(); b++) {
@@ -351,27 +374,39 @@ public final class SimulatedEngine implements AutoCloseable {
 
     /** The "forward pass": writes the step's routing and slots into the device buffers, returns the capture event. */
     private CaptureStep forward(long stepId, List<Token> tokens, long[] slots) {
-        int perRow = shape.idsPerRow();
-        for (int t = 0; t < tokens.size(); t++) {
-            Token tok = tokens.get(t);
+        int n = tokens.size();
+        for (int t = 0; t < n; t++) {
             slotsHost.putLong(t * 8, slots[t]);
-            for (int l = 0; l < shape.moeLayers(); l++) {
-                for (int k = 0; k < shape.topK(); k++) {
-                    int id;
-                    if (tok == null) {
-                        id = shape.numExperts() + 7; // padding: garbage the pipeline must skip
-                    } else if (tok.draftStep() >= 0) {
-                        id = ExpertRouting.draftId(tok.request().key, tok.draftStep(), tok.position(), l, k, shape.numExperts());
-                    } else {
-                        id = ExpertRouting.expectedId(tok.request().key, tok.position(), l, k, shape.numExperts());
+        }
+        if (gpu != null) {
+            // the gate runs on the GPU: only a key and a position per token cross the bus
+            for (int t = 0; t < n; t++) {
+                Token tok = tokens.get(t);
+                keysHost.putLong(t * 8, tok == null ? 0 : tok.draftStep() >= 0 ? ExpertRouting.draftKey(tok.request().key, tok.draftStep())
+                        : ExpertRouting.contentKey(tok.request().key, tok.position()));
+                positionsHost.putInt(t * 4, tok == null ? -1 : tok.position());
+            }
+            device.write(keysDevice, 0, keysHost.duplicate().position(0).limit(n * 8));
+            device.write(positionsDevice, 0, positionsHost.duplicate().position(0).limit(n * 4));
+            gpu.launchKeyedRouting((CudaBuffer) routingDevice, (CudaBuffer) keysDevice, (CudaBuffer) positionsDevice, n, shape);
+        } else {
+            int perRow = shape.idsPerRow();
+            for (int t = 0; t < n; t++) {
+                Token tok = tokens.get(t);
+                long key = tok == null ? 0 : tok.draftStep() >= 0 ? ExpertRouting.draftKey(tok.request().key, tok.draftStep())
+                        : ExpertRouting.contentKey(tok.request().key, tok.position());
+                for (int l = 0; l < shape.moeLayers(); l++) {
+                    for (int k = 0; k < shape.topK(); k++) {
+                        // padding: garbage the pipeline must skip
+                        int id = tok == null ? shape.numExperts() + 7 : ExpertRouting.mix(key, tok.position(), l, k, shape.numExperts());
+                        routingHost.putInt((t * perRow + l * shape.topK() + k) * 4, id);
                     }
-                    routingHost.putInt((t * perRow + l * shape.topK() + k) * 4, id);
                 }
             }
+            device.write(routingDevice, 0, routingHost.duplicate().position(0).limit(n * perRow * 4));
         }
-        device.write(routingDevice, 0, routingHost.duplicate().position(0).limit(tokens.size() * perRow * 4));
-        device.write(slotsDevice, 0, slotsHost.duplicate().position(0).limit(tokens.size() * 8));
-        return new CaptureStep(stepId, tokens.size(), routingBuffer, slotBuffer);
+        device.write(slotsDevice, 0, slotsHost.duplicate().position(0).limit(n * 8));
+        return new CaptureStep(stepId, n, routingBuffer, slotBuffer);
     }
 
     private void finishDone() {
@@ -505,5 +540,9 @@ public final class SimulatedEngine implements AutoCloseable {
     public void close() {
         routingDevice.close();
         slotsDevice.close();
+        if (keysDevice != null) {
+            keysDevice.close();
+            positionsDevice.close();
+        }
     }
 }

@@ -16,6 +16,7 @@ final class CudaKernels {
     final CUmodule module = new CUmodule();
     final CUfunction pack = new CUfunction();
     final CUfunction gate = new CUfunction();
+    final CUfunction keyed = new CUfunction();
 
     CudaKernels() {
         byte[] ptx = ptx();
@@ -24,6 +25,7 @@ final class CudaKernels {
         Cuda.check(JCudaDriver.cuModuleLoadData(module, terminated), "cuModuleLoadData(r3_kernels.ptx)");
         Cuda.check(JCudaDriver.cuModuleGetFunction(pack, module, "r3_pack"), "cuModuleGetFunction(r3_pack)");
         Cuda.check(JCudaDriver.cuModuleGetFunction(gate, module, "r3_gate"), "cuModuleGetFunction(r3_gate)");
+        Cuda.check(JCudaDriver.cuModuleGetFunction(keyed, module, "r3_keyed_routing"), "cuModuleGetFunction(r3_keyed_routing)");
     }
 
     static byte[] ptx() {
