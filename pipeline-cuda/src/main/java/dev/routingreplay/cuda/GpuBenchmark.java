@@ -110,6 +110,39 @@ public final class GpuBenchmark {
         System.out.println(text);
     }
 
+    /** The engine's side of a benchmark: routing ids, a slot mapping (token t -> slot t), gate scratch. */
+    private static final class EngineBuffers implements AutoCloseable {
+        final CudaBuffer ids;
+        final CudaBuffer slots;
+        final CudaBuffer scratch;
+        final RoutingBuffer routing;
+        final SlotMappingBuffer slotMapping;
+
+        EngineBuffers(CudaDevice gpu, RoutingShape shape, int tokens) {
+            ids = gpu.allocate((long) tokens * shape.idsPerRow() * 4);
+            slots = gpu.allocate(tokens * 8L);
+            scratch = gpu.allocate(64);
+            ByteBuffer mapping = ByteBuffer.allocateDirect(tokens * 8).order(ByteOrder.nativeOrder());
+            for (int t = 0; t < tokens; t++) {
+                mapping.putLong(t * 8, t % SLOT_CAPACITY);
+            }
+            gpu.write(slots, 0, mapping);
+            routing = new RoutingBuffer(ids, ElementType.INT32, shape.moeLayers(), shape.topK());
+            slotMapping = new SlotMappingBuffer(slots, ElementType.INT64);
+        }
+
+        CaptureStep step(long stepId, int tokens) {
+            return new CaptureStep(stepId, tokens, routing, slotMapping);
+        }
+
+        @Override
+        public void close() {
+            ids.close();
+            slots.close();
+            scratch.close();
+        }
+    }
+
     private static int calibrate(CudaDevice gpu, CudaBuffer ids, int tokens, RoutingShape shape, CudaBuffer scratch, double forwardMs) {
         double base = timeForward(gpu, ids, tokens, shape, 0, scratch);
         double probe = timeForward(gpu, ids, tokens, shape, 20000, scratch);
@@ -134,17 +167,10 @@ public final class GpuBenchmark {
     private static void stepTimes(CudaDevice gpu, ModelPreset preset, int tokens, double forwardMs, int steps, StringBuilder report)
             throws InterruptedException {
         RoutingShape shape = preset.shape();
-        CudaBuffer ids = gpu.allocate((long) tokens * shape.idsPerRow() * 4);
-        CudaBuffer slotBuffer = gpu.allocate(tokens * 8L);
-        CudaBuffer scratch = gpu.allocate(64);
-        ByteBuffer slots = ByteBuffer.allocateDirect(tokens * 8).order(ByteOrder.nativeOrder());
-        for (int t = 0; t < tokens; t++) {
-            slots.putLong(t * 8, t % SLOT_CAPACITY);
-        }
-        gpu.write(slotBuffer, 0, slots.duplicate());
+        EngineBuffers engine = new EngineBuffers(gpu, shape, tokens);
+        CudaBuffer ids = engine.ids;
+        CudaBuffer scratch = engine.scratch;
         int extra = calibrate(gpu, ids, tokens, shape, scratch, forwardMs);
-        RoutingBuffer routing = new RoutingBuffer(ids, ElementType.INT32, shape.moeLayers(), shape.topK());
-        SlotMappingBuffer slotMapping = new SlotMappingBuffer(slotBuffer, ElementType.INT64);
         // sync capture's host side: pageable memory, as a tensor's .cpu() gives
         ByteBuffer pageable = ByteBuffer.allocateDirect(tokens * shape.idsPerRow() * 4).order(ByteOrder.nativeOrder());
         ByteBuffer row = ByteBuffer.allocateDirect(shape.rowBytes()).order(ByteOrder.LITTLE_ENDIAN);
@@ -167,7 +193,7 @@ public final class GpuBenchmark {
                         gpu.synchronizeCompute();
                         syncCapture(gpu, ids, pageable, row, shape, tokens, syncStore);
                     } else if (mode == 2) {
-                        feed.emit(new CaptureStep(stepId, tokens, routing, slotMapping));
+                        feed.emit(engine.step(stepId, tokens));
                         gpu.synchronizeCompute();
                     } else {
                         gpu.synchronizeCompute();
@@ -188,9 +214,7 @@ public final class GpuBenchmark {
         line(report, String.format("| %s | %d | %.3f | %.3f | %.4f |", preset.cliName(), tokens, none, sync / none, async / none));
         syncStore.close();
         sink.close();
-        ids.close();
-        slotBuffer.close();
-        scratch.close();
+        engine.close();
     }
 
     private static void syncCapture(CudaDevice gpu, CudaBuffer ids, ByteBuffer pageable, ByteBuffer row, RoutingShape shape, int tokens,
@@ -211,15 +235,8 @@ public final class GpuBenchmark {
     private static void bandwidth(CudaDevice gpu, RoutingShape shape, String name, int tokens, StringBuilder report) throws Exception {
         RingSpec spec = new RingSpec(shape, 1, tokens, SLOT_CAPACITY);
         long bytes = spec.layout().headerBytes(tokens) + (long) spec.layout().rowBytesFor(tokens);
-        CudaBuffer ids = gpu.allocate((long) tokens * shape.idsPerRow() * 4);
-        CudaBuffer slotBuffer = gpu.allocate(tokens * 8L);
-        CudaBuffer scratch = gpu.allocate(64);
-        ByteBuffer slots = ByteBuffer.allocateDirect(tokens * 8).order(ByteOrder.nativeOrder());
-        for (int t = 0; t < tokens; t++) {
-            slots.putLong(t * 8, t % SLOT_CAPACITY);
-        }
-        gpu.write(slotBuffer, 0, slots.duplicate());
-        gpu.launchGate(ids, tokens, shape, 1, 0, scratch);
+        EngineBuffers engine = new EngineBuffers(gpu, shape, tokens);
+        gpu.launchGate(engine.ids, tokens, shape, 1, 0, engine.scratch);
         gpu.synchronizeCompute();
         CudaBuffer plainSrc = gpu.allocate(bytes);
         Pointer pinned = new Pointer();
@@ -227,8 +244,7 @@ public final class GpuBenchmark {
         Cuda.check(JCudaDriver.cuMemHostAlloc(pinned, bytes, 0), "cuMemHostAlloc");
         CudaStagingRing ring = (CudaStagingRing) gpu.openRing(spec);
         ring.timeCopies();
-        CaptureStep step = new CaptureStep(1, tokens, new RoutingBuffer(ids, ElementType.INT32, shape.moeLayers(), shape.topK()),
-                new SlotMappingBuffer(slotBuffer, ElementType.INT64));
+        CaptureStep step = engine.step(1, tokens);
         jcuda.driver.CUevent start = new jcuda.driver.CUevent();
         jcuda.driver.CUevent end = new jcuda.driver.CUevent();
         Cuda.check(JCudaDriver.cuEventCreate(start, 0), "cuEventCreate");
@@ -271,24 +287,18 @@ public final class GpuBenchmark {
         ring.close();
         JCudaDriver.cuMemFreeHost(pinned);
         plainSrc.close();
-        ids.close();
-        slotBuffer.close();
-        scratch.close();
+        engine.close();
     }
 
     private static void latency(CudaDevice gpu, CompletionStrategy strategy, StringBuilder report) throws Exception {
         RoutingShape shape = ModelPreset.DEEPSEEK_V3.shape();
         int tokens = 64;
         RingSpec spec = new RingSpec(shape, 1, tokens, SLOT_CAPACITY);
-        CudaBuffer ids = gpu.allocate((long) tokens * shape.idsPerRow() * 4);
-        CudaBuffer slotBuffer = gpu.allocate(tokens * 8L);
-        CudaBuffer scratch = gpu.allocate(64);
-        gpu.write(slotBuffer, 0, ByteBuffer.allocateDirect(tokens * 8).order(ByteOrder.nativeOrder()));
-        gpu.launchGate(ids, tokens, shape, 1, 0, scratch);
+        EngineBuffers engine = new EngineBuffers(gpu, shape, tokens);
+        gpu.launchGate(engine.ids, tokens, shape, 1, 0, engine.scratch);
         gpu.synchronizeCompute();
         CudaStagingRing ring = (CudaStagingRing) gpu.openRing(spec, strategy);
-        CaptureStep step = new CaptureStep(1, tokens, new RoutingBuffer(ids, ElementType.INT32, shape.moeLayers(), shape.topK()),
-                new SlotMappingBuffer(slotBuffer, ElementType.INT64));
+        CaptureStep step = engine.step(1, tokens);
         // 5 significant digits: 0.1 us resolution around the 1 ms offset that keeps signed differences positive
         Histogram histogram = new Histogram(TimeUnit.SECONDS.toNanos(1), 5);
         Histogram endToEnd = new Histogram(TimeUnit.SECONDS.toNanos(1), 5);
@@ -349,9 +359,7 @@ public final class GpuBenchmark {
                 (histogram.getValueAtPercentile(50) - offset) / 1e3, (histogram.getValueAtPercentile(99) - offset) / 1e3,
                 (histogram.getValueAtPercentile(99.9) - offset) / 1e3, cores));
         ring.close();
-        ids.close();
-        slotBuffer.close();
-        scratch.close();
+        engine.close();
     }
 
 }
