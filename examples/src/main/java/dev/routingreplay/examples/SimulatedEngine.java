@@ -374,6 +374,7 @@ public final class SimulatedEngine implements AutoCloseable {
 
     /** The "forward pass": writes the step's routing and slots into the device buffers, returns the capture event. */
     private CaptureStep forward(long stepId, List<Token> tokens, long[] slots) {
+        routingBuffer.beginOverwrite(); // a step still held back by an operator now fails instead of reading this one
         int n = tokens.size();
         for (int t = 0; t < n; t++) {
             slotsHost.putLong(t * 8, slots[t]);

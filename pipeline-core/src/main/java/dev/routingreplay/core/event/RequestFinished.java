@@ -9,16 +9,21 @@ import java.util.Arrays;
  * the request's KV blocks.
  *
  * @param requestId the finished request
- * @param slots the request's KV-cache slot per position, in token order
+ * @param slots the request's KV-cache slot per position, in token order (a copy of the caller's array; do not
+ *     modify the array this accessor returns)
  */
 public record RequestFinished(String requestId, int[] slots) implements EngineEvent {
 
-    /** Rejects null fields; slot ranges are checked by the pipeline. */
+    /**
+     * Rejects null fields and copies {@code slots}, so the engine may reuse its array once the event is emitted (the
+     * pipeline reads it later, on its sink thread); slot ranges are checked by the pipeline.
+     */
     public RequestFinished {
         RequestIds.check(requestId);
         if (slots == null) {
             throw new IllegalArgumentException("request " + requestId + ": slots must not be null");
         }
+        slots = slots.clone();
     }
 
     /**

@@ -12,7 +12,10 @@ import java.util.Arrays;
  */
 public record SlotsMoved(int[] sourceSlots, int[] destinationSlots) implements EngineEvent {
 
-    /** Checks that both arrays are present and of equal length. */
+    /**
+     * Checks that both arrays are present and of equal length, and copies them, so the engine may reuse its arrays
+     * once the event is emitted (the pipeline reads them later, on its sink thread).
+     */
     public SlotsMoved {
         if (sourceSlots == null || destinationSlots == null) {
             throw new IllegalArgumentException("sourceSlots and destinationSlots must not be null");
@@ -21,6 +24,8 @@ public record SlotsMoved(int[] sourceSlots, int[] destinationSlots) implements E
             throw new IllegalArgumentException("sourceSlots has " + sourceSlots.length + " entries but destinationSlots has "
                     + destinationSlots.length);
         }
+        sourceSlots = sourceSlots.clone();
+        destinationSlots = destinationSlots.clone();
     }
 
     @Override

@@ -26,6 +26,11 @@ public final class HostDeviceBuffer implements DeviceBuffer {
         return bytes;
     }
 
+    /** Whether this buffer was allocated by the device whose memory is {@code pool}. */
+    boolean belongsTo(NativeMemory pool) {
+        return memory == pool;
+    }
+
     @Override
     public long byteSize() {
         return bytes.capacity();

@@ -92,6 +92,10 @@ final class HostStagingRing implements StagingRing {
             throw new IllegalArgumentException(step.describe() + ": routing and slot mapping buffers must come from the host device, were "
                     + step.routing().buffer().getClass().getSimpleName() + " and " + step.slotMapping().buffer().getClass().getSimpleName());
         }
+        if (!routing.belongsTo(memory) || !slots.belongsTo(memory)) {
+            throw new IllegalArgumentException(step.describe() + ": the " + (routing.belongsTo(memory) ? "slot mapping" : "routing")
+                    + " buffer belongs to another HostDevice than this ring's; allocate the engine's buffers on the pipeline's device");
+        }
         HostPack.pack(routing.memory(), step.routing().elementType(), slots.memory(), step.slotMapping().elementType(),
                 step.tokenCount(), spec, layout, staging[index]);
         CopyTask copy = copies[index];
@@ -106,7 +110,10 @@ final class HostStagingRing implements StagingRing {
     }
 
     @Override
-    public ByteBuffer hostSlot(int index) {
+    public synchronized ByteBuffer hostSlot(int index) {
+        if (closed) {
+            throw new IllegalStateException("staging ring is closed; its host slot " + index + " is freed");
+        }
         return host[index];
     }
 

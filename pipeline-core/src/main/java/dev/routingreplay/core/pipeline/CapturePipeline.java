@@ -12,6 +12,7 @@ import java.util.Objects;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Function;
 import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
 import reactor.core.publisher.Operators;
 
 /**
@@ -30,12 +31,21 @@ import reactor.core.publisher.Operators;
  * (bad input, device, sink) terminates the output with a {@link CapturePipelineException} naming the event; on
  * completion, error or cancellation the ring's memory is freed once no copy and no sink call still uses it.
  *
- * <p>Output: each input event, on the sink thread, once its effects are acknowledged by the sink. A pipeline may
- * be subscribed once at a time; the sink is not closed by the pipeline.
+ * <p>Output: each input event, on the sink thread, once its effects are acknowledged by the sink. Errors from the
+ * pipeline itself (bad input, device, sink) are {@link CapturePipelineException}s; an error of the engine's own
+ * event stream passes through unchanged, after the events before it were flushed.
+ *
+ * <p>End of a run: a pipeline may be subscribed once at a time. Its run (sink thread and ring) is released
+ * <em>before</em> the output's {@code onComplete} or {@code onError}, so re-subscribing in reaction to the terminal
+ * signal ({@code repeat}, {@code retry}, {@code concat}, or after {@code blockLast()}) works, and the sink may be
+ * closed then. After a cancellation ({@code dispose()}), the sink thread may still be inside a sink call: wait for
+ * {@link #released()} before closing the sink or the device. The sink is never closed by the pipeline.
  */
 public final class CapturePipeline implements Function<Flux<EngineEvent>, Flux<EngineEvent>> {
     private final Config config;
     private final AtomicBoolean running = new AtomicBoolean();
+    /** The active run, or null. */
+    private volatile PipelineRun current;
 
     private CapturePipeline(Config config) {
         this.config = config;
@@ -62,26 +72,33 @@ public final class CapturePipeline implements Function<Flux<EngineEvent>, Flux<E
             throw new IllegalStateException("pipeline '" + config.name() + "' is already running; subscribe it once at a time");
         }
         try {
-            return new PipelineRun(config, () -> running.set(false));
+            PipelineRun run = new PipelineRun(config, () -> {
+                current = null;
+                running.set(false);
+            });
+            current = run;
+            return run;
         } catch (RuntimeException | Error e) {
             running.set(false);
             throw e;
         }
     }
 
+    /**
+     * Completes once the active run, if any, is released: its sink thread has left every sink call and exited, and
+     * its ring is freed. Completes at once when no run is active. After it completes, the sink and the device may be
+     * closed. It never errors; it completes on the sink thread (or the thread that released the run).
+     */
+    public Mono<Void> released() {
+        return Mono.defer(() -> {
+            PipelineRun run = current;
+            return run == null ? Mono.empty() : run.whenReleased();
+        });
+    }
+
     /** The pipeline's meters (counters survive across runs). */
     public PipelineMetrics metrics() {
         return config.metrics();
-    }
-
-    /** The ring this pipeline opens per run. */
-    public RingSpec ringSpec() {
-        return config.ringSpec();
-    }
-
-    /** The device the pipeline captures from. */
-    public RoutingDevice device() {
-        return config.device();
     }
 
     /** Whether a run is active (subscribed and not yet cleaned up). */

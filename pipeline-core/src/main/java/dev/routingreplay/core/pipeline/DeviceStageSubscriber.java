@@ -31,6 +31,8 @@ final class DeviceStageSubscriber implements CoreSubscriber<EngineEvent>, Subscr
 
     private final CoreSubscriber<? super Staged> actual;
     private final PipelineRun run;
+    /** The downstream's context plus this run, so an {@link EngineFeed} upstream can tell why the run ended. */
+    private final Context context;
     private Subscription upstream;
     private volatile long demand;
     private volatile long outstanding;
@@ -43,12 +45,13 @@ final class DeviceStageSubscriber implements CoreSubscriber<EngineEvent>, Subscr
     DeviceStageSubscriber(CoreSubscriber<? super Staged> actual, PipelineRun run) {
         this.actual = actual;
         this.run = run;
+        this.context = actual.currentContext().put(PipelineRun.class, run);
         run.attach(this);
     }
 
     @Override
     public Context currentContext() {
-        return actual.currentContext();
+        return context;
     }
 
     @Override
@@ -72,12 +75,15 @@ final class DeviceStageSubscriber implements CoreSubscriber<EngineEvent>, Subscr
         try {
             staged = run.stage(event);
         } catch (Throwable t) {
-            upstream.cancel();
+            Throwable error = event == null ? t
+                    : new CapturePipelineException(event, t instanceof IllegalArgumentException ? "validation" : "device enqueue", t);
             if (cancelled) {
+                Operators.onErrorDropped(error, currentContext());
                 return;
             }
-            onError(event == null ? t
-                    : new CapturePipelineException(event, t instanceof IllegalArgumentException ? "validation" : "device enqueue", t));
+            run.recordFailure(error); // before the cancel, so an engine feed reports why the pipeline stopped
+            upstream.cancel();
+            onError(error);
             return;
         }
         // order matters: stage() took the ring slot before the outstanding count drops (see topUp)

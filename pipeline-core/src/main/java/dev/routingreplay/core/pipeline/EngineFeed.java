@@ -1,6 +1,7 @@
 package dev.routingreplay.core.pipeline;
 
 import dev.routingreplay.core.event.EngineEvent;
+import java.util.concurrent.CancellationException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.LockSupport;
 import reactor.core.publisher.Flux;
@@ -15,21 +16,43 @@ import reactor.core.publisher.Sinks;
  * {@link #tryEmit} says {@code false} when there is none; {@link #emit} waits for it (spinning briefly, then parking
  * up to 50 us at a time), which is how a full ring shows up to the engine before it launches its next forward pass.
  * One engine thread emits; nothing is allocated per event.
+ *
+ * <p>Failure: once the pipeline has failed, been cancelled or completed, {@link #tryEmit} and {@link #emit} throw an
+ * {@link IllegalStateException} (within one park interval for a waiting {@code emit}) whose cause is the
+ * pipeline's error, or a {@link CancellationException} when its subscriber cancelled it. The engine never waits
+ * forever on a pipeline that is gone.
  */
 public final class EngineFeed {
     private static final long MAX_PARK_NANOS = TimeUnit.MICROSECONDS.toNanos(50);
     private final Sinks.Many<EngineEvent> sink = Sinks.many().multicast().directAllOrNothing();
+    private final Flux<EngineEvent> flux = Flux.deferContextual(context -> {
+        PipelineRun run = context.getOrDefault(PipelineRun.class, null);
+        return sink.asFlux().doOnSubscribe(s -> state = new Subscribed(run)).doOnCancel(this::cancelled);
+    });
+    /** Null until the pipeline subscribes; then who subscribed and whether it has cancelled. */
+    private volatile Subscribed state;
 
-    /** The events, for {@code transform(pipeline)}; subscribe it once. */
+    private record Subscribed(PipelineRun run, boolean cancelled) {
+        Subscribed(PipelineRun run) {
+            this(run, false);
+        }
+    }
+
+    /** The events, for {@code transform(pipeline)}; subscribe it once at a time. */
     public Flux<EngineEvent> flux() {
-        return sink.asFlux();
+        return flux;
+    }
+
+    private void cancelled() {
+        Subscribed s = state;
+        state = new Subscribed(s == null ? null : s.run(), true);
     }
 
     /**
      * Hands {@code event} to the pipeline if it has demand now.
      *
      * @return false when the pipeline is not subscribed yet or has no demand (the ring is full)
-     * @throws IllegalStateException when the pipeline has terminated or cancelled
+     * @throws IllegalStateException when the pipeline has failed, been cancelled or completed; its cause says why
      */
     public boolean tryEmit(EngineEvent event) {
         Sinks.EmitResult result = sink.tryEmitNext(event);
@@ -37,19 +60,34 @@ public final class EngineFeed {
             case OK:
                 return true;
             case FAIL_OVERFLOW:
-            case FAIL_ZERO_SUBSCRIBER:
             case FAIL_NON_SERIALIZED:
                 return false;
+            case FAIL_ZERO_SUBSCRIBER:
+                Subscribed s = state;
+                if (s == null || !s.cancelled()) {
+                    return false; // not subscribed yet
+                }
+                throw stopped(event, s);
             default:
-                throw new IllegalStateException("the pipeline no longer takes events (" + result + "); " + event.describe() + " was not captured");
+                throw new IllegalStateException("the pipeline no longer takes events (" + result + "); " + event.describe()
+                        + " was not captured");
         }
+    }
+
+    private static IllegalStateException stopped(EngineEvent event, Subscribed s) {
+        Throwable cause = s.run() == null ? null : s.run().failure();
+        if (cause == null) {
+            cause = new CancellationException("the pipeline's subscriber cancelled it");
+        }
+        return new IllegalStateException("the pipeline no longer takes events (" + cause.getMessage() + "); "
+                + event.describe() + " was not captured", cause);
     }
 
     /**
      * Hands {@code event} to the pipeline, waiting for demand.
      *
      * @return the nanoseconds spent waiting for demand (0 when there was some)
-     * @throws IllegalStateException when the pipeline has terminated or cancelled
+     * @throws IllegalStateException when the pipeline has failed, been cancelled or completed; its cause says why
      */
     public long emit(EngineEvent event) {
         if (tryEmit(event)) {

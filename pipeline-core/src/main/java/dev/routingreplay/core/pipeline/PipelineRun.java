@@ -17,12 +17,18 @@ import java.util.HashSet;
 import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import reactor.core.publisher.Mono;
+import reactor.core.publisher.Sinks;
 import reactor.core.scheduler.Schedulers;
 
 /**
  * The state of one subscription to a {@link CapturePipeline}: the open ring, its slots, the sink thread, the live
  * request ids. Each method says which thread calls it; ordering between them is what Reactive Streams gives
  * (serial {@code onNext}, happens-before through the operators' queues), so none of it takes a lock.
+ *
+ * <p>End of a run: the sink thread releases the run (frees the ring, marks the pipeline idle, completes
+ * {@link #whenReleased()}) as it exits, before it signals a terminal event downstream; a run whose sink thread never
+ * started is released on Reactor's bounded elastic scheduler.
  */
 final class PipelineRun {
     private final RingSpec spec;
@@ -34,10 +40,12 @@ final class PipelineRun {
     private final SinkStage.Waker waker = new SinkStage.Waker();
     private final AtomicInteger freeSlots;
     private final AtomicBoolean released = new AtomicBoolean();
+    private final Sinks.Empty<Void> releasedSignal = Sinks.empty();
     private final Runnable onClosed;
-    private volatile boolean closeRequested;
     private volatile boolean sinkThreadStarted;
     private volatile boolean sinkThreadExited;
+    /** The first error that ended the run (set before the engine's stream is cancelled), or null. */
+    private volatile Throwable failure;
     /** Engine thread only. */
     private int head;
     /** Engine thread only. */
@@ -160,6 +168,13 @@ final class PipelineRun {
             throw new InvalidEventException("routing buffer holds " + step.routing().capacityTokens() + " tokens, tokenCount="
                     + tokens);
         }
+        long now = step.routing().generation();
+        if (step.generation() != now) {
+            throw new InvalidEventException("routing buffer generation is " + now + " but the step carries generation "
+                    + step.generation() + ": the engine overwrote its routing buffer before the pipeline received this step. "
+                    + "An operator between the engine and the pipeline (publishOn, cache, buffer, ...) delays events; the "
+                    + "pipeline must receive each step inside the engine's own onNext");
+        }
         if (step.slotMapping().capacityTokens() < tokens) {
             throw new InvalidEventException("slotMapping buffer holds " + step.slotMapping().capacityTokens()
                     + " tokens, tokenCount=" + tokens);
@@ -235,31 +250,56 @@ final class PipelineRun {
     }
 
     /**
-     * Any thread (the {@code Flux.using} cleanup), never blocking: frees the run's resources once the sink thread
-     * has exited, so never under a running sink call. The sink thread frees them as it exits; when it never started
-     * or already exited, Reactor's bounded elastic scheduler does (closing a ring waits for in-flight copies).
+     * Any thread (the {@code Flux.using} cleanup), never blocking: wakes the sink thread so it sees the terminal
+     * signal or cancellation and releases the run as it exits. When the sink thread never started or already exited,
+     * Reactor's bounded elastic scheduler releases the run (closing a ring waits for in-flight copies, and the caller
+     * may be a non-blocking thread).
      */
     void close() {
-        closeRequested = true;
         waker.wake();
         if (!sinkThreadStarted || sinkThreadExited) {
-            // closing a ring blocks (it waits for in-flight copies); the caller may be a non-blocking thread
             Schedulers.boundedElastic().schedule(this::release);
         }
     }
 
-    /** Sink thread, as it exits. */
+    /** Sink thread, as it exits (after {@link #release()} on a terminal signal; on its own after a cancel). */
     void sinkThreadExited() {
         sinkThreadExited = true;
-        if (closeRequested) {
-            release();
+        release();
+    }
+
+    /**
+     * Records the error that ends this run, before the engine's stream is cancelled, so an engine feeding the
+     * pipeline learns why it stopped taking events. The first error wins.
+     */
+    void recordFailure(Throwable error) {
+        if (failure == null) {
+            failure = error;
         }
     }
 
-    private void release() {
+    /** The error that ended this run, or null when it completed or was cancelled by its subscriber. */
+    Throwable failure() {
+        return failure;
+    }
+
+    /** Completes once the run's sink thread has left every sink call and the ring is freed; never errors. */
+    Mono<Void> whenReleased() {
+        return releasedSignal.asMono();
+    }
+
+    /**
+     * Frees the ring (waiting for in-flight copies) and marks the pipeline idle, once; then completes
+     * {@link #whenReleased()}. Called by the sink thread before it signals a terminal event, so a subscriber that
+     * reacts to that signal (re-subscribing, closing the sink) finds the run released.
+     *
+     * @return the error from closing the ring, or null
+     */
+    Throwable release() {
         if (!released.compareAndSet(false, true)) {
-            return;
+            return null;
         }
+        Throwable error = null;
         try {
             for (RingSlot slot : slots) {
                 if (slot.inUse) {
@@ -268,8 +308,12 @@ final class PipelineRun {
                 }
             }
             ring.close();
+        } catch (RuntimeException | Error e) {
+            error = e;
         } finally {
             onClosed.run();
+            releasedSignal.tryEmitEmpty();
         }
+        return error;
     }
 }

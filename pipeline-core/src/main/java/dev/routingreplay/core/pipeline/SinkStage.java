@@ -25,7 +25,8 @@ import reactor.util.context.Context;
  * callback and the downstream (request, cancel) unpark it. Nothing here allocates per step.
  *
  * <p>The sink thread also frees the run's resources when it exits (completion, error or cancellation), so the ring
- * is never freed under a running sink call.
+ * is never freed under a running sink call; on completion or error it frees them before it signals, so a subscriber
+ * reacting to the terminal signal (re-subscribing, closing the sink) finds the run released.
  */
 final class SinkStage implements CoreSubscriber<Staged>, Subscription {
     private static final AtomicLongFieldUpdater<SinkStage> REQUESTED = AtomicLongFieldUpdater.newUpdater(SinkStage.class, "requested");
@@ -172,24 +173,39 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription {
         }
     }
 
+    /** Normal end or an upstream error, once every queued event was flushed: release the run, then signal. */
     private void finish() {
         Throwable e = error;
+        if (e == null) {
+            try {
+                run.flushSink();
+            } catch (Throwable t) {
+                fail(t);
+                return;
+            }
+        } else {
+            run.recordFailure(e);
+        }
+        Throwable releaseError = run.release();
+        if (e == null && releaseError != null) {
+            e = new IllegalStateException("closing the staging ring failed: " + releaseError.getMessage(), releaseError);
+        }
         if (e != null) {
             actual.onError(e);
-            return;
+        } else {
+            actual.onComplete();
         }
-        try {
-            run.flushSink();
-        } catch (Throwable t) {
-            actual.onError(t);
-            return;
-        }
-        actual.onComplete();
     }
 
+    /** A failure on the sink thread: stop the engine's stream, release the run, then signal the error. */
     private void fail(Throwable t) {
         cancelled = true;
+        run.recordFailure(t);
         upstream.cancel();
+        Throwable releaseError = run.release();
+        if (releaseError != null && releaseError != t) {
+            t.addSuppressed(releaseError);
+        }
         actual.onError(t);
     }
 

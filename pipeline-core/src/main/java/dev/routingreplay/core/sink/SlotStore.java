@@ -5,6 +5,7 @@ import dev.routingreplay.core.device.CapturedStep;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.SlotsMoved;
 import dev.routingreplay.core.host.NativeMemory;
+import dev.routingreplay.core.host.NativeOwnerGuard;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.BitSet;
@@ -12,7 +13,8 @@ import java.util.BitSet;
 /**
  * Off-heap rows keyed by KV-cache slot, with a written flag per slot so a gather never returns a row that was never
  * written or was cleared. Chunked, so pools larger than 2 GiB work. Single-threaded: the pipeline's sink thread
- * owns it.
+ * owns it. {@link #close} may come from another thread: it waits for a running call to return, and every call after
+ * it throws an {@link IllegalStateException} (never touches freed memory).
  */
 public final class SlotStore implements AutoCloseable {
     private static final int MAX_CHUNK_BYTES = 1 << 30;
@@ -25,7 +27,7 @@ public final class SlotStore implements AutoCloseable {
     private final ByteBuffer[] chunks;
     private final BitSet written;
     private final NativeMemory memory = new NativeMemory();
-    private boolean closed;
+    private final NativeOwnerGuard guard;
 
     /** Allocates a store for slots {@code [0, slotCapacity)} of {@code shape}'s rows. */
     public SlotStore(RoutingShape shape, int slotCapacity) {
@@ -53,6 +55,7 @@ public final class SlotStore implements AutoCloseable {
             chunks[c] = memory.allocate(Math.toIntExact(slotsInChunk * rowBytes));
         }
         this.written = new BitSet(slotCapacity);
+        this.guard = new NativeOwnerGuard("slot store of " + slotCapacity + " slots");
     }
 
     /** Shape of the stored rows. */
@@ -67,30 +70,45 @@ public final class SlotStore implements AutoCloseable {
 
     /** Copies each non-padding row of {@code step} to its slot; returns the rows stored. */
     public int scatter(CapturedStep step) {
-        ByteBuffer from = step.memory();
-        int stored = 0;
-        for (int t = 0, n = step.tokenCount(); t < n; t++) {
-            int slot = step.slot(t);
-            if (slot < 0) {
-                continue;
+        guard.enter("scatter");
+        try {
+            ByteBuffer from = step.memory();
+            int stored = 0;
+            for (int t = 0, n = step.tokenCount(); t < n; t++) {
+                int slot = step.slot(t);
+                if (slot < 0) {
+                    continue;
+                }
+                chunk(slot).put(offset(slot), from, step.rowOffset(t), rowBytes);
+                written.set(slot);
+                stored++;
             }
-            chunk(slot).put(offset(slot), from, step.rowOffset(t), rowBytes);
-            written.set(slot);
-            stored++;
+            return stored;
+        } finally {
+            guard.exit();
         }
-        return stored;
     }
 
     /** Stores one row (rowBytes bytes of {@code from} at {@code fromOffset}) at {@code slot}. */
     public void put(int slot, ByteBuffer from, int fromOffset) {
-        checkSlot(slot, "slot");
-        chunk(slot).put(offset(slot), from, fromOffset, rowBytes);
-        written.set(slot);
+        guard.enter("put");
+        try {
+            checkSlot(slot, "slot");
+            chunk(slot).put(offset(slot), from, fromOffset, rowBytes);
+            written.set(slot);
+        } finally {
+            guard.exit();
+        }
     }
 
     /** Whether {@code slot} holds a row. */
     public boolean isWritten(int slot) {
-        return written.get(slot);
+        guard.enter("isWritten");
+        try {
+            return written.get(slot);
+        } finally {
+            guard.exit();
+        }
     }
 
     /**
@@ -112,71 +130,85 @@ public final class SlotStore implements AutoCloseable {
      * @throws IllegalArgumentException when a slot is out of range or {@code dst} is too small
      */
     public void gatherInto(RequestFinished request, ByteBuffer dst) {
-        int[] slots = request.slots();
-        if ((long) slots.length * rowBytes > dst.capacity()) {
-            throw new IllegalArgumentException("gather buffer of " + dst.capacity() + " bytes is too small for " + slots.length + " rows");
-        }
-        for (int p = 0; p < slots.length; p++) {
-            int slot = slots[p];
-            if (slot < 0 || slot >= slotCapacity) {
-                checkSlot(slot, "request " + request.requestId() + " position " + p + " slot");
+        guard.enter("gather");
+        try {
+            int[] slots = request.slots();
+            if ((long) slots.length * rowBytes > dst.capacity()) {
+                throw new IllegalArgumentException("gather buffer of " + dst.capacity() + " bytes is too small for " + slots.length + " rows");
             }
-            if (!written.get(slot)) {
-                throw new IllegalStateException("request " + request.requestId() + ": position " + p + " of " + slots.length
-                        + " maps to slot " + slot + ", which holds no routing (never captured, or cleared)");
+            for (int p = 0; p < slots.length; p++) {
+                int slot = slots[p];
+                if (slot < 0 || slot >= slotCapacity) {
+                    checkSlot(slot, "request " + request.requestId() + " position " + p + " slot");
+                }
+                if (!written.get(slot)) {
+                    throw new IllegalStateException("request " + request.requestId() + ": position " + p + " of " + slots.length
+                            + " maps to slot " + slot + ", which holds no routing (never captured, or cleared)");
+                }
             }
-        }
-        // runs of consecutive slots (a KV block) are copied at once
-        int p = 0;
-        while (p < slots.length) {
-            int first = slots[p];
-            int run = 1;
-            while (p + run < slots.length && slots[p + run] == first + run && (first + run) >>> chunkShift == first >>> chunkShift) {
-                run++;
+            // runs of consecutive slots (a KV block) are copied at once
+            int p = 0;
+            while (p < slots.length) {
+                int first = slots[p];
+                int run = 1;
+                while (p + run < slots.length && slots[p + run] == first + run && (first + run) >>> chunkShift == first >>> chunkShift) {
+                    run++;
+                }
+                dst.put(p * rowBytes, chunk(first), offset(first), run * rowBytes);
+                p += run;
             }
-            dst.put(p * rowBytes, chunk(first), offset(first), run * rowBytes);
-            p += run;
+        } finally {
+            guard.exit();
         }
     }
 
     /** Applies a move: every source row is read before any destination is written; unwritten sources unwrite. */
     public void move(SlotsMoved move) {
-        int[] src = move.sourceSlots();
-        int[] dst = move.destinationSlots();
-        for (int i = 0; i < src.length; i++) {
-            if (src[i] < 0 || src[i] >= slotCapacity || dst[i] < 0 || dst[i] >= slotCapacity) {
-                checkSlot(src[i], "sourceSlots[" + i + "]");
-                checkSlot(dst[i], "destinationSlots[" + i + "]");
+        guard.enter("move");
+        try {
+            int[] src = move.sourceSlots();
+            int[] dst = move.destinationSlots();
+            for (int i = 0; i < src.length; i++) {
+                if (src[i] < 0 || src[i] >= slotCapacity || dst[i] < 0 || dst[i] >= slotCapacity) {
+                    checkSlot(src[i], "sourceSlots[" + i + "]");
+                    checkSlot(dst[i], "destinationSlots[" + i + "]");
+                }
             }
-        }
-        ByteBuffer snapshot = ByteBuffer.allocate(src.length * rowBytes);
-        BitSet had = new BitSet(src.length);
-        for (int i = 0; i < src.length; i++) {
-            if (written.get(src[i])) {
-                snapshot.put(i * rowBytes, chunk(src[i]), offset(src[i]), rowBytes);
-                had.set(i);
+            ByteBuffer snapshot = ByteBuffer.allocate(src.length * rowBytes);
+            BitSet had = new BitSet(src.length);
+            for (int i = 0; i < src.length; i++) {
+                if (written.get(src[i])) {
+                    snapshot.put(i * rowBytes, chunk(src[i]), offset(src[i]), rowBytes);
+                    had.set(i);
+                }
             }
-        }
-        for (int i = 0; i < dst.length; i++) {
-            if (had.get(i)) {
-                chunk(dst[i]).put(offset(dst[i]), snapshot, i * rowBytes, rowBytes);
-                written.set(dst[i]);
-            } else {
-                written.clear(dst[i]);
+            for (int i = 0; i < dst.length; i++) {
+                if (had.get(i)) {
+                    chunk(dst[i]).put(offset(dst[i]), snapshot, i * rowBytes, rowBytes);
+                    written.set(dst[i]);
+                } else {
+                    written.clear(dst[i]);
+                }
             }
+        } finally {
+            guard.exit();
         }
     }
 
     /** Marks every slot unwritten. */
     public void clear() {
-        written.clear();
+        guard.enter("clear");
+        try {
+            written.clear();
+        } finally {
+            guard.exit();
+        }
     }
 
-    /** Frees the off-heap rows. Idempotent. */
+    /** Frees the off-heap rows once a running call has returned. Idempotent; safe from any thread. */
     @Override
     public void close() {
-        if (!closed) {
-            closed = true;
+        if (guard.close()) {
             for (ByteBuffer c : chunks) {
                 memory.free(c);
             }

@@ -68,4 +68,35 @@ class SlotStoreTest {
             assertEquals(0, got.id(1, 0, 0));
         }
     }
+
+    @Test
+    void aGatherRunOfConsecutiveSlotsCrossingChunkBoundariesReadsEachRowFromItsOwnChunk() {
+        int slots = 12;
+        try (SlotStore store = new SlotStore(shape, slots, 4 * shape.rowBytes())) { // chunks of 4 slots
+            for (int slot = 0; slot < slots; slot++) {
+                store.put(slot, row(10 * slot), 0);
+            }
+            int[] run = {2, 3, 4, 5, 6, 7, 8, 9, 10};
+            int[] got = ids(store, run);
+            for (int p = 0; p < run.length; p++) {
+                for (int i = 0; i < 4; i++) {
+                    assertEquals((10 * run[p] + i) & 0xFF, got[p * 4 + i], "position " + p + " (slot " + run[p] + ") id " + i);
+                }
+            }
+        }
+    }
+
+    @Test
+    void aClosedStoreRefusesEveryUseWithAnError() {
+        SlotStore store = new SlotStore(shape, 8);
+        store.put(1, row(1), 0);
+        store.close();
+        store.close();
+        assertEquals("slot store of 8 slots is closed; put refused",
+                assertThrows(IllegalStateException.class, () -> store.put(1, row(1), 0)).getMessage());
+        assertThrows(IllegalStateException.class, () -> ids(store, 1));
+        assertThrows(IllegalStateException.class, () -> store.move(new SlotsMoved(new int[] {1}, new int[] {2})));
+        assertThrows(IllegalStateException.class, store::clear);
+        assertThrows(IllegalStateException.class, () -> store.isWritten(1));
+    }
 }

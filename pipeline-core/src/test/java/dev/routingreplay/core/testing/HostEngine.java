@@ -46,6 +46,7 @@ public final class HostEngine implements AutoCloseable {
 
     /** Runs a "forward pass" that writes the given ids and slots, and returns the capture step for it. */
     public CaptureStep step(long stepId, long[] slotMapping, IdSource ids) {
+        routingBuffer.beginOverwrite();
         ByteBuffer r = routing.memory();
         ByteBuffer s = slots.memory();
         int perRow = shape.idsPerRow();
