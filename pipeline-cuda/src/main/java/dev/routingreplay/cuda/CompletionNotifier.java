@@ -4,14 +4,13 @@ import dev.routingreplay.core.device.CaptureListener;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.locks.LockSupport;
 import jcuda.driver.CUevent;
-import jcuda.driver.CUhostFn;
 import jcuda.driver.CUresult;
 import jcuda.driver.CUstream;
 import jcuda.driver.JCudaDriver;
 
 /**
  * Tells each capture's listener, in enqueue order, once its copy-complete event has completed. One per ring; the
- * engine thread registers (after recording the event), the notifier's own thread (or the driver's) reports.
+ * engine thread registers (after recording the event), the notifier's own thread reports.
  */
 abstract class CompletionNotifier implements AutoCloseable {
     /** Called on the engine thread right after slot {@code index}'s copy-complete event was recorded. */
@@ -22,54 +21,7 @@ abstract class CompletionNotifier implements AutoCloseable {
     public abstract void close();
 
     static CompletionNotifier create(CompletionStrategy strategy, CudaDevice device, CUstream copyStream, CUevent[] copied) {
-        switch (strategy) {
-            case HOST_FUNC:
-                return new HostFunc(copyStream, copied.length);
-            case BLOCKING_SYNC:
-                return new Waiting(device, copied, true);
-            default:
-                return new Waiting(device, copied, false);
-        }
-    }
-
-    /** {@code cuLaunchHostFunc} after each copy; the driver's thread calls the listener. */
-    static final class HostFunc extends CompletionNotifier {
-        private final CUstream copyStream;
-        private final Callback[] callbacks;
-        private final CUhostFn fn = userData -> ((Callback) userData).fire();
-
-        private static final class Callback {
-            final int index;
-            volatile CaptureListener listener;
-
-            Callback(int index) {
-                this.index = index;
-            }
-
-            void fire() {
-                listener.onCaptureComplete(index, null);
-            }
-        }
-
-        HostFunc(CUstream copyStream, int depth) {
-            this.copyStream = copyStream;
-            this.callbacks = new Callback[depth];
-            for (int i = 0; i < depth; i++) {
-                callbacks[i] = new Callback(i);
-            }
-        }
-
-        @Override
-        void register(int index, CaptureListener listener) {
-            Callback c = callbacks[index];
-            c.listener = listener;
-            Cuda.check(JCudaDriver.cuLaunchHostFunc(copyStream, fn, c), "cuLaunchHostFunc");
-        }
-
-        @Override
-        public void close() {
-            // the ring synchronizes the copy stream before closing: every callback has run
-        }
+        return new Waiting(device, copied, strategy == CompletionStrategy.BLOCKING_SYNC);
     }
 
     /**

@@ -2,13 +2,13 @@ package dev.routingreplay.cuda;
 
 /**
  * How the CUDA backend learns that a capture's device-to-host copy completed (see docs/benchmarks.md for the
- * measured latency and CPU cost of each).
+ * measured latency and CPU cost of each). Both report a CUDA error (also a sticky one) to the capture's listener.
+ * {@code cuLaunchHostFunc} callbacks were measured too and dropped: millisecond tails, and the driver never calls
+ * them once the context has failed, so the sink would wait forever.
  */
 public enum CompletionStrategy {
     /** A dedicated thread polls {@code cuEventQuery} on the oldest in-flight copy, spinning briefly, then yielding, then parking. */
     POLL,
-    /** {@code cuLaunchHostFunc} on the copy stream: the driver's callback thread reports each copy. */
-    HOST_FUNC,
     /** A dedicated thread blocks in {@code cuEventSynchronize} (events created with blocking sync) on each copy in turn. */
     BLOCKING_SYNC;
 

@@ -46,6 +46,7 @@ final class CudaStagingRing implements StagingRing {
     private final CompletionNotifier notifier;
     private final CUevent copyStartTimed = new CUevent();
     private final CUevent copyEndTimed = new CUevent();
+    private boolean copyStreamCreated;
     private boolean timeCopies;
     private boolean closed;
 
@@ -90,32 +91,68 @@ final class CudaStagingRing implements StagingRing {
         this.copied = new CUevent[depth];
         this.params = new SlotParams[depth];
         device.bind();
-        Cuda.check(JCudaDriver.cuStreamCreate(copyStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate(copy)");
-        int eventFlags = CUevent_flags.CU_EVENT_DISABLE_TIMING
-                | (completion == CompletionStrategy.BLOCKING_SYNC ? CUevent_flags.CU_EVENT_BLOCKING_SYNC : 0);
-        RoutingShape shape = spec.shape();
-        for (int i = 0; i < depth; i++) {
-            staging[i] = new CUdeviceptr();
-            Cuda.check(JCudaDriver.cuMemAlloc(staging[i], layout.totalBytes()), "cuMemAlloc(staging " + layout.totalBytes() + ")");
-            stagingRows[i] = staging[i].withByteOffset(layout.rowsOffset());
-            host[i] = new Pointer();
-            Cuda.check(JCudaDriver.cuMemHostAlloc(host[i], layout.totalBytes(), 0), "cuMemHostAlloc(" + layout.totalBytes() + ")");
-            hostRows[i] = host[i].withByteOffset(layout.rowsOffset());
-            hostBuffers[i] = host[i].getByteBuffer(0, layout.totalBytes()).order(ByteOrder.nativeOrder());
-            packed[i] = new CUevent();
-            copied[i] = new CUevent();
-            Cuda.check(JCudaDriver.cuEventCreate(packed[i], CUevent_flags.CU_EVENT_DISABLE_TIMING), "cuEventCreate(packed)");
-            Cuda.check(JCudaDriver.cuEventCreate(copied[i], eventFlags), "cuEventCreate(copied)");
-            SlotParams p = new SlotParams();
-            p.idsPerRow[0] = shape.idsPerRow();
-            p.numExperts[0] = shape.numExperts();
-            p.slotCapacity[0] = spec.slotCapacity();
-            p.dtypeBytes[0] = shape.dtype().bytes();
-            p.sentinel[0] = shape.dtype().sentinel();
-            p.rowsOffset[0] = layout.rowsOffset();
-            params[i] = p;
+        try {
+            Cuda.check(JCudaDriver.cuStreamCreate(copyStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate(copy)");
+            copyStreamCreated = true;
+            int eventFlags = CUevent_flags.CU_EVENT_DISABLE_TIMING
+                    | (completion == CompletionStrategy.BLOCKING_SYNC ? CUevent_flags.CU_EVENT_BLOCKING_SYNC : 0);
+            RoutingShape shape = spec.shape();
+            // each handle enters its array only once created, so a failure part way frees exactly what exists
+            for (int i = 0; i < depth; i++) {
+                CUdeviceptr d = new CUdeviceptr();
+                Cuda.check(JCudaDriver.cuMemAlloc(d, layout.totalBytes()), "cuMemAlloc(staging " + layout.totalBytes() + ")");
+                staging[i] = d;
+                stagingRows[i] = d.withByteOffset(layout.rowsOffset());
+                Pointer h = new Pointer();
+                Cuda.check(JCudaDriver.cuMemHostAlloc(h, layout.totalBytes(), 0), "cuMemHostAlloc(" + layout.totalBytes() + ")");
+                host[i] = h;
+                hostRows[i] = h.withByteOffset(layout.rowsOffset());
+                hostBuffers[i] = h.getByteBuffer(0, layout.totalBytes()).order(ByteOrder.nativeOrder());
+                CUevent pe = new CUevent();
+                Cuda.check(JCudaDriver.cuEventCreate(pe, CUevent_flags.CU_EVENT_DISABLE_TIMING), "cuEventCreate(packed)");
+                packed[i] = pe;
+                CUevent ce = new CUevent();
+                Cuda.check(JCudaDriver.cuEventCreate(ce, eventFlags), "cuEventCreate(copied)");
+                copied[i] = ce;
+                SlotParams p = new SlotParams();
+                p.idsPerRow[0] = shape.idsPerRow();
+                p.numExperts[0] = shape.numExperts();
+                p.slotCapacity[0] = spec.slotCapacity();
+                p.dtypeBytes[0] = shape.dtype().bytes();
+                p.sentinel[0] = shape.dtype().sentinel();
+                p.rowsOffset[0] = layout.rowsOffset();
+                params[i] = p;
+            }
+            this.notifier = CompletionNotifier.create(completion, device, copyStream, copied);
+        } catch (RuntimeException | Error e) {
+            freeHandles();
+            throw e;
         }
-        this.notifier = CompletionNotifier.create(completion, device, copyStream, copied);
+    }
+
+    /** Frees every handle that was created (all of them after {@link #close}'s synchronize, or those a failed constructor made). */
+    private void freeHandles() {
+        for (int i = 0; i < staging.length; i++) {
+            if (packed[i] != null) {
+                JCudaDriver.cuEventDestroy(packed[i]);
+            }
+            if (copied[i] != null) {
+                JCudaDriver.cuEventDestroy(copied[i]);
+            }
+            if (staging[i] != null) {
+                JCudaDriver.cuMemFree(staging[i]);
+            }
+            if (host[i] != null) {
+                JCudaDriver.cuMemFreeHost(host[i]);
+            }
+        }
+        if (copyStreamCreated) {
+            JCudaDriver.cuStreamDestroy(copyStream);
+        }
+        if (timeCopies) {
+            JCudaDriver.cuEventDestroy(copyStartTimed);
+            JCudaDriver.cuEventDestroy(copyEndTimed);
+        }
     }
 
     @Override
@@ -164,7 +201,10 @@ final class CudaStagingRing implements StagingRing {
     }
 
     @Override
-    public ByteBuffer hostSlot(int index) {
+    public synchronized ByteBuffer hostSlot(int index) {
+        if (closed) {
+            throw new IllegalStateException("staging ring is closed; its pinned host slot " + index + " is freed");
+        }
         return hostBuffers[index];
     }
 
@@ -189,17 +229,7 @@ final class CudaStagingRing implements StagingRing {
         // after a CUDA error this returns it again; the error was already reported through the listeners
         JCudaDriver.cuStreamSynchronize(copyStream);
         notifier.close();
-        for (int i = 0; i < staging.length; i++) {
-            JCudaDriver.cuEventDestroy(packed[i]);
-            JCudaDriver.cuEventDestroy(copied[i]);
-            JCudaDriver.cuMemFree(staging[i]);
-            JCudaDriver.cuMemFreeHost(host[i]);
-        }
-        JCudaDriver.cuStreamDestroy(copyStream);
-        if (timeCopies) {
-            JCudaDriver.cuEventDestroy(copyStartTimed);
-            JCudaDriver.cuEventDestroy(copyEndTimed);
-        }
+        freeHandles();
     }
 
     /** Benchmarks only: from now on, time the device-to-host copies of each capture with timing events. */

@@ -28,6 +28,8 @@ import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
+import jcuda.driver.CUdeviceptr;
+import jcuda.driver.JCudaDriver;
 import reactor.core.publisher.Flux;
 
 /**
@@ -64,6 +66,7 @@ public final class GpuSelfTest {
             pipelineStoresWhatTheGateProduced(gpu, gpu, 3);
             pipelineStoresWhatTheGateProduced(gpu, gpu, 2);
             attachedToAnEnginesStreamAndMemory(gpu);
+            aFailedRingAllocationFreesWhatItAllocated(gpu);
             cudaErrorSurfaces(gpu);
         }
         System.out.printf("GPU self-test: %d passed, %d failed%n", passes, failures);
@@ -303,6 +306,41 @@ public final class GpuSelfTest {
         sink.close();
         for (CudaBuffer b : owned) {
             b.close();
+        }
+    }
+
+    /**
+     * A ring whose allocation fails part way (device memory runs out at its fourth slot) frees the slots, events and
+     * stream it had made: the device's free memory is the same before and after the failed open.
+     */
+    private static void aFailedRingAllocationFreesWhatItAllocated(CudaDevice gpu) {
+        gpu.bind();
+        RoutingShape shape = ModelPreset.DEEPSEEK_V3.shape();
+        int maxTokens = (256 << 20) / shape.rowBytes(); // about 256 MiB a ring slot
+        RingSpec spec = new RingSpec(shape, 16, maxTokens, 1 << 20);
+        long slotBytes = spec.layout().totalBytes();
+        long[] free = new long[1];
+        long[] total = new long[1];
+        Cuda.check(JCudaDriver.cuMemGetInfo(free, total), "cuMemGetInfo");
+        CUdeviceptr hog = new CUdeviceptr();
+        long hogBytes = free[0] - (long) (3.5 * slotBytes) - (64L << 20);
+        Cuda.check(JCudaDriver.cuMemAlloc(hog, hogBytes), "cuMemAlloc(hog " + hogBytes + ")");
+        try {
+            Cuda.check(JCudaDriver.cuMemGetInfo(free, total), "cuMemGetInfo");
+            long before = free[0];
+            Throwable error = null;
+            try {
+                gpu.openRing(spec).close();
+            } catch (Throwable t) {
+                error = t;
+            }
+            Cuda.check(JCudaDriver.cuMemGetInfo(free, total), "cuMemGetInfo");
+            long after = free[0];
+            boolean ok = error instanceof CudaException && error.getMessage().contains("cuMemAlloc") && after == before;
+            report(ok, "a ring whose device allocation fails part way frees what it made: " + (error == null ? "no error" : error.getMessage())
+                    + "; free device memory before " + before + ", after " + after);
+        } finally {
+            JCudaDriver.cuMemFree(hog);
         }
     }
 
