@@ -67,6 +67,9 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private ByteBuffer gatherBuffer = ByteBuffer.wrap(gatherBytes);
     private long duplicateFinishes;
     private boolean closed;
+    private StoreException broken;
+    /** Test seam: runs inside every write, after its bytes and before its commit; a throw there rolls the write back. */
+    WriteProbe probe = WriteProbe.NONE;
 
     private ChronicleRoutingSink(StoreConfig config) {
         this.config = config;
@@ -86,7 +89,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             long[] replayed = replayJournal();
             long records = scanRequests();
             this.recovery = new RecoveryReport(replayed[0], replayed[1], replayed[2], replayed[3], round, replayed[4], records,
-                    (System.nanoTime() - start) / 1_000_000);
+                    replayed[5], replayed[6], (System.nanoTime() - start) / 1_000_000);
         } catch (RuntimeException | Error e) {
             slots.close();
             if (j != null) {
@@ -133,7 +136,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         }
     }
 
-    /** Replays the journal into the slot index; returns {steps, rows, moves, clears, lastStepId}. */
+    /** Replays the journal into the slot index; returns {steps, rows, moves, clears, lastStepId, records, recordsAfterClear}. */
     private long[] replayJournal() {
         Path path = config.journalDir();
         long steps = 0;
@@ -141,6 +144,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         long moves = 0;
         long clears = 0;
         long lastStep = -1;
+        long records = 0;
+        long afterClear = 0;
         int[] slots = new int[0];
         byte[] rowBytesBuf = new byte[0];
         try (ExcerptTailer tailer = journal.createTailer()) {
@@ -151,6 +156,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                     }
                     long index = dc.index();
                     Bytes<?> b = dc.wire().bytes();
+                    records++;
+                    afterClear++;
                     try {
                         byte type = b.readByte();
                         switch (type) {
@@ -208,6 +215,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                                 store.clear();
                                 lastClearCycle = journal.rollCycle().toCycle(index);
                                 clears++;
+                                afterClear = 0;
                                 break;
                             default:
                                 throw corrupt(path, index, "unknown record type " + type);
@@ -224,7 +232,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         } catch (RuntimeException e) {
             throw new StoreException(path, "cannot read the journal", e);
         }
-        return new long[] {steps, rows, moves, clears, lastStep};
+        return new long[] {steps, rows, moves, clears, lastStep, records, afterClear};
     }
 
     private static StoreException corrupt(Path path, long index, String problem) {
@@ -310,7 +318,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                 b.writeInt(n);
                 b.write(memory, step.slotsOffset(), 4L * n);
                 b.write(memory, step.rowOffset(0), (long) n * rowBytes);
-            } catch (RuntimeException e) {
+                probe.beforeCommit(config.journalDir(), RecordFormat.STEP);
+            } catch (Throwable e) {
                 dc.rollbackOnClose();
                 throw writeFailed(config.journalDir(), e);
             }
@@ -340,7 +349,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         try (DocumentContext dc = requestAppender.writingDocument()) {
             try {
                 RequestRecords.write(dc.wire().bytes(), id, round, shape, n, gatherBytes, total);
-            } catch (RuntimeException e) {
+                probe.beforeCommit(config.requestsDir(), WriteProbe.REQUEST);
+            } catch (Throwable e) {
                 dc.rollbackOnClose();
                 throw writeFailed(config.requestsDir(), e);
             }
@@ -354,7 +364,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                 b.writeUtf8(id);
                 b.writeInt(n);
                 b.writeLong(requestIndex);
-            } catch (RuntimeException e) {
+                probe.beforeCommit(config.journalDir(), RecordFormat.FINISH);
+            } catch (Throwable e) {
                 dc.rollbackOnClose();
                 throw writeFailed(config.journalDir(), e);
             }
@@ -370,7 +381,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                 Bytes<?> b = dc.wire().bytes();
                 b.writeByte(RecordFormat.ABORT);
                 b.writeUtf8(request.requestId());
-            } catch (RuntimeException e) {
+                probe.beforeCommit(config.journalDir(), RecordFormat.ABORT);
+            } catch (Throwable e) {
                 dc.rollbackOnClose();
                 throw writeFailed(config.journalDir(), e);
             }
@@ -382,7 +394,6 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         int[] src = move.sourceSlots();
         int[] dst = move.destinationSlots();
         prepareWrite(8L + 8L * src.length);
-        store.move(move);
         try (DocumentContext dc = journalAppender.writingDocument()) {
             try {
                 Bytes<?> b = dc.wire().bytes();
@@ -394,11 +405,14 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                 for (int d : dst) {
                     b.writeInt(d);
                 }
-            } catch (RuntimeException e) {
+                probe.beforeCommit(config.journalDir(), RecordFormat.MOVE);
+            } catch (Throwable e) {
                 dc.rollbackOnClose();
                 throw writeFailed(config.journalDir(), e);
             }
         }
+        // journal, then apply (as scatter): the index never holds an effect the journal lacks
+        store.move(move);
     }
 
     @Override
@@ -410,7 +424,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                 b.writeByte(RecordFormat.CLEAR);
                 b.writeLong(round + 1);
                 b.writeLong(clear.round());
-            } catch (RuntimeException e) {
+                probe.beforeCommit(config.journalDir(), RecordFormat.CLEAR);
+            } catch (Throwable e) {
                 dc.rollbackOnClose();
                 throw writeFailed(config.journalDir(), e);
             }
@@ -440,6 +455,9 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private void prepareWrite(long bytes) {
         if (closed) {
             throw new IllegalStateException("store " + config.dir() + " is closed");
+        }
+        if (broken != null) {
+            throw new StoreException(config.dir(), "an earlier write failed fatally; the store refuses writes until reopened", broken);
         }
         Thread current = Thread.currentThread();
         if (owner != current) {
@@ -472,7 +490,16 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         }
     }
 
-    private static StoreException writeFailed(Path path, RuntimeException e) {
+    /**
+     * A write failed inside its document context (rolled back by the caller). An {@link Error} (a SIGBUS on a mapped
+     * file that lost its backing store surfaces as {@code InternalError}) leaves the mapped file in doubt: the sink
+     * refuses every later write, so nothing after it is acknowledged.
+     */
+    private StoreException writeFailed(Path path, Throwable e) {
+        if (e instanceof Error) {
+            broken = new StoreException(path, "fatal error during a store write; the store refuses further writes until reopened", e);
+            return broken;
+        }
         return new StoreException(path, "write failed and was rolled back", e);
     }
 
@@ -535,6 +562,16 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         } catch (IOException e) {
             throw new StoreException(file.toPath(), "cannot delete an expired queue file", e);
         }
+    }
+
+    /** Called inside every store write after its bytes were written and before it commits (fault injection in tests). */
+    interface WriteProbe {
+        /** The probe that does nothing. */
+        WriteProbe NONE = (queue, kind) -> { };
+        /** The kind of a request record (journal excerpts use their {@link RecordFormat} type). */
+        byte REQUEST = 0;
+
+        void beforeCommit(Path queue, byte kind);
     }
 
     /** Closes the queues and frees the slot index. Idempotent. */

@@ -10,13 +10,17 @@ package dev.routingreplay.sink;
  * @param round the store's round (clears so far)
  * @param lastStepId id of the last step in the journal, or -1
  * @param requestsThisRound request records of the current round found in the request queue
+ * @param records journal excerpts replayed (every kind)
+ * @param recordsAfterClear journal excerpts after the last clear (all of them when the journal holds no clear): the
+ *     ones that built the slot index
  * @param millis how long recovery took
  */
 public record RecoveryReport(long steps, long rows, long moves, long clears, long round, long lastStepId, long requestsThisRound,
-        long millis) {
+        long records, long recordsAfterClear, long millis) {
     /** One line for logs. */
     public String describe() {
-        return String.format("recovered %d steps (%d rows), %d moves, %d clears; round %d; last step %d; %d request records this round; %d ms",
-                steps, rows, moves, clears, round, lastStepId, requestsThisRound, millis);
+        return String.format("recovered %d journal records: %d steps (%d rows), %d moves, %d clears, %d records after the last clear; round %d;"
+                + " last step %d; %d request records this round; %d ms", records, steps, rows, moves, clears, recordsAfterClear, round,
+                lastStepId, requestsThisRound, millis);
     }
 }

@@ -1,44 +1,34 @@
 package dev.routingreplay.sink;
 
 import dev.routingreplay.core.RoutingShape;
-import dev.routingreplay.core.event.CaptureStep;
 import dev.routingreplay.core.event.EngineEvent;
 import dev.routingreplay.core.event.RequestAdmitted;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.host.HostDevice;
 import dev.routingreplay.core.pipeline.CapturePipeline;
 import dev.routingreplay.core.testing.HostEngine;
-import dev.routingreplay.core.testing.Routing;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.Deque;
 import java.util.List;
+import java.util.function.Consumer;
 import reactor.core.publisher.Flux;
 
 /**
- * A writer process for the cross-process and kill -9 tests. Request r is admitted, written by steps 2r and 2r+1 (four
- * tokens each) into slots {@code (r % 64) * 8 ..+8}, and finished. Prints {@code ACK STEP n} / {@code ACK FINISH r}
- * once the sink acknowledged each, so the parent knows what must survive a kill.
+ * A writer process for the cross-process and kill -9 tests: runs {@link CrashWorkload}'s plan (steps, prefix hits,
+ * moves, swaps, clears) from request {@code first}. Prints {@code ACK J n} once the sink acknowledged the plan's
+ * n-th journaled op (counted from {@code first}) and {@code ACK FINISH r} for each finish, so the parent knows what
+ * must survive a kill.
  *
  * <p>Arguments: store folder, first request, end request (exclusive; -1 runs until killed).
  */
 public final class CrashWriter {
-    static final RoutingShape SHAPE = new RoutingShape(6, 4, 300);
-    static final int SLOTS = 64 * 8;
+    static final RoutingShape SHAPE = CrashWorkload.SHAPE;
+    static final int SLOTS = CrashWorkload.SLOTS;
 
     private CrashWriter() {
-    }
-
-    static String requestId(long r) {
-        return "crash-" + r;
-    }
-
-    static int slot(long r, int position) {
-        return (int) ((r % 64) * 8 + position);
-    }
-
-    static int id(long r, int position, int layer, int k) {
-        return Routing.id(r, position, layer, k, SHAPE.numExperts());
     }
 
     /** Runs the writer. */
@@ -53,43 +43,30 @@ public final class CrashWriter {
             System.out.flush();
             CapturePipeline pipeline = CapturePipeline.builder().name("crash").device(device).sink(sink).ringDepth(4)
                     .maxTokensPerStep(8).build();
-            long[] next = {first * 4};
-            Flux.<EngineEvent>generate(s -> {
-                long n = next[0]++;
-                long r = n / 4;
-                if (end >= 0 && r >= end) {
-                    s.complete();
-                    return;
-                }
-                switch ((int) (n % 4)) {
-                    case 0:
-                        s.next(new RequestAdmitted(requestId(r)));
-                        break;
-                    case 1:
-                    case 2: {
-                        int half = (int) (n % 4) - 1;
-                        long[] slots = new long[4];
-                        for (int t = 0; t < 4; t++) {
-                            slots[t] = slot(r, half * 4 + t);
-                        }
-                        s.next(engine.step(2 * r + half, slots, (t, l, k) -> id(r, half * 4 + t, l, k)));
-                        break;
+            Deque<CrashWorkload.Op> pending = new ArrayDeque<>();
+            long[] next = {first};
+            Flux.<CrashWorkload.Op>generate(s -> {
+                if (pending.isEmpty()) {
+                    if (end >= 0 && next[0] >= end) {
+                        s.complete();
+                        return;
                     }
-                    default: {
-                        int[] slots = new int[8];
-                        for (int p = 0; p < 8; p++) {
-                            slots[p] = slot(r, p);
-                        }
-                        s.next(new RequestFinished(requestId(r), slots));
+                    pending.addAll(CrashWorkload.ops(next[0]++));
+                }
+                s.next(pending.poll());
+            }).map(op -> CrashWorkload.event(op, engine)).transform(pipeline).doOnNext(new Consumer<EngineEvent>() {
+                private long journaled;
+
+                @Override
+                public void accept(EngineEvent e) {
+                    if (!(e instanceof RequestAdmitted)) {
+                        System.out.println("ACK J " + ++journaled);
                     }
+                    if (e instanceof RequestFinished f) {
+                        System.out.println("ACK FINISH " + CrashWorkload.request(f.requestId()));
+                    }
+                    System.out.flush();
                 }
-            }).transform(pipeline).doOnNext(e -> {
-                if (e instanceof CaptureStep step) {
-                    System.out.println("ACK STEP " + step.stepId());
-                } else if (e instanceof RequestFinished f) {
-                    System.out.println("ACK FINISH " + f.requestId().substring("crash-".length()));
-                }
-                System.out.flush();
             }).blockLast();
             System.out.println("DONE");
             System.out.flush();

@@ -188,4 +188,54 @@ class StoreFaultsTest {
         StoreException e = assertThrows(StoreException.class, () -> ChronicleRoutingSink.open(StoreConfig.of(dir, SHAPE, 16)));
         assertTrue(e.getMessage().contains("corrupt request record"), e.getMessage());
     }
+
+    /** Runs request "lost" (admit, one step, finish) on a sink whose request-record write throws {@code fault}. */
+    private Throwable failRequestWrite(Path dir, Throwable fault) {
+        HostDevice device = new HostDevice();
+        Throwable[] seen = new Throwable[1];
+        try (HostEngine engine = new HostEngine(device, SHAPE, 4); ChronicleRoutingSink sink = ChronicleRoutingSink.open(StoreConfig.of(dir, SHAPE, 16))) {
+            sink.probe = (queue, kind) -> {
+                if (kind == ChronicleRoutingSink.WriteProbe.REQUEST) {
+                    if (fault instanceof Error e) {
+                        throw e;
+                    }
+                    throw (RuntimeException) fault;
+                }
+            };
+            StepVerifier.create(writeRequest(sink, device, engine, "lost", 1))
+                    .expectNextCount(2) // the admit and the step were acknowledged, the finish never is
+                    .expectErrorSatisfies(e -> seen[0] = e)
+                    .verify(Duration.ofSeconds(10));
+            sink.probe = ChronicleRoutingSink.WriteProbe.NONE;
+            if (fault instanceof Error) {
+                StoreException refused = assertThrows(StoreException.class, () -> sink.clear(new dev.routingreplay.core.event.RoundCleared(1)));
+                assertTrue(refused.getMessage().contains("an earlier write failed fatally"), refused.getMessage());
+            }
+        }
+        return seen[0];
+    }
+
+    @Test
+    void aFailedRequestRecordWriteFailsThePipelineAndLeavesNoRecord() {
+        Path dir = tmp.resolve("store");
+        Throwable e = failRequestWrite(dir, new IllegalStateException("injected request write failure"));
+        StoreException cause = assertInstanceOf(StoreException.class, e.getCause(), String.valueOf(e));
+        assertTrue(cause.getMessage().startsWith(dir.resolve("requests") + ": write failed and was rolled back: injected"), cause.getMessage());
+        assertEquals(List.of(), ids(dir), "no record, not even a partial one");
+        try (ChronicleRoutingSink sink = ChronicleRoutingSink.open(StoreConfig.of(dir, SHAPE, 16))) {
+            assertEquals(1, sink.recovery().records(), "the journal holds the step and no FINISH: " + sink.recovery().describe());
+        }
+        writeOne(dir, "lost", 1); // the engine replays the unacknowledged finish: recorded once
+        assertEquals(List.of("lost"), ids(dir));
+    }
+
+    @Test
+    void anErrorDuringARequestRecordWriteIsFatalAndNothingOfItIsVisible() {
+        Path dir = tmp.resolve("store");
+        Throwable e = failRequestWrite(dir, new InternalError("a fault occurred in an unsafe memory access operation (injected)"));
+        StoreException cause = assertInstanceOf(StoreException.class, e.getCause(), String.valueOf(e));
+        assertTrue(cause.getMessage().startsWith(dir.resolve("requests") + ": fatal error during a store write"), cause.getMessage());
+        assertInstanceOf(InternalError.class, cause.getCause());
+        assertEquals(List.of(), ids(dir), "the half-written record was rolled back, not committed");
+    }
 }
