@@ -15,14 +15,14 @@ import java.util.function.Supplier;
 import reactor.core.publisher.Flux;
 
 /** Writes small stores for the server and command-line tests: one single-token request per id. */
-final class TestStores {
-    static final RoutingShape SHAPE = new RoutingShape(3, 2, 300);
+public final class TestStores {
+    public static final RoutingShape SHAPE = new RoutingShape(3, 2, 300);
 
     private TestStores() {
     }
 
     /** Finishes one request per id (request r on slot r) into {@code sink}, waiting until all are acknowledged. */
-    static void finish(ChronicleRoutingSink sink, int firstRequest, String... ids) {
+    public static void finish(ChronicleRoutingSink sink, int firstRequest, String... ids) {
         HostDevice device = new HostDevice();
         try (HostEngine engine = new HostEngine(device, SHAPE, 4)) {
             List<Supplier<EngineEvent>> script = new ArrayList<>();
@@ -39,7 +39,7 @@ final class TestStores {
     }
 
     /** A closed store at {@code config.dir()} holding one request per id. */
-    static void write(StoreConfig config, String... ids) {
+    public static void write(StoreConfig config, String... ids) {
         try (ChronicleRoutingSink sink = ChronicleRoutingSink.open(config)) {
             finish(sink, 0, ids);
         }
