@@ -2,7 +2,7 @@ package dev.routingreplay.examples;
 
 import dev.routingreplay.core.pipeline.PipelineMetrics;
 import dev.routingreplay.core.pipeline.PipelineStats;
-import java.io.PrintStream;
+import java.io.PrintWriter;
 import java.time.Duration;
 import reactor.core.Disposable;
 import reactor.core.publisher.Flux;
@@ -13,7 +13,7 @@ final class ProgressReporter implements AutoCloseable {
     private final Disposable ticker;
     private final long start = System.nanoTime();
 
-    ProgressReporter(PipelineMetrics metrics, EngineStats engine, int ringDepth, long requests, PrintStream out, Duration every) {
+    ProgressReporter(PipelineMetrics metrics, EngineStats engine, int ringDepth, long requests, PrintWriter out, Duration every) {
         long[] lastRows = {0};
         long[] lastAt = {System.nanoTime()};
         this.ticker = Flux.interval(every, every, Schedulers.newSingle("r3-progress"))

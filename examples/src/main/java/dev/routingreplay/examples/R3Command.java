@@ -1,37 +1,45 @@
 package dev.routingreplay.examples;
 
+import dev.routingreplay.sink.CommandErrors;
 import dev.routingreplay.sink.ExportCommand;
 import dev.routingreplay.sink.ServeCommand;
+import dev.routingreplay.sink.VerboseOption;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 
 /**
  * The {@code r3} command line: {@code run} (simulated rollout into a store, then the trainer check), {@code verify}
  * (the trainer check of an existing store), {@code export} (a store's requests as {@code .npy} files) and
- * {@code serve} (a store over HTTP for trainers off the JVM).
+ * {@code serve} (a store over HTTP for trainers off the JVM). Every failure is one line on standard error and an
+ * {@link dev.routingreplay.sink.ExitStatus} (0 ok, 1 check failed, 2 usage, 3 store, 4 output exists, 5 output I/O,
+ * 6 unavailable, 70 internal); {@code --verbose} adds the stack trace.
  */
 @Command(name = "r3", mixinStandardHelpOptions = true, version = "r3 0.1.0",
         description = "Rollout routing replay: capture MoE routing during rollouts and replay it in training.",
-        subcommands = {RunCommand.class})
+        subcommands = {RunCommand.class},
+        footer = {"Exit status: 0 ok, 1 check failed, 2 usage, 3 store missing/unreadable, 4 output exists, 5 output I/O error,",
+            "6 backend or port unavailable, 70 internal error (--verbose prints the stack trace)."})
 public final class R3Command implements Runnable {
+    @Mixin
+    VerboseOption verbose;
+
     @Override
     public void run() {
         CommandLine.usage(this, System.out);
     }
 
-    /** Runs the command line and exits with its status. */
-    public static void main(String[] args) {
+    /** The {@code r3} command line with every subcommand and the error handling of {@link CommandErrors}; not yet run. */
+    public static CommandLine commandLine() {
         CommandLine cli = new CommandLine(new R3Command());
         cli.addSubcommand("verify", new Trainer());
         cli.addSubcommand("export", new ExportCommand());
         cli.addSubcommand("serve", new ServeCommand());
-        cli.setExecutionExceptionHandler((e, commandLine, parseResult) -> {
-            if (e instanceof IllegalArgumentException) {
-                commandLine.getErr().println("r3: " + e.getMessage());
-                return 2;
-            }
-            throw e;
-        });
-        System.exit(cli.execute(args));
+        return CommandErrors.install(cli);
+    }
+
+    /** Runs the command line and exits with its status. */
+    public static void main(String[] args) {
+        System.exit(commandLine().execute(args));
     }
 }

@@ -8,6 +8,10 @@ import dev.routingreplay.core.pipeline.PipelineStats;
 import dev.routingreplay.sink.ChronicleRoutingSink;
 import dev.routingreplay.sink.StoreConfig;
 import dev.routingreplay.sink.StoreManifest;
+import dev.routingreplay.sink.CommandException;
+import dev.routingreplay.sink.ExitStatus;
+import dev.routingreplay.sink.VerboseOption;
+import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -16,15 +20,27 @@ import java.time.format.DateTimeFormatter;
 import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.ITypeConverter;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.TypeConversionException;
 
 /** {@code r3 run}: the main job. */
 @Command(name = "run", mixinStandardHelpOptions = true,
         description = "Run a simulated rollout through the capture pipeline, then check every stored request like a trainer.")
 final class RunCommand implements Callable<Integer> {
-    @Option(names = "--model", defaultValue = "qwen3-30b-a3b",
+    @Spec
+    CommandSpec spec;
+
+    @Mixin
+    VerboseOption verbose;
+
+    @Option(names = "--model", defaultValue = "qwen3-30b-a3b", converter = ModelConverter.class,
             description = "Model preset: deepseek-v3, kimi-k2, qwen3-30b-a3b, glm-4.5-air, gpt-oss-120b, mixtral-8x7b (default: ${DEFAULT-VALUE}).")
-    String model;
+    ModelPreset model;
 
     @Option(names = "--requests", defaultValue = "1024", description = "Requests to roll out (default: ${DEFAULT-VALUE}).")
     int requests;
@@ -38,7 +54,8 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "42", description = "Random seed of the simulated engine (default: ${DEFAULT-VALUE}).")
     long seed;
 
-    @Option(names = "--backend", defaultValue = "host", description = "Device backend: host (default) or cuda.")
+    @Option(names = "--backend", defaultValue = "host", description = "Device backend: host (default) or cuda.",
+            completionCandidates = BackendNames.class)
     String backend;
 
     @Option(names = "--out", description = "Store folder (default: r3-data/run-<time>); must not hold a store yet.")
@@ -49,34 +66,72 @@ final class RunCommand implements Callable<Integer> {
 
     private List<String> engineFinished = List.of();
 
+    /** Converts a model preset name; an unknown one is reported naming the option and listing the presets. */
+    static final class ModelConverter implements ITypeConverter<ModelPreset> {
+        @Override
+        public ModelPreset convert(String value) {
+            try {
+                return ModelPreset.fromName(value);
+            } catch (IllegalArgumentException e) {
+                throw new TypeConversionException(e.getMessage());
+            }
+        }
+    }
+
+    /** The backend names {@code --backend} accepts. */
+    static final class BackendNames extends java.util.ArrayList<String> {
+        private static final long serialVersionUID = 1L;
+
+        BackendNames() {
+            super(List.of("host", "cuda"));
+        }
+    }
+
+    /** Every option's range, checked before anything is opened or created. */
+    private void validate() {
+        if (!new BackendNames().contains(backend)) {
+            throw new ParameterException(spec.commandLine(), "Invalid value for option '--backend': '" + backend + "'; expected host or cuda");
+        }
+    }
+
+    /** Runs and checks; returns 0 when every stored request matched, 1 otherwise; other failures are exceptions. */
     @Override
     public Integer call() {
-        RoutingShape shape = ModelPreset.fromName(model).shape();
+        validate();
+        RoutingShape shape = model.shape();
         EngineConfig config = EngineConfig.defaults(shape, requests, concurrency, seed);
         Path dir = out != null ? out : Path.of("r3-data", "run-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
         if (Files.exists(dir.resolve(StoreManifest.FILE))) {
-            System.err.println("r3 run: " + dir + " already holds a store; choose another --out");
-            return 2;
+            throw new CommandException(ExitStatus.OUTPUT_EXISTS, "--out " + dir + " already holds a store; choose another --out");
         }
-        try (RoutingDevice device = Backends.open(backend);
+        PrintWriter stdout = spec.commandLine().getOut();
+        try (RoutingDevice device = openBackend();
                 SimulatedEngine engine = new SimulatedEngine(config, device);
                 ChronicleRoutingSink sink = ChronicleRoutingSink.open(StoreConfig.of(dir, shape, engine.slotCapacity()))) {
             CapturePipeline pipeline = CapturePipeline.builder().name("run").device(device).sink(sink).ringDepth(ringDepth)
                     .maxTokensPerStep(engine.maxTokensPerStep()).build();
-            System.out.printf("r3 run: %s %s on %s, %d requests, concurrency %d, ring depth %d, store %s%n", model, shape.describe(),
+            stdout.printf("r3 run: %s %s on %s, %d requests, concurrency %d, ring depth %d, store %s%n", model.name().toLowerCase(java.util.Locale.ROOT), shape.describe(),
                     device.name(), requests, concurrency, ringDepth, dir);
             long start = System.nanoTime();
-            try (ProgressReporter progress = new ProgressReporter(pipeline.metrics(), engine.stats(), ringDepth, requests, System.out,
+            try (ProgressReporter progress = new ProgressReporter(pipeline.metrics(), engine.stats(), ringDepth, requests, stdout,
                     Duration.ofMillis(progressMs))) {
                 engine.events().transform(pipeline).blockLast();
             }
             double seconds = (System.nanoTime() - start) / 1e9;
             PipelineStats stats = pipeline.metrics().snapshot();
-            System.out.printf("captured: %s in %.1f s (%.0f rows/s, %.1f MB/s)%n", stats.describe(), seconds, stats.rows() / seconds,
+            stdout.printf("captured: %s in %.1f s (%.0f rows/s, %.1f MB/s)%n", stats.describe(), seconds, stats.rows() / seconds,
                     stats.bytes() / seconds / 1e6);
-            System.out.println("engine: " + engine.stats().describe());
+            stdout.println("engine: " + engine.stats().describe());
             engineFinished = List.copyOf(engine.finishedIds());
         }
-        return Trainer.check(dir, engineFinished, System.out);
+        return Trainer.check(dir, engineFinished, stdout);
+    }
+
+    private RoutingDevice openBackend() {
+        try {
+            return Backends.open(backend);
+        } catch (IllegalArgumentException e) {
+            throw new CommandException(ExitStatus.UNAVAILABLE, "--backend " + e.getMessage(), e);
+        }
     }
 }

@@ -1,7 +1,9 @@
 package dev.routingreplay.examples;
 
 import dev.routingreplay.sink.RoutingReplay;
-import java.io.PrintStream;
+import dev.routingreplay.sink.CommandErrors;
+import dev.routingreplay.sink.VerboseOption;
+import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.HashSet;
 import java.util.List;
@@ -9,7 +11,10 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 /**
  * The trainer example: replays a store's request queue as a {@code Flux<RequestRouting>} and checks every request,
@@ -19,12 +24,22 @@ import picocli.CommandLine.Option;
 @Command(name = "verify", mixinStandardHelpOptions = true,
         description = "Replay a store like a trainer and check every request's routing against the simulated gate.")
 public final class Trainer implements java.util.concurrent.Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Mixin
+    VerboseOption verbose;
+
     @Option(names = "--store", required = true, description = "The store folder.")
     Path store;
 
+    /** Checks the store; 0 when every request matched, 1 otherwise; a missing store is a {@code StoreException}. */
     @Override
     public Integer call() {
-        return check(store, null, System.out);
+        PrintWriter out = spec.commandLine().getOut();
+        int status = check(store, null, out);
+        out.flush();
+        return status;
     }
 
     /**
@@ -32,7 +47,7 @@ public final class Trainer implements java.util.concurrent.Callable<Integer> {
      *
      * @return 0 when everything matches, 1 otherwise
      */
-    static int check(Path dir, List<String> expectedIds, PrintStream out) {
+    static int check(Path dir, List<String> expectedIds, PrintWriter out) {
         try (RoutingReplay replay = RoutingReplay.open(dir)) {
             Set<String> seen = ConcurrentHashMap.newKeySet();
             Set<String> duplicates = ConcurrentHashMap.newKeySet();
@@ -68,7 +83,7 @@ public final class Trainer implements java.util.concurrent.Callable<Integer> {
 
     /** Runs the check and exits with its status. */
     public static void main(String[] args) {
-        System.exit(new CommandLine(new Trainer()).execute(args));
+        System.exit(CommandErrors.install(new CommandLine(new Trainer())).execute(args));
     }
 
 }

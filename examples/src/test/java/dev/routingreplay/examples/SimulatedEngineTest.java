@@ -9,8 +9,6 @@ import dev.routingreplay.core.host.HostDevice;
 import dev.routingreplay.core.pipeline.CapturePipeline;
 import dev.routingreplay.sink.ChronicleRoutingSink;
 import dev.routingreplay.sink.StoreConfig;
-import java.io.ByteArrayOutputStream;
-import java.io.PrintStream;
 import java.io.RandomAccessFile;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -46,9 +44,9 @@ class SimulatedEngineTest {
     }
 
     private static String check(Path dir, List<String> finished, int expectedStatus) {
-        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-        int status = Trainer.check(dir, finished, new PrintStream(bytes, true, StandardCharsets.UTF_8));
-        String out = bytes.toString(StandardCharsets.UTF_8);
+        java.io.StringWriter text = new java.io.StringWriter();
+        int status = Trainer.check(dir, finished, new java.io.PrintWriter(text, true));
+        String out = text.toString();
         assertEquals(expectedStatus, status, out);
         return out;
     }

@@ -9,57 +9,97 @@ import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
+import reactor.core.publisher.Flux;
 
 /**
  * {@code r3-export}: writes finished requests of a store as {@code .npy} files, one per request, plus
- * {@code manifest.tsv} (file, request id, round, seq_len, layers, top_k, dtype, queue index).
+ * {@code manifest.tsv} (file, request id, round, seq_len, layers, top_k, dtype, queue index). Every option is checked
+ * and the store opened before anything is written; failures exit with an {@link ExitStatus} and one line.
  */
 @Command(name = "r3-export", mixinStandardHelpOptions = true,
         description = "Export a routing store's finished requests as numpy .npy files [seq_len, layers, top_k].")
 public final class ExportCommand implements Callable<Integer> {
+    @Spec
+    CommandSpec spec;
+
+    @Mixin
+    VerboseOption verbose;
+
     @Option(names = "--store", required = true, description = "The store folder (holds store.properties).")
     Path store;
 
     @Option(names = "--out", required = true, description = "Output folder (created if absent).")
     Path out;
 
-    @Option(names = "--after", description = "Only requests after this queue index (hex, from manifest.tsv).")
-    String afterIndex;
+    @Option(names = "--after", converter = HexIndexConverter.class,
+            description = "Only requests after this queue index (hex, from manifest.tsv).")
+    Long afterIndex;
 
-    @Option(names = "--limit", defaultValue = "-1", description = "Most requests to export (default: all).")
-    long limit;
+    @Option(names = "--limit", description = "Most requests to export, 0 or more (default: all).")
+    Long limit;
 
+    /** Exports; the status is {@link ExitStatus#OK} or the command fails with a {@link CommandException} or a parameter error. */
     @Override
     public Integer call() throws IOException {
-        Files.createDirectories(out);
-        ExportFileNames names = new ExportFileNames(out);
+        if (limit != null && limit < 0) {
+            throw new ParameterException(spec.commandLine(), "Invalid value for option '--limit': " + limit + " is negative; "
+                    + "want a count of requests (0 or more)");
+        }
+        if (Files.exists(out) && !Files.isDirectory(out)) {
+            throw new CommandException(ExitStatus.OUTPUT_EXISTS, "--out " + out + " exists and is not a folder");
+        }
+        PrintWriter stdout = spec.commandLine().getOut();
         long count = 0;
         long bytes = 0;
-        try (RoutingReplay replay = RoutingReplay.open(store);
-                PrintWriter manifest = new PrintWriter(Files.newBufferedWriter(out.resolve("manifest.tsv"), StandardCharsets.UTF_8))) {
-            manifest.println("file\trequest_id\tround\tseq_len\tlayers\ttop_k\tdtype\tindex");
-            var requests = afterIndex == null ? replay.fromStart() : replay.after(Long.parseLong(afterIndex, 16));
-            if (limit >= 0) {
+        try (RoutingReplay replay = RoutingReplay.open(store)) {
+            Flux<ReplayedRequest> requests = replay.fromStart();
+            if (afterIndex != null) {
+                try {
+                    replay.at(afterIndex).block();
+                } catch (StoreException e) {
+                    throw new CommandException(ExitStatus.USAGE, "--after " + Long.toHexString(afterIndex) + ": the store holds no record"
+                            + " at that index (deleted by retention, or never written)", e);
+                }
+                requests = replay.after(afterIndex);
+            }
+            if (limit != null) {
                 requests = requests.take(limit);
             }
-            for (ReplayedRequest r : requests.toIterable()) {
-                RequestRouting routing = r.routing();
-                Path file = names.fileFor(routing.requestId(), ".npy");
-                NpyWriter.write(routing, file);
-                manifest.printf("%s\t%s\t%d\t%d\t%d\t%d\t%s\t%x%n", file.getFileName(), routing.requestId().replace('\t', ' ')
-                        .replace('\n', ' '), r.round(), routing.seqLen(), routing.shape().moeLayers(), routing.shape().topK(),
-                        routing.dtype().numpyName(), r.index());
-                count++;
-                bytes += routing.rows().remaining();
+            Files.createDirectories(out);
+            ExportFileNames names = new ExportFileNames(out);
+            try (PrintWriter manifest = new PrintWriter(Files.newBufferedWriter(out.resolve("manifest.tsv"), StandardCharsets.UTF_8))) {
+                manifest.println("file\trequest_id\tround\tseq_len\tlayers\ttop_k\tdtype\tindex");
+                for (ReplayedRequest r : requests.toIterable()) {
+                    RequestRouting routing = r.routing();
+                    Path file = names.fileFor(routing.requestId(), ".npy");
+                    try {
+                        NpyWriter.write(routing, file);
+                    } catch (StoreException e) {
+                        throw new CommandException(ExitStatus.OUTPUT_IO, e.getMessage(), e);
+                    }
+                    manifest.printf("%s\t%s\t%d\t%d\t%d\t%d\t%s\t%x%n", file.getFileName(), routing.requestId().replace('\t', ' ')
+                            .replace('\n', ' '), r.round(), routing.seqLen(), routing.shape().moeLayers(), routing.shape().topK(),
+                            routing.dtype().numpyName(), r.index());
+                    count++;
+                    bytes += routing.rows().remaining();
+                }
+                if (manifest.checkError()) {
+                    throw new CommandException(ExitStatus.OUTPUT_IO, "--out " + out + ": writing manifest.tsv failed");
+                }
             }
         }
-        System.out.printf("exported %d requests (%.1f MB of routing) to %s%n", count, bytes / 1e6, out);
-        return 0;
+        stdout.printf("exported %d requests (%.1f MB of routing) to %s%n", count, bytes / 1e6, out);
+        stdout.flush();
+        return ExitStatus.OK.code();
     }
 
-    /** Runs the command and exits with its status. */
+    /** Runs the command and exits with its {@link ExitStatus}. */
     public static void main(String[] args) {
-        System.exit(new CommandLine(new ExportCommand()).execute(args));
+        System.exit(CommandErrors.install(new CommandLine(new ExportCommand())).execute(args));
     }
 }

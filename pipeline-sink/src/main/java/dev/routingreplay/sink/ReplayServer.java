@@ -2,10 +2,13 @@ package dev.routingreplay.sink;
 
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.sink.RequestRouting;
+import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.Locale;
+import java.util.Optional;
+import java.util.function.BiFunction;
 import org.reactivestreams.Publisher;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
@@ -24,10 +27,16 @@ import reactor.netty.http.server.HttpServerResponse;
  *   <li>{@code GET /requests/HEX.npy}: the record at that index as a numpy {@code .npy} file
  *       ({@code [seq_len, layers, top_k]}, the stored dtype): {@code numpy.load(io.BytesIO(body))}.</li>
  * </ul>
- * Reads happen on the replay's own threads, never on Netty's event loop. Errors are plain-text 400/404 naming the
- * parameter or index.
+ * Reads happen on the replay's own threads, never on Netty's event loop. Every parameter and cursor is checked before
+ * the status line, so a 200 always means a well-formed answer follows. Errors are plain text naming the parameter and
+ * value (never the store's path): 400 for a malformed parameter (an index is 1 to 16 hex digits; {@code limit} a count;
+ * {@code follow} true or false), 404 for an index with no record, 410 for one below the first record still stored
+ * (deleted by retention), 404 for an unknown path, and 405 (with {@code Allow: GET}) for a method other than GET on any
+ * route.
  */
 public final class ReplayServer implements AutoCloseable {
+    private static final String NPY_PREFIX = "/requests/";
+
     private final RoutingReplay replay;
     private final DisposableServer server;
 
@@ -35,10 +44,7 @@ public final class ReplayServer implements AutoCloseable {
         this.replay = RoutingReplay.open(store);
         try {
             this.server = HttpServer.create().host(host).port(port)
-                    .route(routes -> routes
-                            .get("/manifest", (req, res) -> json(res, manifestJson()))
-                            .get("/requests", this::list)
-                            .get("/requests/{file}", this::npy))
+                    .route(routes -> routes.route(req -> true, this::dispatch))
                     .bindNow();
         } catch (RuntimeException e) {
             replay.close();
@@ -75,46 +81,117 @@ public final class ReplayServer implements AutoCloseable {
         return res.status(status).header("content-type", "text/plain; charset=utf-8").sendString(Mono.just(message + "\n"));
     }
 
-    private Publisher<Void> list(HttpServerRequest req, HttpServerResponse res) {
-        QueryParams q = QueryParams.of(req.uri());
-        long after;
-        long limit;
-        try {
-            after = q.get("after") == null ? -1 : Long.parseLong(q.get("after"), 16);
-            limit = q.get("limit") == null ? Long.MAX_VALUE : Long.parseLong(q.get("limit"));
-            if (limit < 0) {
-                throw new NumberFormatException("negative");
-            }
-        } catch (NumberFormatException e) {
-            return error(res, HttpResponseStatus.BAD_REQUEST, "bad query " + req.uri() + ": after must be a hex index, limit a count");
-        }
-        boolean follow = "true".equals(q.get("follow"));
-        Flux<ReplayedRequest> records;
-        if (after >= 0) {
-            records = follow ? replay.afterThenLive(after) : replay.after(after);
+    /** Routes by path, then checks the method, so every route answers 405 to a method other than GET. */
+    private Publisher<Void> dispatch(HttpServerRequest req, HttpServerResponse res) {
+        QueryParams query = QueryParams.of(req.uri());
+        String path = query.path();
+        BiFunction<HttpServerRequest, HttpServerResponse, Publisher<Void>> route;
+        if (path.equals("/manifest")) {
+            route = (rq, rs) -> json(rs, manifestJson());
+        } else if (path.equals("/requests")) {
+            route = (rq, rs) -> list(query, rs);
+        } else if (path.startsWith(NPY_PREFIX) && path.indexOf('/', NPY_PREFIX.length()) < 0) {
+            route = (rq, rs) -> npy(path.substring(NPY_PREFIX.length()), rs);
         } else {
-            records = follow ? replay.fromStartThenLive() : replay.fromStart();
+            return error(res, HttpResponseStatus.NOT_FOUND, "no such resource " + path + " (the server has /manifest, /requests and "
+                    + "/requests/<hex index>.npy)");
         }
-        Flux<String> lines = records.take(limit).map(r -> "{\"index\":\"" + Long.toHexString(r.index()) + "\",\"requestId\":\""
-                + jsonEscape(r.routing().requestId()) + "\",\"round\":" + r.round() + ",\"seqLen\":" + r.routing().seqLen() + "}\n");
-        return res.header("content-type", "application/x-ndjson").sendString(lines);
+        if (!HttpMethod.GET.equals(req.method())) {
+            res.header("allow", "GET");
+            return error(res, HttpResponseStatus.METHOD_NOT_ALLOWED, "method " + req.method().name() + " is not allowed on " + path
+                    + "; use GET");
+        }
+        return route.apply(req, res);
     }
 
-    private Publisher<Void> npy(HttpServerRequest req, HttpServerResponse res) {
-        String file = req.param("file");
-        if (file == null || !file.toLowerCase(Locale.ROOT).endsWith(".npy")) {
-            return error(res, HttpResponseStatus.NOT_FOUND, "no such resource " + req.uri() + " (want /requests/<hex index>.npy)");
+    private Publisher<Void> list(QueryParams q, HttpServerResponse res) {
+        String afterText = q.get("after");
+        String limitText = q.get("limit");
+        String followText = q.get("follow");
+        long after = -1;
+        if (afterText != null) {
+            after = parseIndex(afterText);
+            if (after < 0) {
+                return error(res, HttpResponseStatus.BAD_REQUEST, "bad query parameter after='" + afterText
+                        + "': want a record index in hex (1 to 16 digits, as in the index field of /requests)");
+            }
         }
-        long index;
+        long limit = Long.MAX_VALUE;
+        if (limitText != null) {
+            if (!limitText.matches("[0-9]{1,18}")) {
+                return error(res, HttpResponseStatus.BAD_REQUEST, "bad query parameter limit='" + limitText
+                        + "': want a count of records (a whole number, 0 or more)");
+            }
+            limit = Long.parseLong(limitText);
+        }
+        if (followText != null && !followText.equals("true") && !followText.equals("false")) {
+            return error(res, HttpResponseStatus.BAD_REQUEST, "bad query parameter follow='" + followText + "': want true or false");
+        }
+        boolean follow = "true".equals(followText);
+        long cursor = after;
+        long take = limit;
+        // the cursor is checked before the status line: once 200 is sent, a failure can only cut the body off
+        Mono<Optional<Rejection>> check = cursor < 0 ? Mono.just(Optional.empty())
+                : replay.at(cursor).map(r -> Optional.<Rejection>empty())
+                        .onErrorResume(StoreException.class, e -> unknownIndex("after", cursor).map(Optional::of));
+        return check.flatMap(rejection -> {
+            if (rejection.isPresent()) {
+                return Mono.from(error(res, rejection.get().status(), rejection.get().message()));
+            }
+            Flux<ReplayedRequest> records;
+            if (cursor >= 0) {
+                records = follow ? replay.afterThenLive(cursor) : replay.after(cursor);
+            } else {
+                records = follow ? replay.fromStartThenLive() : replay.fromStart();
+            }
+            Flux<String> lines = records.take(take).map(r -> "{\"index\":\"" + Long.toHexString(r.index()) + "\",\"requestId\":\""
+                    + jsonEscape(r.routing().requestId()) + "\",\"round\":" + r.round() + ",\"seqLen\":" + r.routing().seqLen() + "}\n");
+            return Mono.from(res.header("content-type", "application/x-ndjson").sendString(lines));
+        });
+    }
+
+    /** A record index in hex (1 to 16 digits, not negative), or -1 when {@code text} is not one. */
+    private static long parseIndex(String text) {
+        if (!text.matches("[0-9a-fA-F]{1,16}")) {
+            return -1;
+        }
         try {
-            index = Long.parseLong(file.substring(0, file.length() - 4), 16);
+            return Long.parseLong(text, 16);
         } catch (NumberFormatException e) {
-            return error(res, HttpResponseStatus.BAD_REQUEST, "bad index '" + file + "': want /requests/<hex index>.npy");
+            return -1;
+        }
+    }
+
+    /** Why {@code index} (named by {@code parameter}) has no record: 410 below the first record still present, else 404. */
+    private Mono<Rejection> unknownIndex(String parameter, long index) {
+        String hex = Long.toHexString(index);
+        return replay.fromStart().next().map(ReplayedRequest::index)
+                .filter(first -> index < first)
+                .map(first -> new Rejection(HttpResponseStatus.GONE, parameter + "=" + hex + ": no record at that index: it lies before the first "
+                        + "record still stored, " + Long.toHexString(first) + " (deleted by retention, or never written)"))
+                .defaultIfEmpty(new Rejection(HttpResponseStatus.NOT_FOUND, parameter + "=" + hex + ": no record at that index"));
+    }
+
+    /** An error answer decided before the status line. */
+    private record Rejection(HttpResponseStatus status, String message) {
+    }
+
+    private Publisher<Void> npy(String file, HttpServerResponse res) {
+        if (!file.toLowerCase(Locale.ROOT).endsWith(".npy")) {
+            return error(res, HttpResponseStatus.NOT_FOUND, "no such resource /requests/" + file + " (want /requests/<hex index>.npy)");
+        }
+        String hex = file.substring(0, file.length() - 4);
+        long index = parseIndex(hex);
+        if (index < 0) {
+            return error(res, HttpResponseStatus.BAD_REQUEST, "bad index '" + hex + "' in /requests/" + file
+                    + ": want /requests/<hex index>.npy (1 to 16 hex digits)");
         }
         return replay.at(index)
-                .map(ReplayServer::npyBytes)
-                .flatMap(bytes -> Mono.from(res.header("content-type", "application/octet-stream").sendByteArray(Mono.just(bytes))))
-                .onErrorResume(StoreException.class, e -> Mono.from(error(res, HttpResponseStatus.NOT_FOUND, e.getMessage())));
+                .map(r -> Optional.of(npyBytes(r)))
+                .onErrorResume(StoreException.class, e -> Mono.just(Optional.empty()))
+                .flatMap(bytes -> bytes.isPresent()
+                        ? Mono.from(res.header("content-type", "application/octet-stream").sendByteArray(Mono.just(bytes.get())))
+                        : unknownIndex("index", index).flatMap(r -> Mono.from(error(res, r.status(), r.message()))));
     }
 
     static byte[] npyBytes(ReplayedRequest r) {

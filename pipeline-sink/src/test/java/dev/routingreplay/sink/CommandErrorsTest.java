@@ -1,0 +1,92 @@
+package dev.routingreplay.sink;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.net.InetAddress;
+import java.net.ServerSocket;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import picocli.CommandLine;
+
+/** {@code r3-export} and {@code r3 serve} fail with one line naming the option or path, and a status per kind of error. */
+class CommandErrorsTest {
+    @TempDir
+    Path tmp;
+
+    private static CommandRun export(String... args) {
+        return CommandRun.of(CommandErrors.install(new CommandLine(new ExportCommand())), args);
+    }
+
+    private static CommandRun serve(String... args) {
+        return CommandRun.of(CommandErrors.install(new CommandLine(new ServeCommand())), args);
+    }
+
+    private Path store() {
+        Path store = tmp.resolve("store");
+        TestStores.write(StoreConfig.of(store, TestStores.SHAPE, 64).withMinFreeBytes(0), "a", "b");
+        return store;
+    }
+
+    @Test
+    void aMissingStoreIsStatus3NamingThePathAndCreatesNoOutput() {
+        Path missing = tmp.resolve("no-store");
+        Path out = tmp.resolve("out");
+        export("--store", missing.toString(), "--out", out.toString()).assertFails(ExitStatus.STORE, "r3-export: ", missing.toString());
+        assertFalse(Files.exists(out), "nothing is created when the store cannot be read");
+        serve("--store", missing.toString(), "--port", "0").assertFails(ExitStatus.STORE, "serve: ", missing.toString());
+    }
+
+    @Test
+    void verbosePrintsTheStackTraceAfterTheLine() {
+        CommandRun run = export("--store", tmp.resolve("no-store").toString(), "--out", tmp.resolve("out").toString(), "--verbose");
+        assertEquals(ExitStatus.STORE.code(), run.status());
+        assertTrue(run.err().startsWith("r3-export: "), run.err());
+        assertTrue(run.err().contains("\tat dev.routingreplay.sink."), run.err());
+    }
+
+    @Test
+    void anOutputThatIsAFileIsStatus4() throws Exception {
+        Path file = Files.writeString(tmp.resolve("taken"), "x");
+        export("--store", store().toString(), "--out", file.toString()).assertFails(ExitStatus.OUTPUT_EXISTS, "r3-export: --out ",
+                file.toString(), "is not a folder");
+        assertEquals("x", Files.readString(file));
+    }
+
+    @Test
+    void badValuesAreUsageErrorsNamingTheOptionAndValue() {
+        String store = store().toString();
+        String out = tmp.resolve("out").toString();
+        export("--store", store, "--out", out, "--after", "zz").assertFails(ExitStatus.USAGE, "r3-export: Invalid value for option '--after'",
+                "'zz' is not a record index");
+        export("--store", store, "--out", out, "--after", "-5").assertFails(ExitStatus.USAGE, "r3-export: ", "--after", "'-5'");
+        export("--store", store, "--out", out, "--after", "7fffffffffff").assertFails(ExitStatus.USAGE, "r3-export: --after 7fffffffffff",
+                "no record at that index");
+        export("--store", store, "--out", out, "--limit", "abc").assertFails(ExitStatus.USAGE, "r3-export: ", "--limit", "'abc'");
+        export("--store", store, "--out", out, "--limit", "-1").assertFails(ExitStatus.USAGE, "r3-export: ", "--limit", "-1");
+        export("--store", store, "--out", out, "--bogus").assertFails(ExitStatus.USAGE, "r3-export: ", "--bogus");
+        export("--out", out).assertFails(ExitStatus.USAGE, "r3-export: ", "--store");
+        assertFalse(Files.exists(Path.of(out)), "a usage error creates nothing");
+        serve("--store", store, "--port", "70000").assertFails(ExitStatus.USAGE, "serve: ", "--port", "70000");
+        serve("--store", store, "--port", "x").assertFails(ExitStatus.USAGE, "serve: ", "--port", "'x'");
+    }
+
+    @Test
+    void aPortInUseIsStatus6() throws Exception {
+        try (ServerSocket taken = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            serve("--store", store().toString(), "--port", Integer.toString(taken.getLocalPort()))
+                    .assertFails(ExitStatus.UNAVAILABLE, "serve: cannot listen on --host 127.0.0.1 --port " + taken.getLocalPort());
+        }
+    }
+
+    @Test
+    void aGoodExportIsStatus0() {
+        CommandRun run = export("--store", store().toString(), "--out", tmp.resolve("out").toString(), "--limit", "1");
+        assertEquals(0, run.status(), run.toString());
+        assertTrue(run.out().startsWith("exported 1 requests"), run.out());
+        assertEquals("", run.err());
+    }
+}
