@@ -15,11 +15,14 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.IdentityHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentSkipListMap;
+import java.util.zip.CRC32C;
 import net.openhft.chronicle.bytes.Bytes;
 import net.openhft.chronicle.bytes.BytesStore;
 import net.openhft.chronicle.queue.ExcerptAppender;
@@ -43,6 +46,8 @@ import net.openhft.chronicle.wire.DocumentContext;
  */
 public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private static final long SPACE_CHECK_BYTES = 16L << 20;
+    private static final long CHECKPOINT_NANOS = 1_000_000_000L;
+    private static final System.Logger LOG = System.getLogger(ChronicleRoutingSink.class.getName());
 
     private final StoreConfig config;
     private final RoutingShape shape;
@@ -54,7 +59,14 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private final Map<Integer, File> journalFiles = new ConcurrentSkipListMap<>();
     private final Map<Integer, File> requestFiles = new ConcurrentSkipListMap<>();
     private final Set<String> finishedThisRound = new HashSet<>();
-    private final Map<ByteBuffer, BytesStore<?, ByteBuffer>> wrapped = new IdentityHashMap<>();
+    private final CRC32C crc = new CRC32C();
+    private final Map<ByteBuffer, RingMemory> wrapped = new IdentityHashMap<>();
+    private byte[] headerBytes = new byte[256];
+    private ByteBuffer headerBuffer = ByteBuffer.wrap(headerBytes).order(ByteOrder.LITTLE_ENDIAN);
+    private long requestsWritten;
+    private long lastJournalIndex = -1;
+    private long lastCheckpointNanos;
+    private long lastRequestIndex = -1;
     private final RecoveryReport recovery;
     private ExcerptAppender journalAppender;
     private ExcerptAppender requestAppender;
@@ -88,8 +100,23 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             long start = System.nanoTime();
             long[] replayed = replayJournal();
             long records = scanRequests();
+            StoreCheckpoint acknowledged = StoreCheckpoint.read(config.dir());
+            List<String> losses = new ArrayList<>();
+            String lost = StoreCheckpoint.lost("journal", config.journalDir(), lastJournalIndex, acknowledged.journalLastIndex());
+            if (lost != null) {
+                losses.add(lost);
+            }
+            lost = StoreCheckpoint.lost("request queue", config.requestsDir(), lastRequestIndex, acknowledged.requestsLastIndex());
+            if (lost != null) {
+                losses.add(lost);
+            }
             this.recovery = new RecoveryReport(replayed[0], replayed[1], replayed[2], replayed[3], round, replayed[4], records,
-                    replayed[5], replayed[6], (System.nanoTime() - start) / 1_000_000);
+                    replayed[5], replayed[6], (System.nanoTime() - start) / 1_000_000, losses);
+            for (String line : losses) {
+                LOG.log(System.Logger.Level.WARNING, line);
+            }
+            new StoreCheckpoint(lastJournalIndex, lastRequestIndex).write(config.dir());
+            lastCheckpointNanos = System.nanoTime();
         } catch (RuntimeException | Error e) {
             slots.close();
             if (j != null) {
@@ -118,6 +145,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         } catch (IOException e) {
             throw new StoreException(dir, "cannot create the " + what + " queue folder", e);
         }
+        StoreCheckpoint.checkQueueFiles(dir);
         try {
             return SingleChronicleQueueBuilder.binary(dir).rollCycle(config.rollCycle()).blockSize(blockSize).timeoutMS(2_000)
                     .storeFileListener(new StoreFileListener() {
@@ -146,8 +174,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         long lastStep = -1;
         long records = 0;
         long afterClear = 0;
-        int[] slots = new int[0];
-        byte[] rowBytesBuf = new byte[0];
+        byte[] scratch = new byte[1 << 16];
         try (ExcerptTailer tailer = journal.createTailer()) {
             for (;;) {
                 try (DocumentContext dc = tailer.readingDocument()) {
@@ -155,35 +182,32 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                         break;
                     }
                     long index = dc.index();
-                    Bytes<?> b = dc.wire().bytes();
+                    Bytes<?> in = dc.wire().bytes();
+                    if (scratch.length < in.readRemaining() && in.readRemaining() < Integer.MAX_VALUE - 8) {
+                        scratch = new byte[(int) in.readRemaining()];
+                    }
+                    ByteBuffer b = RecordFormat.readChecked(in, path, "journal record", index, scratch);
+                    lastJournalIndex = index;
                     records++;
                     afterClear++;
                     try {
-                        byte type = b.readByte();
+                        byte type = b.get();
                         switch (type) {
                             case RecordFormat.STEP: {
-                                lastStep = b.readLong();
-                                int n = b.readInt();
-                                if (n < 0 || b.readRemaining() != (long) n * (4 + rowBytes)) {
+                                lastStep = b.getLong();
+                                int n = b.getInt();
+                                if (n < 0 || b.remaining() != (long) n * (4 + rowBytes)) {
                                     throw corrupt(path, index, "step " + lastStep + " declares " + n + " tokens but holds "
-                                            + b.readRemaining() + " bytes");
+                                            + b.remaining() + " bytes");
                                 }
-                                if (slots.length < n) {
-                                    slots = new int[n];
-                                    rowBytesBuf = new byte[n * rowBytes];
-                                }
+                                int rowStart = b.position() + 4 * n;
                                 for (int t = 0; t < n; t++) {
-                                    slots[t] = b.readInt();
-                                }
-                                b.read(rowBytesBuf, 0, n * rowBytes);
-                                ByteBuffer rowView = ByteBuffer.wrap(rowBytesBuf);
-                                for (int t = 0; t < n; t++) {
-                                    int slot = slots[t];
+                                    int slot = b.getInt();
                                     if (slot < -1 || slot >= store.slotCapacity()) {
                                         throw corrupt(path, index, "step " + lastStep + " token " + t + " has slot " + slot);
                                     }
                                     if (slot >= 0) {
-                                        store.put(slot, rowView, t * rowBytes);
+                                        store.put(slot, b, rowStart + t * rowBytes);
                                         rows++;
                                     }
                                 }
@@ -192,26 +216,27 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                             }
                             case RecordFormat.FINISH:
                             case RecordFormat.ABORT:
+                                RecordFormat.getUtf8(b);
                                 break;
                             case RecordFormat.MOVE: {
-                                int n = b.readInt();
-                                if (n < 0 || b.readRemaining() != 8L * n) {
-                                    throw corrupt(path, index, "move declares " + n + " slots but holds " + b.readRemaining() + " bytes");
+                                int n = b.getInt();
+                                if (n < 0 || b.remaining() != 8L * n) {
+                                    throw corrupt(path, index, "move declares " + n + " slots but holds " + b.remaining() + " bytes");
                                 }
                                 int[] src = new int[n];
                                 int[] dst = new int[n];
                                 for (int i = 0; i < n; i++) {
-                                    src[i] = b.readInt();
+                                    src[i] = b.getInt();
                                 }
                                 for (int i = 0; i < n; i++) {
-                                    dst[i] = b.readInt();
+                                    dst[i] = b.getInt();
                                 }
                                 store.move(new SlotsMoved(src, dst));
                                 moves++;
                                 break;
                             }
                             case RecordFormat.CLEAR:
-                                round = b.readLong();
+                                round = b.getLong();
                                 store.clear();
                                 lastClearCycle = journal.rollCycle().toCycle(index);
                                 clears++;
@@ -229,8 +254,9 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             }
         } catch (StoreException e) {
             throw e;
-        } catch (RuntimeException e) {
-            throw new StoreException(path, "cannot read the journal", e);
+        } catch (RuntimeException | AssertionError | InternalError e) {
+            // Chronicle's own checks of a damaged file (a cut header, a length past the end of the file)
+            throw new StoreException(path, "cannot read the journal (damaged or truncated queue file)", e);
         }
         return new long[] {steps, rows, moves, clears, lastStep, records, afterClear};
     }
@@ -243,13 +269,16 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private long scanRequests() {
         Path path = config.requestsDir();
         long count = 0;
+        RequestRecords.Header[] header = new RequestRecords.Header[1];
         try (ExcerptTailer tailer = requests.createTailer()) {
             for (;;) {
                 try (DocumentContext dc = tailer.readingDocument()) {
                     if (!dc.isPresent()) {
                         break;
                     }
-                    RequestRecords.Header h = RequestRecords.readHeader(dc.wire().bytes(), path, dc.index());
+                    RequestRecords.readChecked(dc.wire().bytes(), path, dc.index(), header);
+                    RequestRecords.Header h = header[0];
+                    lastRequestIndex = dc.index();
                     if (!h.shape().equals(shape)) {
                         throw new StoreException(path, "request record " + h.requestId() + " has shape " + h.shape().describe()
                                 + ", the store " + shape.describe());
@@ -262,8 +291,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             }
         } catch (StoreException e) {
             throw e;
-        } catch (RuntimeException e) {
-            throw new StoreException(path, "cannot read the request queue", e);
+        } catch (RuntimeException | AssertionError | InternalError e) {
+            throw new StoreException(path, "cannot read the request queue (damaged or truncated queue file)", e);
         }
         return count;
     }
@@ -300,31 +329,43 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             throw new IllegalArgumentException("step " + step.stepId() + ": tokenCount=" + n + " exceeds the store's maxStepTokens="
                     + config.maxStepTokens() + " (StoreConfig.withLimits)");
         }
-        long bytes = 13L + 4L * n + (long) n * rowBytes;
+        long bytes = 13L + 4L * n + (long) n * rowBytes + RecordFormat.CRC_BYTES;
         prepareWrite(bytes);
-        BytesStore<?, ByteBuffer> memory = wrapped.get(step.memory());
-        if (memory == null) {
+        RingMemory ring = wrapped.get(step.memory());
+        if (ring == null) {
             if (wrapped.size() > 256) {
                 wrapped.clear();
             }
-            memory = BytesStore.wrap(step.memory());
-            wrapped.put(step.memory(), memory);
+            ring = new RingMemory(BytesStore.wrap(step.memory()), step.memory().duplicate());
+            wrapped.put(step.memory(), ring);
         }
+        ByteBuffer ringView = ring.view();
+        BytesStore<?, ByteBuffer> ringBytes = ring.bytes();
+        ByteBuffer head = header(13);
+        head.put(RecordFormat.STEP).putLong(step.stepId()).putInt(n);
+        crc.reset();
+        crc.update(headerBytes, 0, head.position());
+        ringView.limit(step.slotsOffset() + 4 * n).position(step.slotsOffset());
+        crc.update(ringView);
+        ringView.limit(step.rowOffset(0) + n * rowBytes).position(step.rowOffset(0));
+        crc.update(ringView);
         try (DocumentContext dc = journalAppender.writingDocument()) {
             try {
                 Bytes<?> b = dc.wire().bytes();
-                b.writeByte(RecordFormat.STEP);
-                b.writeLong(step.stepId());
-                b.writeInt(n);
-                b.write(memory, step.slotsOffset(), 4L * n);
-                b.write(memory, step.rowOffset(0), (long) n * rowBytes);
+                b.write(headerBytes, 0, head.position());
+                b.write(ringBytes, step.slotsOffset(), 4L * n);
+                b.write(ringBytes, step.rowOffset(0), (long) n * rowBytes);
+                b.writeInt((int) crc.getValue());
                 probe.beforeCommit(config.journalDir(), RecordFormat.STEP);
             } catch (Throwable e) {
                 dc.rollbackOnClose();
                 throw writeFailed(config.journalDir(), e);
             }
         }
-        return store.scatter(step);
+        lastJournalIndex = journalAppender.lastIndexAppended();
+        int stored = store.scatter(step);
+        checkpointIfDue();
+        return stored;
     }
 
     @Override
@@ -340,15 +381,24 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                     + config.maxRequestTokens() + " (StoreConfig.withLimits)");
         }
         int total = n * rowBytes;
-        prepareWrite(64L + id.length() * 3L + total);
+        int headerMax = RequestRecords.maxHeaderBytes(RecordFormat.maxUtf8(id));
+        prepareWrite(headerMax + (long) total + RecordFormat.CRC_BYTES);
         if (gatherBytes.length < total) {
             gatherBytes = new byte[Math.max(total, gatherBytes.length * 2)];
             gatherBuffer = ByteBuffer.wrap(gatherBytes).order(ByteOrder.LITTLE_ENDIAN);
         }
         store.gatherInto(request, gatherBuffer);
+        ByteBuffer head = header(headerMax);
+        RequestRecords.putHeader(head, id, round, shape, n);
+        crc.reset();
+        crc.update(headerBytes, 0, head.position());
+        crc.update(gatherBytes, 0, total);
         try (DocumentContext dc = requestAppender.writingDocument()) {
             try {
-                RequestRecords.write(dc.wire().bytes(), id, round, shape, n, gatherBytes, total);
+                Bytes<?> b = dc.wire().bytes();
+                b.write(headerBytes, 0, head.position());
+                b.write(gatherBytes, 0, total);
+                b.writeInt((int) crc.getValue());
                 probe.beforeCommit(config.requestsDir(), WriteProbe.REQUEST);
             } catch (Throwable e) {
                 dc.rollbackOnClose();
@@ -356,85 +406,107 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             }
         }
         long requestIndex = requestAppender.lastIndexAppended();
+        lastRequestIndex = requestIndex;
         finishedThisRound.add(id);
-        try (DocumentContext dc = journalAppender.writingDocument()) {
-            try {
-                Bytes<?> b = dc.wire().bytes();
-                b.writeByte(RecordFormat.FINISH);
-                b.writeUtf8(id);
-                b.writeInt(n);
-                b.writeLong(requestIndex);
-                probe.beforeCommit(config.journalDir(), RecordFormat.FINISH);
-            } catch (Throwable e) {
-                dc.rollbackOnClose();
-                throw writeFailed(config.journalDir(), e);
-            }
-        }
+        requestsWritten++;
+        head = header(1 + 4 + RecordFormat.maxUtf8(id) + 12);
+        head.put(RecordFormat.FINISH);
+        putId(head, id);
+        head.putInt(n).putLong(requestIndex);
+        appendJournal(head, RecordFormat.FINISH);
         sweepIfRolled();
+        checkpointIfDue();
     }
 
     @Override
     public void abort(RequestAborted request) {
-        prepareWrite(16L + request.requestId().length() * 3L);
-        try (DocumentContext dc = journalAppender.writingDocument()) {
-            try {
-                Bytes<?> b = dc.wire().bytes();
-                b.writeByte(RecordFormat.ABORT);
-                b.writeUtf8(request.requestId());
-                probe.beforeCommit(config.journalDir(), RecordFormat.ABORT);
-            } catch (Throwable e) {
-                dc.rollbackOnClose();
-                throw writeFailed(config.journalDir(), e);
-            }
-        }
+        String id = request.requestId();
+        prepareWrite(9L + RecordFormat.maxUtf8(id));
+        ByteBuffer head = header(5 + RecordFormat.maxUtf8(id));
+        head.put(RecordFormat.ABORT);
+        putId(head, id);
+        appendJournal(head, RecordFormat.ABORT);
     }
 
     @Override
     public void move(SlotsMoved move) {
         int[] src = move.sourceSlots();
         int[] dst = move.destinationSlots();
-        prepareWrite(8L + 8L * src.length);
-        try (DocumentContext dc = journalAppender.writingDocument()) {
-            try {
-                Bytes<?> b = dc.wire().bytes();
-                b.writeByte(RecordFormat.MOVE);
-                b.writeInt(src.length);
-                for (int s : src) {
-                    b.writeInt(s);
-                }
-                for (int d : dst) {
-                    b.writeInt(d);
-                }
-                probe.beforeCommit(config.journalDir(), RecordFormat.MOVE);
-            } catch (Throwable e) {
-                dc.rollbackOnClose();
-                throw writeFailed(config.journalDir(), e);
-            }
+        prepareWrite(9L + 8L * src.length);
+        ByteBuffer head = header(5 + 8 * src.length);
+        head.put(RecordFormat.MOVE).putInt(src.length);
+        for (int s : src) {
+            head.putInt(s);
         }
+        for (int d : dst) {
+            head.putInt(d);
+        }
+        appendJournal(head, RecordFormat.MOVE);
         // journal, then apply (as scatter): the index never holds an effect the journal lacks
         store.move(move);
     }
 
     @Override
     public void clear(RoundCleared clear) {
-        prepareWrite(32);
-        try (DocumentContext dc = journalAppender.writingDocument()) {
-            try {
-                Bytes<?> b = dc.wire().bytes();
-                b.writeByte(RecordFormat.CLEAR);
-                b.writeLong(round + 1);
-                b.writeLong(clear.round());
-                probe.beforeCommit(config.journalDir(), RecordFormat.CLEAR);
-            } catch (Throwable e) {
-                dc.rollbackOnClose();
-                throw writeFailed(config.journalDir(), e);
-            }
-        }
+        prepareWrite(21);
+        ByteBuffer head = header(17);
+        head.put(RecordFormat.CLEAR).putLong(round + 1).putLong(clear.round());
+        appendJournal(head, RecordFormat.CLEAR);
         round++;
         store.clear();
         finishedThisRound.clear();
         lastClearCycle = journalAppender.cycle();
         sweepJournal();
+    }
+
+    /** Writes the checkpoint (the indexes of the last excerpts this sink committed or recovered) once a second. */
+    private void checkpointIfDue() {
+        if (System.nanoTime() - lastCheckpointNanos >= CHECKPOINT_NANOS) {
+            checkpoint();
+        }
+    }
+
+    private void checkpoint() {
+        new StoreCheckpoint(lastJournalIndex, lastRequestIndex).write(config.dir());
+        lastCheckpointNanos = System.nanoTime();
+    }
+
+    /** A ring slot's host memory, wrapped once: for Chronicle's bulk copy, and a private view for the checksum. */
+    private record RingMemory(BytesStore<?, ByteBuffer> bytes, ByteBuffer view) {
+    }
+
+    /** The reusable header buffer, cleared, holding at least {@code bytes}. */
+    private ByteBuffer header(int bytes) {
+        if (headerBytes.length < bytes) {
+            headerBytes = new byte[Math.max(bytes, headerBytes.length * 2)];
+            headerBuffer = ByteBuffer.wrap(headerBytes).order(ByteOrder.LITTLE_ENDIAN);
+        }
+        headerBuffer.clear();
+        return headerBuffer;
+    }
+
+    private static void putId(ByteBuffer head, String id) {
+        int lengthAt = head.position();
+        head.putInt(0);
+        head.putInt(lengthAt, RecordFormat.putUtf8(head, id));
+    }
+
+    /** Appends the excerpt built in {@code head} and its checksum to the journal; rolls back and throws on failure. */
+    private void appendJournal(ByteBuffer head, byte kind) {
+        crc.reset();
+        crc.update(headerBytes, 0, head.position());
+        try (DocumentContext dc = journalAppender.writingDocument()) {
+            try {
+                Bytes<?> b = dc.wire().bytes();
+                b.write(headerBytes, 0, head.position());
+                b.writeInt((int) crc.getValue());
+                probe.beforeCommit(config.journalDir(), kind);
+            } catch (Throwable e) {
+                dc.rollbackOnClose();
+                throw writeFailed(config.journalDir(), e);
+            }
+        }
+        lastJournalIndex = journalAppender.lastIndexAppended();
     }
 
     /**
@@ -581,8 +653,14 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             return;
         }
         closed = true;
-        journal.close();
-        requests.close();
-        store.close();
+        try {
+            if (broken == null) {
+                checkpoint();
+            }
+        } finally {
+            journal.close();
+            requests.close();
+            store.close();
+        }
     }
 }

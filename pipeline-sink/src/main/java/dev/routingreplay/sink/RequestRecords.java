@@ -7,56 +7,67 @@ import java.nio.ByteOrder;
 import java.nio.file.Path;
 import net.openhft.chronicle.bytes.Bytes;
 
-/** Reads and writes the self-describing request records of the request queue. */
+/** Reads the self-describing, checksummed request records of the request queue (the writer is the sink's finish). */
 final class RequestRecords {
     private RequestRecords() {
     }
 
-    /** A record's header, read without its rows. */
+    /** A record's header. */
     record Header(String requestId, long round, RoutingShape shape, int seqLen) {
     }
 
-    static void write(Bytes<?> out, String requestId, long round, RoutingShape shape, int seqLen, byte[] rows, int rowBytesTotal) {
-        out.writeInt(RecordFormat.REQUEST_MAGIC);
-        out.writeByte(RecordFormat.REQUEST_VERSION);
-        out.writeUtf8(requestId);
-        out.writeLong(round);
-        out.writeInt(seqLen);
-        out.writeInt(shape.moeLayers());
-        out.writeInt(shape.topK());
-        out.writeInt(shape.numExperts());
-        out.writeByte((byte) shape.dtype().bytes());
-        out.write(rows, 0, rowBytesTotal);
+    /**
+     * Writes a record's header into {@code out} (little endian) at its position.
+     */
+    static void putHeader(ByteBuffer out, String requestId, long round, RoutingShape shape, int seqLen) {
+        out.putInt(RecordFormat.REQUEST_MAGIC);
+        out.put(RecordFormat.REQUEST_VERSION);
+        int lengthAt = out.position();
+        out.putInt(0);
+        out.putInt(lengthAt, RecordFormat.putUtf8(out, requestId));
+        out.putLong(round);
+        out.putInt(seqLen);
+        out.putInt(shape.moeLayers());
+        out.putInt(shape.topK());
+        out.putInt(shape.numExperts());
+        out.put((byte) shape.dtype().bytes());
+    }
+
+    /** Header bytes for an id of {@code idBytes} UTF-8 bytes at most. */
+    static int maxHeaderBytes(int idBytes) {
+        return 4 + 1 + 4 + idBytes + 8 + 4 * 4 + 4 + 1;
     }
 
     /**
-     * Reads a header and leaves {@code in} at the rows.
+     * Checks a record's checksum and reads its header; the returned buffer is positioned at the rows and limited to
+     * their end.
      *
      * @throws StoreException naming the queue and index when the record is not a valid request record
      */
-    static Header readHeader(Bytes<?> in, Path queue, long index) {
+    static ByteBuffer readChecked(Bytes<?> in, Path queue, long index, Header[] header) {
+        ByteBuffer b = RecordFormat.readChecked(in, queue, "request record", index, null);
         try {
-            int magic = in.readInt();
+            int magic = b.getInt();
             if (magic != RecordFormat.REQUEST_MAGIC) {
                 throw new StoreException(queue, "corrupt request record at index " + Long.toHexString(index) + ": bad magic 0x"
                         + Integer.toHexString(magic));
             }
-            byte version = in.readByte();
+            byte version = b.get();
             if (version != RecordFormat.REQUEST_VERSION) {
                 throw new StoreException(queue, "request record at index " + Long.toHexString(index) + " has version " + version
                         + ", this build reads " + RecordFormat.REQUEST_VERSION);
             }
-            String id = in.readUtf8();
-            long round = in.readLong();
-            int seqLen = in.readInt();
-            RoutingShape shape = new RoutingShape(in.readInt(), in.readInt(), in.readInt());
-            int dtypeBytes = in.readByte();
-            if (dtypeBytes != shape.dtype().bytes() || id == null || seqLen < 0
-                    || in.readRemaining() != (long) seqLen * shape.rowBytes()) {
+            String id = RecordFormat.getUtf8(b);
+            long round = b.getLong();
+            int seqLen = b.getInt();
+            RoutingShape shape = new RoutingShape(b.getInt(), b.getInt(), b.getInt());
+            int dtypeBytes = b.get();
+            if (dtypeBytes != shape.dtype().bytes() || seqLen < 0 || b.remaining() != (long) seqLen * shape.rowBytes()) {
                 throw new StoreException(queue, "corrupt request record at index " + Long.toHexString(index) + " (" + id + "): "
-                        + in.readRemaining() + " bytes of rows for seqLen=" + seqLen + " of " + shape.describe());
+                        + b.remaining() + " bytes of rows for seqLen=" + seqLen + " of " + shape.describe());
             }
-            return new Header(id, round, shape, seqLen);
+            header[0] = new Header(id, round, shape, seqLen);
+            return b;
         } catch (StoreException e) {
             throw e;
         } catch (RuntimeException e) {
@@ -64,11 +75,10 @@ final class RequestRecords {
         }
     }
 
-    /** Reads a whole record into a {@link RequestRouting} (rows copied to the heap). */
-    static RequestRouting read(Bytes<?> in, Path queue, long index) {
-        Header h = readHeader(in, queue, index);
-        byte[] rows = new byte[h.seqLen() * h.shape().rowBytes()];
-        in.read(rows);
-        return new RequestRouting(h.requestId(), h.shape(), h.seqLen(), ByteBuffer.wrap(rows).order(ByteOrder.LITTLE_ENDIAN));
+    /** Reads and checks a whole record into a {@link RequestRouting} (rows on the heap, never a view of the file). */
+    static RequestRouting read(Bytes<?> in, Path queue, long index, Header[] header) {
+        ByteBuffer b = readChecked(in, queue, index, header);
+        Header h = header[0];
+        return new RequestRouting(h.requestId(), h.shape(), h.seqLen(), b.slice().order(ByteOrder.LITTLE_ENDIAN));
     }
 }

@@ -41,6 +41,7 @@ public final class RoutingReplay implements AutoCloseable {
         if (!Files.isDirectory(queuePath)) {
             throw new StoreException(queuePath, "the store has no request queue");
         }
+        StoreCheckpoint.checkQueueFiles(queuePath);
         try {
             this.queue = SingleChronicleQueueBuilder.binary(queuePath).build();
         } catch (RuntimeException e) {
@@ -164,7 +165,7 @@ public final class RoutingReplay implements AutoCloseable {
                         if (sink.requestedFromDownstream() == 0) {
                             // no demand: a finite replay still completes at the end of the queue
                             if (!follow && !hasNext(tailer)) {
-                                sink.complete();
+                                complete(sink);
                                 break;
                             }
                             LockSupport.parkNanos(MAX_IDLE_NANOS);
@@ -175,13 +176,18 @@ public final class RoutingReplay implements AutoCloseable {
                             sink.next(next);
                             idle = 1_000;
                         } else if (!follow) {
-                            sink.complete();
+                            complete(sink);
                             break;
                         } else {
                             LockSupport.parkNanos(idle);
                             idle = Math.min(idle * 2, MAX_IDLE_NANOS);
                         }
                     }
+                } catch (StoreException e) {
+                    sink.error(e);
+                } catch (RuntimeException | AssertionError | InternalError e) {
+                    // Chronicle's own checks of a damaged file, outside a record read (positioning, end of queue)
+                    sink.error(new StoreException(queuePath, "cannot read the request queue (damaged or truncated queue file)", e));
                 } catch (Throwable t) {
                     sink.error(t);
                 } finally {
@@ -189,6 +195,15 @@ public final class RoutingReplay implements AutoCloseable {
                 }
             });
         }, FluxSink.OverflowStrategy.ERROR);
+    }
+
+    private void complete(FluxSink<ReplayedRequest> sink) {
+        StoreException lost = lostTail();
+        if (lost != null) {
+            sink.error(lost);
+        } else {
+            sink.complete();
+        }
     }
 
     /** Whether a record follows, without consuming it (the read is rolled back). */
@@ -202,18 +217,46 @@ public final class RoutingReplay implements AutoCloseable {
         }
     }
 
+    /**
+     * Reads and checks the next record; null at the end of the queue.
+     *
+     * @throws StoreException naming the queue and the record's index when it is corrupt or truncated (checksum,
+     *     magic, version, lengths): its bytes are never returned
+     */
     private ReplayedRequest readOne(ExcerptTailer tailer) {
+        long before = tailer.index();
+        try {
+            return readChecked(tailer);
+        } catch (StoreException e) {
+            throw e;
+        } catch (RuntimeException | AssertionError | InternalError e) {
+            // Chronicle's own checks of a damaged file (a cut header, a length past the end of the file)
+            throw new StoreException(queuePath, "cannot read the request record at index " + Long.toHexString(before)
+                    + " (damaged or truncated queue file)", e);
+        }
+    }
+
+    private ReplayedRequest readChecked(ExcerptTailer tailer) {
         try (DocumentContext dc = tailer.readingDocument()) {
             if (!dc.isPresent()) {
                 return null;
             }
             long index = dc.index();
-            var bytes = dc.wire().bytes();
-            long start = bytes.readPosition();
-            RequestRecords.Header h = RequestRecords.readHeader(bytes, queuePath, index);
-            bytes.readPosition(start);
-            return new ReplayedRequest(index, h.round(), RequestRecords.read(bytes, queuePath, index));
+            RequestRecords.Header[] header = new RequestRecords.Header[1];
+            RequestRouting routing = RequestRecords.read(dc.wire().bytes(), queuePath, index, header);
+            return new ReplayedRequest(index, header[0].round(), routing);
         }
+    }
+
+    /**
+     * At the end of a finite replay: a {@link StoreException} when the queue ends before the last record the writer
+     * had acknowledged at its last checkpoint (a truncated, emptied or deleted request file), else null.
+     */
+    private StoreException lostTail() {
+        long acknowledged = StoreCheckpoint.read(dir).requestsLastIndex();
+        long last = queue.lastIndex();
+        String lost = StoreCheckpoint.lost("request queue", queuePath, last, acknowledged);
+        return lost == null ? null : new StoreException(queuePath, lost.substring(queuePath.toString().length() + 2));
     }
 
     /** Closes the queue; running replays must be cancelled first. */

@@ -22,7 +22,7 @@ public record StoreManifest(RoutingShape shape, int slotCapacity) {
     /** The manifest file name. */
     public static final String FILE = "store.properties";
     /** The storage format this code writes and reads. */
-    public static final int FORMAT = 1;
+    public static final int FORMAT = 2;
 
     /**
      * Reads the manifest of the store at {@code dir}.

@@ -114,7 +114,7 @@ class StoreFaultsTest {
     void aCorruptManifestIsNamed() throws IOException {
         Path dir = tmp.resolve("store");
         writeOne(dir, "r", 1);
-        Files.writeString(dir.resolve("store.properties"), "format=1\nmoeLayers=two\n");
+        Files.writeString(dir.resolve("store.properties"), "format=" + StoreManifest.FORMAT + "\nmoeLayers=two\n");
         StoreException e = assertThrows(StoreException.class, () -> RoutingReplay.open(dir));
         assertTrue(e.getMessage().startsWith(dir.resolve("store.properties") + ": corrupt store manifest"), e.getMessage());
     }
@@ -151,7 +151,7 @@ class StoreFaultsTest {
         }
         StoreException e = assertThrows(StoreException.class, () -> ChronicleRoutingSink.open(StoreConfig.of(dir, SHAPE, 16)));
         assertTrue(e.getMessage().startsWith(dir.resolve("journal") + ": corrupt journal record at index"), e.getMessage());
-        assertTrue(e.getMessage().endsWith("unknown record type 127"), e.getMessage());
+        assertTrue(e.getMessage().contains(": checksum 0x"), e.getMessage());
         assertEquals(List.of("r"), ids(dir), "finished requests are still readable");
     }
 
@@ -173,8 +173,7 @@ class StoreFaultsTest {
         Path dir = tmp.resolve("store");
         writeOne(dir, "r", 1);
         Path requests = onlyQueueFile(dir.resolve("requests"));
-        long at = find(requests, (RecordFormat.REQUEST_MAGIC & 0xFFFFFFFFL) | ((long) RecordFormat.REQUEST_VERSION << 32)
-                | (1L << 40) | ((long) 'r' << 48)) ;
+        long at = find(requests, (RecordFormat.REQUEST_MAGIC & 0xFFFFFFFFL) | ((long) RecordFormat.REQUEST_VERSION << 32) | (1L << 40));
         try (RandomAccessFile f = new RandomAccessFile(requests.toFile(), "rw")) {
             f.seek(at);
             f.write(0);

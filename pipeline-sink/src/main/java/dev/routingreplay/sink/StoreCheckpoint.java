@@ -1,0 +1,104 @@
+package dev.routingreplay.sink;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.nio.file.AtomicMoveNotSupportedException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.Properties;
+
+/**
+ * {@code checkpoint.properties} at the root of a store: the index of the last journal excerpt and of the last request
+ * record the writer had acknowledged when it last wrote the file (once a second while writing, and at open and close;
+ * atomically, by rename). Opening a store compares the queues' tails with it, so a journal or request file that lost
+ * its tail, or was emptied or deleted, is reported (what, from where) instead of read as a shorter valid store.
+ *
+ * @param journalLastIndex Chronicle index of the last acknowledged journal excerpt, or -1
+ * @param requestsLastIndex Chronicle index of the last acknowledged request record, or -1
+ */
+public record StoreCheckpoint(long journalLastIndex, long requestsLastIndex) {
+    /** The checkpoint file name. */
+    public static final String FILE = "checkpoint.properties";
+    /** No checkpoint: nothing acknowledged yet, or a store written before checkpoints. */
+    public static final StoreCheckpoint NONE = new StoreCheckpoint(-1, -1);
+    /** Chronicle writes a header and index arrays well beyond this at the start of every queue file. */
+    private static final long MIN_QUEUE_FILE_BYTES = 4096;
+
+    /**
+     * Reads the checkpoint of the store at {@code dir}; {@link #NONE} when there is none.
+     *
+     * @throws StoreException naming the file when it exists but cannot be read or parsed
+     */
+    public static StoreCheckpoint read(Path dir) {
+        Path file = dir.resolve(FILE);
+        if (!Files.exists(file)) {
+            return NONE;
+        }
+        Properties p = new Properties();
+        try (InputStream in = Files.newInputStream(file)) {
+            p.load(in);
+            return new StoreCheckpoint(Long.parseLong(p.getProperty("journal.lastIndex")), Long.parseLong(p.getProperty("requests.lastIndex")));
+        } catch (IOException | RuntimeException e) {
+            throw new StoreException(file, "cannot read the store checkpoint", e);
+        }
+    }
+
+    /**
+     * Writes this checkpoint into the store at {@code dir} (a temporary file, then a rename).
+     *
+     * @throws StoreException naming the file when it cannot be written
+     */
+    void write(Path dir) {
+        Properties p = new Properties();
+        p.setProperty("journal.lastIndex", Long.toString(journalLastIndex));
+        p.setProperty("requests.lastIndex", Long.toString(requestsLastIndex));
+        Path file = dir.resolve(FILE);
+        Path tmp = dir.resolve(FILE + ".tmp");
+        try {
+            try (OutputStream out = Files.newOutputStream(tmp)) {
+                p.store(out, "R3 routing store: last acknowledged indexes (hex in messages); do not edit");
+            }
+            try {
+                Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } catch (AtomicMoveNotSupportedException e) {
+                Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING);
+            }
+        } catch (IOException e) {
+            throw new StoreException(file, "cannot write the store checkpoint", e);
+        }
+    }
+
+    /**
+     * Checks that no queue file in {@code queue} is shorter than a queue file's header (an emptied or cut file, on
+     * which Chronicle would wait for a header or re-create it).
+     *
+     * @throws StoreException naming the file and its size
+     */
+    static void checkQueueFiles(Path queue) {
+        try (var files = Files.list(queue)) {
+            for (Path file : (Iterable<Path>) files.filter(f -> f.toString().endsWith(".cq4")).sorted()::iterator) {
+                long size = Files.size(file);
+                if (size < MIN_QUEUE_FILE_BYTES) {
+                    throw new StoreException(file, "queue file of " + size + " bytes, shorter than its header: emptied or truncated; "
+                            + "its records are lost");
+                }
+            }
+        } catch (IOException e) {
+            throw new StoreException(queue, "cannot list the queue files", e);
+        }
+    }
+
+    /**
+     * What a queue lost against this checkpoint, or null: {@code lastRead} is the index of the last excerpt found
+     * (-1 for none), {@code acknowledged} the checkpoint's.
+     */
+    static String lost(String what, Path queue, long lastRead, long acknowledged) {
+        if (acknowledged < 0 || lastRead >= acknowledged) {
+            return null;
+        }
+        return queue + ": the " + what + " lost records: it ends " + (lastRead < 0 ? "empty" : "at index " + Long.toHexString(lastRead))
+                + " but the writer had acknowledged records up to index " + Long.toHexString(acknowledged) + " (truncated, emptied or deleted file?)";
+    }
+}
