@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 module=$1; shift
-mvn -q -B -DskipTests install
-mvn -q -B -pl "$module" test-compile dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile=target/jmh.classpath
+# builds in the reactor (-am): sibling modules come from their target/ folders, nothing is installed into ~/.m2
+mvn -q -B -DskipTests -pl "$module" -am test-compile dependency:build-classpath -Dmdep.includeScope=test -Dmdep.outputFile=target/jmh.classpath
 cp="$module/target/test-classes:$module/target/classes:$(cat "$module/target/jmh.classpath")"
 flags=$(sed -n "s:.*<r3.jvm.flags>\(.*\)</r3.jvm.flags>.*:\1:p" pom.xml)
 exec java $flags -cp "$cp" org.openjdk.jmh.Main -jvmArgsAppend "$flags" "$@"

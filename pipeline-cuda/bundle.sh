@@ -5,8 +5,8 @@
 #   bundle/jre/bin/java -cp bundle/r3-bundle.jar dev.routingreplay.cuda.GpuSelfTest
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mvn -q -B -DskipTests install
-mvn -q -B -DskipTests -Pbundle package -pl examples
+# builds in the reactor (-am): nothing is installed into ~/.m2
+mvn -q -B -DskipTests -Pbundle package -pl examples -am
 rm -rf bundle
 mkdir -p bundle
 cp examples/target/r3-bundle.jar bundle/
