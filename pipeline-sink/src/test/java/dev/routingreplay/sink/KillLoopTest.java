@@ -60,7 +60,8 @@ class KillLoopTest {
                 + "recovered ops | slots compared | moves / clears recovered | records | missing acked | duplicates | wrong routing | "
                 + "resumed |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (int run = 1; run <= runs; run++) {
-            Outcome o = once(run, root.resolve("run-" + run), 50 + random.nextInt(4000));
+            // after the writer JVM started (about 1 s here), up to 6 s of writing
+            Outcome o = once(run, root.resolve("run-" + run), 1000 + random.nextInt(5000));
             outcomes.add(o);
             table.append(o.row()).append('\n');
             System.out.println(o.row());
