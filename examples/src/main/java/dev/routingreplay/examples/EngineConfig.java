@@ -30,9 +30,15 @@ public record EngineConfig(RoutingShape shape, int requests, int concurrency, in
         int outputMin, int outputMax, int blockSize, int gpuBlocks, int hostBlocks, int maxTokensPerStep, int prefillChunk,
         int draftTokens, boolean prefixCaching, double preemptionRate, double swapRate, double abortRate, int rounds, long seed) {
 
+    /** Most requests of one configuration: rounding up to whole prompt groups must not overflow an int. */
+    public static final int MAX_REQUESTS = 1_000_000_000;
+
     /** Validates every field, naming the bad one. */
     public EngineConfig {
         positive("requests", requests);
+        if (requests > MAX_REQUESTS) {
+            throw new IllegalArgumentException("requests must be at most " + MAX_REQUESTS + ", was " + requests);
+        }
         positive("concurrency", concurrency);
         positive("samplesPerPrompt", samplesPerPrompt);
         positive("promptMin", promptMin);
@@ -71,11 +77,20 @@ public record EngineConfig(RoutingShape shape, int requests, int concurrency, in
         return (gpuBlocks + hostBlocks) * blockSize;
     }
 
-    /** Defaults for {@code shape}: every feature on, sized to finish in seconds. */
+    /**
+     * Defaults for {@code shape}: every feature on, sized to finish in seconds; the KV pool grows with {@code concurrency}.
+     *
+     * @throws IllegalArgumentException naming the value when a field is out of range or the pool would not fit an int
+     */
     public static EngineConfig defaults(RoutingShape shape, int requests, int concurrency, long seed) {
         int promptMax = 512;
         int outputMax = 256;
-        int gpuBlocks = Math.max(64, concurrency * (promptMax + outputMax) / 16 / 2);
+        long blocks = Math.max(64L, (long) concurrency * (promptMax + outputMax) / 16 / 2);
+        if (blocks + blocks / 4 > Integer.MAX_VALUE / 16) {
+            throw new IllegalArgumentException("concurrency=" + concurrency + " needs a KV pool of " + (blocks + blocks / 4) * 16
+                    + " slots, more than " + Integer.MAX_VALUE);
+        }
+        int gpuBlocks = (int) blocks;
         return new EngineConfig(shape, requests, concurrency, 4, 16, promptMax, 8, outputMax, 16, gpuBlocks, gpuBlocks / 4, 2048, 512,
                 3, true, 0.01, 0.01, 0.005, 2, seed);
     }

@@ -14,6 +14,9 @@ final class ProgressReporter implements AutoCloseable {
     private final long start = System.nanoTime();
 
     ProgressReporter(PipelineMetrics metrics, EngineStats engine, int ringDepth, long requests, PrintWriter out, Duration every) {
+        if (every.isNegative() || every.isZero()) {
+            throw new IllegalArgumentException("progress interval must be positive, was " + every);
+        }
         long[] lastRows = {0};
         long[] lastAt = {System.nanoTime()};
         this.ticker = Flux.interval(every, every, Schedulers.newSingle("r3-progress"))

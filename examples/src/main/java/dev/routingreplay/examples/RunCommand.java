@@ -19,6 +19,7 @@ import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
 import java.util.List;
 import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.ITypeConverter;
 import picocli.CommandLine.Mixin;
@@ -42,13 +43,13 @@ final class RunCommand implements Callable<Integer> {
             description = "Model preset: deepseek-v3, kimi-k2, qwen3-30b-a3b, glm-4.5-air, gpt-oss-120b, mixtral-8x7b (default: ${DEFAULT-VALUE}).")
     ModelPreset model;
 
-    @Option(names = "--requests", defaultValue = "1024", description = "Requests to roll out (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--requests", defaultValue = "1024", description = "Requests to roll out, 1 to 1000000000 (default: ${DEFAULT-VALUE}).")
     int requests;
 
-    @Option(names = "--concurrency", defaultValue = "64", description = "Most live requests (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--concurrency", defaultValue = "64", description = "Most live requests, 1 to 4096 (default: ${DEFAULT-VALUE}).")
     int concurrency;
 
-    @Option(names = "--ring-depth", defaultValue = "4", description = "Staging ring slots (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--ring-depth", defaultValue = "4", description = "Staging ring slots, 1 to 1024 (default: ${DEFAULT-VALUE}).")
     int ringDepth;
 
     @Option(names = "--seed", defaultValue = "42", description = "Random seed of the simulated engine (default: ${DEFAULT-VALUE}).")
@@ -61,7 +62,7 @@ final class RunCommand implements Callable<Integer> {
     @Option(names = "--out", description = "Store folder (default: r3-data/run-<time>); must not hold a store yet.")
     Path out;
 
-    @Option(names = "--progress-ms", defaultValue = "1000", description = "Progress line interval (default: ${DEFAULT-VALUE}).")
+    @Option(names = "--progress-ms", defaultValue = "1000", description = "Progress line interval in ms, 100 to 3600000 (default: ${DEFAULT-VALUE}).")
     long progressMs;
 
     private List<String> engineFinished = List.of();
@@ -87,10 +88,34 @@ final class RunCommand implements Callable<Integer> {
         }
     }
 
-    /** Every option's range, checked before anything is opened or created. */
+    /** Most requests of one run ({@link EngineConfig#MAX_REQUESTS}). */
+    static final int MAX_REQUESTS = EngineConfig.MAX_REQUESTS;
+    /** Most live requests: the simulated KV pool grows with it (about 480 slots a request). */
+    static final int MAX_CONCURRENCY = 4096;
+    /** Most staging ring slots (what {@code RingSpec} accepts). */
+    static final int MAX_RING_DEPTH = 1024;
+    /** Shortest progress interval: a line every 100 ms is already more than a terminal can show usefully. */
+    static final long MIN_PROGRESS_MS = 100;
+
+    /** Every option's range, checked before anything is opened or created; a bad one is a usage error naming it. */
     private void validate() {
         if (!new BackendNames().contains(backend)) {
             throw new ParameterException(spec.commandLine(), "Invalid value for option '--backend': '" + backend + "'; expected host or cuda");
+        }
+        range("--requests", requests, 1, MAX_REQUESTS);
+        range("--concurrency", concurrency, 1, MAX_CONCURRENCY);
+        range("--ring-depth", ringDepth, 1, MAX_RING_DEPTH);
+        range("--progress-ms", progressMs, MIN_PROGRESS_MS, TimeUnit.HOURS.toMillis(1));
+        if (out != null && out.toString().isBlank()) {
+            throw new ParameterException(spec.commandLine(), "Invalid value for option '--out': '" + out + "' is empty; name a folder "
+                    + "for the store (or leave --out out for r3-data/run-<time>)");
+        }
+    }
+
+    private void range(String option, long value, long min, long max) {
+        if (value < min || value > max) {
+            throw new ParameterException(spec.commandLine(), "Invalid value for option '" + option + "': " + value + " is not in "
+                    + min + ".." + max);
         }
     }
 

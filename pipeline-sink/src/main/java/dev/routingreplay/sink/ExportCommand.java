@@ -6,7 +6,10 @@ import java.io.PrintWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.LinkOption;
+import java.util.List;
 import java.util.concurrent.Callable;
+import java.util.stream.Stream;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -19,7 +22,8 @@ import reactor.core.publisher.Flux;
 /**
  * {@code r3-export}: writes finished requests of a store as {@code .npy} files, one per request, plus
  * {@code manifest.tsv} (file, request id, round, seq_len, layers, top_k, dtype, queue index). Every option is checked
- * and the store opened before anything is written; failures exit with an {@link ExitStatus} and one line.
+ * and the store opened before anything is written; failures exit with an {@link ExitStatus} and one line. The output
+ * folder holds exactly one export: it must be new or empty, or {@code --replace} deletes the earlier export's files.
  */
 @Command(name = "r3-export", mixinStandardHelpOptions = true,
         description = "Export a routing store's finished requests as numpy .npy files [seq_len, layers, top_k].")
@@ -33,8 +37,11 @@ public final class ExportCommand implements Callable<Integer> {
     @Option(names = "--store", required = true, description = "The store folder (holds store.properties).")
     Path store;
 
-    @Option(names = "--out", required = true, description = "Output folder (created if absent).")
+    @Option(names = "--out", required = true, description = "Output folder: new or empty (created if absent).")
     Path out;
+
+    @Option(names = "--replace", description = "--out holds an earlier export (only .npy files and manifest.tsv): delete them first.")
+    boolean replace;
 
     @Option(names = "--after", converter = HexIndexConverter.class,
             description = "Only requests after this queue index (hex, from manifest.tsv).")
@@ -50,9 +57,13 @@ public final class ExportCommand implements Callable<Integer> {
             throw new ParameterException(spec.commandLine(), "Invalid value for option '--limit': " + limit + " is negative; "
                     + "want a count of requests (0 or more)");
         }
+        if (out.toString().isBlank()) {
+            throw new ParameterException(spec.commandLine(), "Invalid value for option '--out': '" + out + "' is empty; name a folder");
+        }
         if (Files.exists(out) && !Files.isDirectory(out)) {
             throw new CommandException(ExitStatus.OUTPUT_EXISTS, "--out " + out + " exists and is not a folder");
         }
+        List<Path> earlier = earlierExport();
         PrintWriter stdout = spec.commandLine().getOut();
         long count = 0;
         long bytes = 0;
@@ -69,6 +80,9 @@ public final class ExportCommand implements Callable<Integer> {
             }
             if (limit != null) {
                 requests = requests.take(limit);
+            }
+            for (Path file : earlier) {
+                Files.delete(file);
             }
             Files.createDirectories(out);
             ExportFileNames names = new ExportFileNames(out);
@@ -96,6 +110,36 @@ public final class ExportCommand implements Callable<Integer> {
         stdout.printf("exported %d requests (%.1f MB of routing) to %s%n", count, bytes / 1e6, out);
         stdout.flush();
         return ExitStatus.OK.code();
+    }
+
+    /**
+     * The files of an earlier export in {@code --out} that {@code --replace} deletes; none when the folder is absent or
+     * empty. A folder with files is refused without {@code --replace}, and with it when it holds anything an export
+     * does not write, so stale {@code .npy} files never sit beside a new {@code manifest.tsv}.
+     */
+    private List<Path> earlierExport() throws IOException {
+        if (!Files.isDirectory(out)) {
+            return List.of();
+        }
+        List<Path> files;
+        try (Stream<Path> list = Files.list(out)) {
+            files = list.sorted().toList();
+        }
+        if (files.isEmpty()) {
+            return files;
+        }
+        if (!replace) {
+            throw new CommandException(ExitStatus.OUTPUT_EXISTS, "--out " + out + " holds " + files.size() + " files already; choose a "
+                    + "new or empty folder, or pass --replace to delete an earlier export there");
+        }
+        for (Path f : files) {
+            String name = f.getFileName().toString();
+            if (!Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS) || !(name.endsWith(".npy") || name.equals("manifest.tsv"))) {
+                throw new CommandException(ExitStatus.OUTPUT_EXISTS, "--out " + out + " holds " + name + ", which an export does not "
+                        + "write; --replace deletes only an earlier export's .npy files and manifest.tsv");
+            }
+        }
+        return files;
     }
 
     /** Runs the command and exits with its {@link ExitStatus}. */

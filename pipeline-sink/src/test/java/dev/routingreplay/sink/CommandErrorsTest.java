@@ -8,6 +8,8 @@ import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine;
@@ -79,6 +81,36 @@ class CommandErrorsTest {
         try (ServerSocket taken = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
             serve("--store", store().toString(), "--port", Integer.toString(taken.getLocalPort()))
                     .assertFails(ExitStatus.UNAVAILABLE, "serve: cannot listen on --host 127.0.0.1 --port " + taken.getLocalPort());
+        }
+    }
+
+    @Test
+    void aFolderUsedBeforeIsRefusedUnlessReplacedAndReplacingLeavesNoStaleFiles() throws Exception {
+        TestStores.write(StoreConfig.of(tmp.resolve("big"), TestStores.SHAPE, 64).withMinFreeBytes(0), "a", "b", "c");
+        TestStores.write(StoreConfig.of(tmp.resolve("small"), TestStores.SHAPE, 64).withMinFreeBytes(0), "z");
+        Path out = tmp.resolve("out");
+        assertEquals(0, export("--store", tmp.resolve("big").toString(), "--out", out.toString()).status());
+        assertEquals(List.of("a.npy", "b.npy", "c.npy", "manifest.tsv"), files(out));
+
+        export("--store", tmp.resolve("small").toString(), "--out", out.toString()).assertFails(ExitStatus.OUTPUT_EXISTS,
+                "r3-export: --out " + out, "holds 4 files already", "--replace");
+        assertEquals(List.of("a.npy", "b.npy", "c.npy", "manifest.tsv"), files(out), "a refused export changes nothing");
+
+        CommandRun replaced = export("--store", tmp.resolve("small").toString(), "--out", out.toString(), "--replace");
+        assertEquals(0, replaced.status(), replaced.toString());
+        assertEquals(List.of("manifest.tsv", "z.npy"), files(out), "no stale .npy file beside the new manifest");
+        assertEquals(2, Files.readAllLines(out.resolve("manifest.tsv")).size());
+
+        Files.writeString(out.resolve("notes.txt"), "mine");
+        export("--store", tmp.resolve("small").toString(), "--out", out.toString(), "--replace").assertFails(ExitStatus.OUTPUT_EXISTS,
+                "r3-export: --out " + out, "notes.txt");
+        assertEquals(List.of("manifest.tsv", "notes.txt", "z.npy"), files(out), "--replace deletes nothing when a foreign file is there");
+        export("--store", tmp.resolve("small").toString(), "--out", "").assertFails(ExitStatus.USAGE, "r3-export: ", "'--out'", "empty");
+    }
+
+    private static List<String> files(Path dir) throws Exception {
+        try (Stream<Path> s = Files.list(dir)) {
+            return s.map(p -> p.getFileName().toString()).sorted().toList();
         }
     }
 
