@@ -5,6 +5,7 @@ import java.util.concurrent.atomic.AtomicIntegerFieldUpdater;
 import java.util.concurrent.atomic.AtomicLongFieldUpdater;
 import org.reactivestreams.Subscription;
 import reactor.core.CoreSubscriber;
+import reactor.core.Scannable;
 import reactor.core.publisher.Operators;
 import reactor.util.context.Context;
 
@@ -20,8 +21,11 @@ import reactor.util.context.Context;
  * {@code requested-but-not-received <= min(free ring slots, downstream demand)}, since any requested event may be
  * a capture. A full ring therefore shows up to the engine as missing demand before it launches its next step.
  * Requests to the engine are issued from whichever thread frees capacity (subscriber, completion or sink thread).
+ *
+ * <p>An event that arrives after cancellation is handed to the {@code onDiscard} hook. {@link Scannable}: parent,
+ * actual, requested from downstream, terminated, cancelled, run style (synchronous: the engine's thread).
  */
-final class DeviceStageSubscriber implements CoreSubscriber<EngineEvent>, Subscription {
+final class DeviceStageSubscriber implements CoreSubscriber<EngineEvent>, Subscription, Scannable {
     private static final AtomicLongFieldUpdater<DeviceStageSubscriber> DEMAND =
             AtomicLongFieldUpdater.newUpdater(DeviceStageSubscriber.class, "demand");
     private static final AtomicLongFieldUpdater<DeviceStageSubscriber> OUTSTANDING =
@@ -69,6 +73,7 @@ final class DeviceStageSubscriber implements CoreSubscriber<EngineEvent>, Subscr
             return;
         }
         if (cancelled) {
+            Operators.onDiscard(event, context);
             return;
         }
         Staged staged;
@@ -162,5 +167,33 @@ final class DeviceStageSubscriber implements CoreSubscriber<EngineEvent>, Subscr
                 return;
             }
         }
+    }
+
+    @Override
+    public Object scanUnsafe(Attr key) {
+        if (key == Attr.PARENT) {
+            return upstream;
+        }
+        if (key == Attr.ACTUAL) {
+            return actual;
+        }
+        if (key == Attr.REQUESTED_FROM_DOWNSTREAM) {
+            return demand;
+        }
+        if (key == Attr.TERMINATED) {
+            return done;
+        }
+        if (key == Attr.CANCELLED) {
+            return cancelled;
+        }
+        if (key == Attr.RUN_STYLE) {
+            return Attr.RunStyle.SYNC;
+        }
+        return null;
+    }
+
+    @Override
+    public String stepName() {
+        return "r3DeviceStage";
     }
 }

@@ -1,8 +1,5 @@
 package dev.routingreplay.core.pipeline;
 
-import dev.routingreplay.core.InvalidEventException;
-import dev.routingreplay.core.RoutingShape;
-import dev.routingreplay.core.device.CapturedStep;
 import dev.routingreplay.core.device.RingSpec;
 import dev.routingreplay.core.device.StagingRing;
 import dev.routingreplay.core.event.CaptureStep;
@@ -13,17 +10,14 @@ import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.RoundCleared;
 import dev.routingreplay.core.event.SlotsMoved;
 import dev.routingreplay.core.sink.RoutingSink;
-import java.util.HashSet;
-import java.util.Set;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicInteger;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Sinks;
 import reactor.core.scheduler.Schedulers;
 
 /**
- * The state of one subscription to a {@link CapturePipeline}: the open ring, its slots, the sink thread, the live
- * request ids. Each method says which thread calls it; ordering between them is what Reactive Streams gives
+ * The state of one subscription to a {@link CapturePipeline}: the open ring, its slot pool ({@link RingSlotPool}), the
+ * event validator ({@link EventValidator}), the sink thread. Each method says which thread calls it; ordering between them is what Reactive Streams gives
  * (serial {@code onNext}, happens-before through the operators' queues), so none of it takes a lock.
  *
  * <p>End of a run: the sink thread releases the run (frees the ring, marks the pipeline idle, completes
@@ -33,12 +27,12 @@ import reactor.core.scheduler.Schedulers;
 final class PipelineRun {
     private final RingSpec spec;
     private final StagingRing ring;
-    private final RingSlot[] slots;
+    private final RingSlotPool slots;
+    private final EventValidator validator;
     private final RoutingSink sink;
     private final PipelineMetrics metrics;
     private final String sinkThreadName;
     private final SinkStage.Waker waker = new SinkStage.Waker();
-    private final AtomicInteger freeSlots;
     private final AtomicBoolean released = new AtomicBoolean();
     private final Sinks.Empty<Void> releasedSignal = Sinks.empty();
     private final Runnable onClosed;
@@ -46,10 +40,6 @@ final class PipelineRun {
     private volatile boolean sinkThreadExited;
     /** The first error that ended the run (set before the engine's stream is cancelled), or null. */
     private volatile Throwable failure;
-    /** Engine thread only. */
-    private int head;
-    /** Engine thread only. */
-    private final Set<String> liveRequests = new HashSet<>();
     /** Set once by the device stage; told when a ring slot frees up. */
     private volatile DeviceStageSubscriber deviceStage;
 
@@ -60,11 +50,8 @@ final class PipelineRun {
         this.onClosed = onClosed;
         this.ring = config.device().openRing(spec);
         try {
-            this.slots = new RingSlot[spec.depth()];
-            for (int i = 0; i < slots.length; i++) {
-                slots[i] = new RingSlot(i, new CapturedStep(spec, ring.hostSlot(i)), waker);
-            }
-            this.freeSlots = new AtomicInteger(spec.depth());
+            this.slots = new RingSlotPool(spec, ring, waker);
+            this.validator = new EventValidator(spec);
             this.sinkThreadName = "r3-sink-" + config.name();
         } catch (RuntimeException | Error e) {
             ring.close();
@@ -89,7 +76,7 @@ final class PipelineRun {
     }
 
     int freeSlots() {
-        return freeSlots.get();
+        return slots.free();
     }
 
     void attach(DeviceStageSubscriber stage) {
@@ -105,93 +92,15 @@ final class PipelineRun {
      * enqueues the pack and copy. The caller guarantees a free slot exists (it only requested that many events).
      */
     Staged stage(EngineEvent event) {
+        validator.check(event);
         if (event instanceof CaptureStep step) {
-            validate(step);
-            RingSlot slot = slots[head];
-            if (slot.inUse) {
-                throw new IllegalStateException("ring slot " + head + " is still in use; demand accounting is broken");
-            }
-            head = head + 1 == slots.length ? 0 : head + 1;
-            slot.inUse = true;
-            freeSlots.decrementAndGet();
+            RingSlot slot = slots.acquire();
             metrics.slotAcquired();
             slot.arm(step);
             ring.enqueueCapture(slot.index, step, slot);
             return slot;
         }
-        if (event instanceof RequestAdmitted admitted) {
-            if (!liveRequests.add(admitted.requestId())) {
-                throw new InvalidEventException("duplicate request id '" + admitted.requestId() + "': it is already live");
-            }
-        } else if (event instanceof RequestFinished finished) {
-            requireLive(finished.requestId());
-            int[] s = finished.slots();
-            for (int i = 0; i < s.length; i++) {
-                checkSlot(s[i], "slots[" + i + "]");
-            }
-            liveRequests.remove(finished.requestId());
-        } else if (event instanceof RequestAborted aborted) {
-            requireLive(aborted.requestId());
-            liveRequests.remove(aborted.requestId());
-        } else if (event instanceof SlotsMoved moved) {
-            for (int i = 0; i < moved.sourceSlots().length; i++) {
-                checkSlot(moved.sourceSlots()[i], "sourceSlots[" + i + "]");
-                checkSlot(moved.destinationSlots()[i], "destinationSlots[" + i + "]");
-            }
-        } else if (event instanceof RoundCleared) {
-            liveRequests.clear();
-        } else if (event == null) {
-            throw new NullPointerException("event must not be null");
-        }
         return new StagedLifecycle(event);
-    }
-
-    private void validate(CaptureStep step) {
-        RoutingShape shape = spec.shape();
-        int tokens = step.tokenCount();
-        if (tokens < 0) {
-            throw new InvalidEventException("tokenCount must not be negative, was " + tokens);
-        }
-        if (tokens > spec.maxTokensPerStep()) {
-            throw new InvalidEventException("tokenCount=" + tokens + " exceeds the ring slot capacity maxTokensPerStep="
-                    + spec.maxTokensPerStep());
-        }
-        if (step.routing().layers() != shape.moeLayers()) {
-            throw new InvalidEventException("routing.layers=" + step.routing().layers() + " does not match the pipeline's moeLayers="
-                    + shape.moeLayers());
-        }
-        if (step.routing().topK() != shape.topK()) {
-            throw new InvalidEventException("routing.topK=" + step.routing().topK() + " does not match the pipeline's topK="
-                    + shape.topK());
-        }
-        if (step.routing().capacityTokens() < tokens) {
-            throw new InvalidEventException("routing buffer holds " + step.routing().capacityTokens() + " tokens, tokenCount="
-                    + tokens);
-        }
-        long now = step.routing().generation();
-        if (step.generation() != now) {
-            throw new InvalidEventException("routing buffer generation is " + now + " but the step carries generation "
-                    + step.generation() + ": the engine overwrote its routing buffer before the pipeline received this step. "
-                    + "An operator between the engine and the pipeline (publishOn, cache, buffer, ...) delays events; the "
-                    + "pipeline must receive each step inside the engine's own onNext");
-        }
-        if (step.slotMapping().capacityTokens() < tokens) {
-            throw new InvalidEventException("slotMapping buffer holds " + step.slotMapping().capacityTokens()
-                    + " tokens, tokenCount=" + tokens);
-        }
-    }
-
-    private void requireLive(String requestId) {
-        if (!liveRequests.contains(requestId)) {
-            throw new InvalidEventException("unknown request id '" + requestId
-                    + "': not admitted, or already finished or aborted");
-        }
-    }
-
-    private void checkSlot(int slot, String field) {
-        if (slot < 0 || slot >= spec.slotCapacity()) {
-            throw new InvalidEventException(field + " = " + slot + " is out of range [0, " + spec.slotCapacity() + ")");
-        }
     }
 
     /** Sink thread: applies the event to the sink, releases the ring slot, returns the acknowledged event. */
@@ -240,9 +149,8 @@ final class PipelineRun {
     }
 
     private void release(RingSlot slot) {
-        slot.inUse = false;
+        slots.release(slot);
         metrics.slotReleased();
-        freeSlots.incrementAndGet();
         DeviceStageSubscriber stage = deviceStage;
         if (stage != null) {
             stage.topUp();
@@ -301,11 +209,8 @@ final class PipelineRun {
         }
         Throwable error = null;
         try {
-            for (RingSlot slot : slots) {
-                if (slot.inUse) {
-                    slot.inUse = false;
-                    metrics.slotReleased();
-                }
+            for (int n = slots.releaseAll(); n > 0; n--) {
+                metrics.slotReleased();
             }
             ring.close();
         } catch (RuntimeException | Error e) {

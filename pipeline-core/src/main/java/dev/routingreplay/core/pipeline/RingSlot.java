@@ -18,8 +18,6 @@ final class RingSlot implements Staged, CaptureListener {
     private CaptureStep step;
     private Throwable error;
     private volatile boolean complete;
-    /** True from acquire to release; touched by the engine thread (acquire) and the sink thread (release). */
-    volatile boolean inUse;
 
     RingSlot(int index, CapturedStep view, SinkStage.Waker waker) {
         this.index = index;

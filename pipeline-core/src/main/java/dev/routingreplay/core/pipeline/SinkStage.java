@@ -6,8 +6,10 @@ import java.util.Queue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLongFieldUpdater;
 import java.util.concurrent.locks.LockSupport;
+import java.util.stream.Stream;
 import org.reactivestreams.Subscription;
 import reactor.core.CoreSubscriber;
+import reactor.core.Scannable;
 import reactor.core.publisher.Operators;
 import reactor.util.concurrent.Queues;
 import reactor.util.context.Context;
@@ -27,8 +29,12 @@ import reactor.util.context.Context;
  * <p>The sink thread also frees the run's resources when it exits (completion, error or cancellation), so the ring
  * is never freed under a running sink call; on completion or error it frees them before it signals, so a subscriber
  * reacting to the terminal signal (re-subscribing, closing the sink) finds the run released.
+ *
+ * <p>Events queued but never applied (after a cancellation or an error) go to the {@code onDiscard} hook.
+ * {@link Scannable}: parent, actual, prefetch, buffered, requested from downstream, terminated, cancelled, error,
+ * run style (asynchronous: the sink thread).
  */
-final class SinkStage implements CoreSubscriber<Staged>, Subscription {
+final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable {
     private static final AtomicLongFieldUpdater<SinkStage> REQUESTED = AtomicLongFieldUpdater.newUpdater(SinkStage.class, "requested");
     private static final long MAX_PARK_NANOS = TimeUnit.MILLISECONDS.toNanos(100);
 
@@ -86,6 +92,10 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription {
 
     @Override
     public void onNext(Staged staged) {
+        if (cancelled) {
+            Operators.onDiscard(staged.event(), actual.currentContext());
+            return;
+        }
         if (!queue.offer(staged)) {
             onError(new IllegalStateException("sink stage queue overflow: the device stage emitted beyond demand"));
             return;
@@ -168,7 +178,8 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription {
                 }
             }
         } finally {
-            queue.clear();
+            // events staged but never applied: the onDiscard hook gets each (their ring slots are freed with the run)
+            Operators.onDiscardQueueWithClear(queue, actual.currentContext(), staged -> Stream.of(staged.event()));
             run.sinkThreadExited();
         }
     }
@@ -218,5 +229,42 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription {
             LockSupport.parkNanos(this, MAX_PARK_NANOS);
         }
         waker.parked = false;
+    }
+
+    @Override
+    public Object scanUnsafe(Attr key) {
+        if (key == Attr.PARENT) {
+            return upstream;
+        }
+        if (key == Attr.ACTUAL) {
+            return actual;
+        }
+        if (key == Attr.PREFETCH) {
+            return prefetch;
+        }
+        if (key == Attr.BUFFERED) {
+            return queue.size();
+        }
+        if (key == Attr.REQUESTED_FROM_DOWNSTREAM) {
+            return requested;
+        }
+        if (key == Attr.TERMINATED) {
+            return done && queue.isEmpty();
+        }
+        if (key == Attr.CANCELLED) {
+            return cancelled;
+        }
+        if (key == Attr.ERROR) {
+            return error;
+        }
+        if (key == Attr.RUN_STYLE) {
+            return Attr.RunStyle.ASYNC;
+        }
+        return null;
+    }
+
+    @Override
+    public String stepName() {
+        return "r3SinkStage";
     }
 }
