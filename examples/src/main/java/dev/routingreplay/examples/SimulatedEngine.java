@@ -2,7 +2,7 @@ package dev.routingreplay.examples;
 
 import dev.routingreplay.core.ElementType;
 import dev.routingreplay.core.RoutingShape;
-import dev.routingreplay.core.device.DeviceBuffer;
+import dev.routingreplay.core.memory.DeviceBuffer;
 import dev.routingreplay.core.device.RoutingDevice;
 import dev.routingreplay.core.event.CaptureStep;
 import dev.routingreplay.core.event.EngineEvent;

@@ -1,6 +1,6 @@
 package dev.routingreplay.cuda;
 
-import dev.routingreplay.core.device.DeviceBuffer;
+import dev.routingreplay.core.memory.DeviceBuffer;
 import java.util.concurrent.atomic.AtomicBoolean;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.JCudaDriver;

@@ -1,7 +1,7 @@
 package dev.routingreplay.cuda;
 
 import dev.routingreplay.core.RoutingShape;
-import dev.routingreplay.core.device.DeviceBuffer;
+import dev.routingreplay.core.memory.DeviceBuffer;
 import dev.routingreplay.core.device.RingSpec;
 import dev.routingreplay.core.device.RoutingDevice;
 import dev.routingreplay.core.device.StagingRing;

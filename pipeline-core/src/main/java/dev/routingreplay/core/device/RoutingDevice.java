@@ -1,5 +1,6 @@
 package dev.routingreplay.core.device;
 
+import dev.routingreplay.core.memory.DeviceBuffer;
 import java.nio.ByteBuffer;
 
 /**

@@ -1,7 +1,7 @@
 package dev.routingreplay.core.event;
 
 import dev.routingreplay.core.ElementType;
-import dev.routingreplay.core.device.DeviceBuffer;
+import dev.routingreplay.core.memory.DeviceBuffer;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**

@@ -1,7 +1,7 @@
 package dev.routingreplay.core.event;
 
 import dev.routingreplay.core.ElementType;
-import dev.routingreplay.core.device.DeviceBuffer;
+import dev.routingreplay.core.memory.DeviceBuffer;
 
 /**
  * The engine's device buffer that maps each token of a step to its KV-cache slot ({@code -1} for padding).

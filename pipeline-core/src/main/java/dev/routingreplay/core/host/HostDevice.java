@@ -1,9 +1,10 @@
 package dev.routingreplay.core.host;
 
-import dev.routingreplay.core.device.DeviceBuffer;
 import dev.routingreplay.core.device.RingSpec;
 import dev.routingreplay.core.device.RoutingDevice;
 import dev.routingreplay.core.device.StagingRing;
+import dev.routingreplay.core.memory.DeviceBuffer;
+import dev.routingreplay.core.memory.NativeMemory;
 import java.nio.ByteBuffer;
 
 /**

@@ -1,6 +1,7 @@
 package dev.routingreplay.core.host;
 
-import dev.routingreplay.core.device.DeviceBuffer;
+import dev.routingreplay.core.memory.DeviceBuffer;
+import dev.routingreplay.core.memory.NativeMemory;
 import java.nio.ByteBuffer;
 import java.util.concurrent.atomic.AtomicBoolean;
 

@@ -5,6 +5,7 @@ import dev.routingreplay.core.device.RingSlotLayout;
 import dev.routingreplay.core.device.RingSpec;
 import dev.routingreplay.core.device.StagingRing;
 import dev.routingreplay.core.event.CaptureStep;
+import dev.routingreplay.core.memory.NativeMemory;
 import java.nio.ByteBuffer;
 import java.util.Queue;
 import java.util.concurrent.TimeUnit;

@@ -1,7 +1,7 @@
 package dev.routingreplay.core.testing;
 
 import dev.routingreplay.core.device.CaptureListener;
-import dev.routingreplay.core.device.DeviceBuffer;
+import dev.routingreplay.core.memory.DeviceBuffer;
 import dev.routingreplay.core.device.RingSpec;
 import dev.routingreplay.core.device.RoutingDevice;
 import dev.routingreplay.core.device.StagingRing;

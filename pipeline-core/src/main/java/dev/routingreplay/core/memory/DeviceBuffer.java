@@ -1,4 +1,4 @@
-package dev.routingreplay.core.device;
+package dev.routingreplay.core.memory;
 
 /**
  * A block of device memory owned by a {@link RoutingDevice}. Backends hand out their own implementation; the

@@ -1,4 +1,4 @@
-package dev.routingreplay.core.host;
+package dev.routingreplay.core.memory;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;

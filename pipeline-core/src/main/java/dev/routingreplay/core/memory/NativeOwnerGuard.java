@@ -1,4 +1,4 @@
-package dev.routingreplay.core.host;
+package dev.routingreplay.core.memory;
 
 import java.util.concurrent.atomic.AtomicIntegerFieldUpdater;
 import java.util.concurrent.locks.LockSupport;

@@ -1,4 +1,4 @@
-package dev.routingreplay.core.host;
+package dev.routingreplay.core.memory;
 
 import java.lang.reflect.Field;
 import java.nio.ByteBuffer;
