@@ -29,7 +29,8 @@ class LargeRequestTest {
         int stepTokens = 8192;
         RingSpec spec = new RingSpec(shape, 1, stepTokens, tokens);
         ByteBuffer host = ByteBuffer.allocateDirect(spec.layout().totalBytes()).order(ByteOrder.nativeOrder());
-        CapturedStep step = new CapturedStep(spec, host);
+        CapturedStep.Owner owner = CapturedStep.over(spec, host);
+        CapturedStep step = owner.view();
         try (ChronicleRoutingSink sink = ChronicleRoutingSink.open(StoreConfig.of(dir, shape, tokens).withMinFreeBytes(0))) {
             for (int base = 0; base < tokens; base += stepTokens) {
                 int n = Math.min(stepTokens, tokens - base);
@@ -37,7 +38,7 @@ class LargeRequestTest {
                     host.putInt(step.slotsOffset() + 4 * t, base + t);
                     host.putShort(step.rowOffset(t), (short) ((base + t) % 256));
                 }
-                step.aim(base, n);
+                owner.aim(base, n);
                 sink.scatter(step);
             }
             int[] slots = new int[tokens];

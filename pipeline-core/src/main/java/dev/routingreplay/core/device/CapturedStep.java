@@ -7,8 +7,9 @@ import java.nio.ByteOrder;
 
 /**
  * A read-only flyweight over one ring slot's host memory after its copy completed: the step's slots and packed
- * rows. One instance per ring slot, re-aimed for each step, so reading a step allocates nothing. Valid until the
- * pipeline releases the ring slot; sinks must copy what they keep.
+ * rows. One instance per ring slot, re-aimed for each step by its {@link Owner} (the pipeline), so reading a step
+ * allocates nothing. A sink gets only this view: it cannot re-aim it or write the memory. Valid until the pipeline
+ * releases the ring slot; sinks must copy what they keep.
  */
 public final class CapturedStep {
     private final RoutingShape shape;
@@ -18,18 +19,39 @@ public final class CapturedStep {
     private long stepId;
     private int tokenCount;
 
-    /** A view over {@code host} (a ring slot's host memory) for rows of {@code spec}. */
-    public CapturedStep(RingSpec spec, ByteBuffer host) {
+    private CapturedStep(RingSpec spec, ByteBuffer host) {
         this.shape = spec.shape();
         this.layout = spec.layout();
         this.slotCapacity = spec.slotCapacity();
-        this.host = host.duplicate().order(ByteOrder.nativeOrder());
+        this.host = host.asReadOnlyBuffer().order(ByteOrder.nativeOrder());
     }
 
-    /** Aims the view at a step of {@code tokenCount} tokens. */
-    public void aim(long stepId, int tokenCount) {
-        this.stepId = stepId;
-        this.tokenCount = tokenCount;
+    /**
+     * A view over {@code host} (a ring slot's host memory, laid out by {@code spec}'s {@link RingSlotLayout}) and the
+     * handle that aims it; whoever creates it owns the aiming, consumers get {@link Owner#view()}.
+     */
+    public static Owner over(RingSpec spec, ByteBuffer host) {
+        return new Owner(new CapturedStep(spec, host));
+    }
+
+    /** The handle that re-aims a {@link CapturedStep}; held by the ring slot's owner, never given to sinks. */
+    public static final class Owner {
+        private final CapturedStep view;
+
+        private Owner(CapturedStep view) {
+            this.view = view;
+        }
+
+        /** Aims the view at step {@code stepId} of {@code tokenCount} tokens, now in the host memory. */
+        public void aim(long stepId, int tokenCount) {
+            view.stepId = stepId;
+            view.tokenCount = tokenCount;
+        }
+
+        /** The read-only view, the same instance for every step. */
+        public CapturedStep view() {
+            return view;
+        }
     }
 
     /** The engine's step id. */
@@ -52,7 +74,7 @@ public final class CapturedStep {
         return host.getInt(layout.slotOffset(token));
     }
 
-    /** The host memory the rows live in (native order; read with absolute offsets, never write). */
+    /** The host memory the rows live in: a read-only buffer in native order; read it with absolute offsets. */
     public ByteBuffer memory() {
         return host;
     }

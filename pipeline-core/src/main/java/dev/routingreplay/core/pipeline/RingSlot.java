@@ -13,15 +13,17 @@ import dev.routingreplay.core.event.EngineEvent;
 final class RingSlot implements Staged, CaptureListener {
     final int index;
     final CapturedStep view;
+    private final CapturedStep.Owner aim;
     private final SinkStage.Waker waker;
     /** Set on the engine thread before the capture is enqueued; read by the sink thread after completion. */
     private CaptureStep step;
     private Throwable error;
     private volatile boolean complete;
 
-    RingSlot(int index, CapturedStep view, SinkStage.Waker waker) {
+    RingSlot(int index, CapturedStep.Owner view, SinkStage.Waker waker) {
         this.index = index;
-        this.view = view;
+        this.aim = view;
+        this.view = view.view();
         this.waker = waker;
     }
 
@@ -29,7 +31,7 @@ final class RingSlot implements Staged, CaptureListener {
     void arm(CaptureStep step) {
         this.step = step;
         this.error = null;
-        this.view.aim(step.stepId(), step.tokenCount());
+        this.aim.aim(step.stepId(), step.tokenCount());
         this.complete = false;
     }
 

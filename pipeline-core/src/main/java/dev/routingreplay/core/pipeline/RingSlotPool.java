@@ -35,7 +35,7 @@ final class RingSlotPool {
     RingSlotPool(RingSpec spec, StagingRing ring, SinkStage.Waker waker) {
         this.slots = new RingSlot[spec.depth()];
         for (int i = 0; i < slots.length; i++) {
-            slots[i] = new RingSlot(i, new CapturedStep(spec, ring.hostSlot(i)), waker);
+            slots[i] = new RingSlot(i, CapturedStep.over(spec, ring.hostSlot(i)), waker);
         }
     }
 

@@ -34,8 +34,9 @@ class HostPackTest {
             staging.put(i, (byte) 0x5A);
         }
         HostPack.pack(routing, idType, slots, slotType, 4, spec, staging);
-        CapturedStep view = new CapturedStep(spec, staging);
-        view.aim(1, 4);
+        CapturedStep.Owner owner = CapturedStep.over(spec, staging);
+        owner.aim(1, 4);
+        CapturedStep view = owner.view();
         view.checkValid();
         for (int t = 0; t < 4; t++) {
             assertEquals(slotValues[t], view.slot(t));
@@ -74,8 +75,9 @@ class HostPackTest {
         assertEquals(1, staging.getInt(RingSlotLayout.INVALID_SLOT_COUNT));
         assertEquals(3, staging.getInt(RingSlotLayout.INVALID_SLOT_TOKEN));
         assertEquals(10, staging.getLong(RingSlotLayout.INVALID_SLOT_VALUE));
-        CapturedStep view = new CapturedStep(spec, staging);
-        view.aim(1, 4);
+        CapturedStep.Owner owner = CapturedStep.over(spec, staging);
+        owner.aim(1, 4);
+        CapturedStep view = owner.view();
         assertEquals(0xFF, view.id(1, 0, 0), "an invalid id is replaced by the sentinel");
         assertEquals(0xFF, view.id(2, 0, 0));
         assertEquals(5, view.id(2, 0, 1));

@@ -52,6 +52,7 @@ public class SinkBenchmark {
     public String preset;
 
     private RoutingShape shape;
+    private CapturedStep.Owner stepOwner;
     private CapturedStep step;
     private SlotStore index;
     private ChronicleRoutingSink sink;
@@ -78,8 +79,9 @@ public class SinkBenchmark {
         }
         host = ByteBuffer.allocateDirect(spec.layout().totalBytes()).order(ByteOrder.nativeOrder());
         HostPack.pack(ids, ElementType.INT32, slots, ElementType.INT32, STEP_TOKENS, spec, host);
-        step = new CapturedStep(spec, host);
-        step.aim(0, STEP_TOKENS);
+        stepOwner = CapturedStep.over(spec, host);
+        step = stepOwner.view();
+        stepOwner.aim(0, STEP_TOKENS);
         stepSlots = new int[STEP_TOKENS];
         for (int t = 0; t < STEP_TOKENS; t++) {
             stepSlots[t] = step.slot(t);
@@ -138,7 +140,7 @@ public class SinkBenchmark {
     /** A 512-token step through the Chronicle sink: journal excerpt + slot index. */
     @Benchmark
     public int scatterChronicle() {
-        step.aim(stepId++, STEP_TOKENS);
+        stepOwner.aim(stepId++, STEP_TOKENS);
         return sink.scatter(step);
     }
 
