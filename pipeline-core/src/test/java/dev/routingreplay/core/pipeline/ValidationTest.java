@@ -141,4 +141,19 @@ class ValidationTest {
                     .verify(Duration.ofSeconds(5));
         }
     }
+
+    @Test
+    void theLimitsThemselvesAreAccepted() {
+        try (HostEngine engine = new HostEngine(host, shape, 8); MemoryRoutingSink sink = new MemoryRoutingSink(shape, 64)) {
+            CapturePipeline pipeline = Pipelines.of(host, sink, 2, 8); // ring slots and engine buffers of exactly 8 tokens
+            long[] full = {0, 1, 2, 3, 4, 5, 6, 63};
+            StepVerifier.create(Flux.just(0, 1).map(i -> (EngineEvent) (i == 0
+                            ? engine.step(1, full, (t, l, k) -> t == 7 ? 299 : 0)
+                            : engine.step(2, new long[0], (t, l, k) -> 0))).transform(pipeline))
+                    .expectNextCount(2)
+                    .expectComplete()
+                    .verify(Duration.ofSeconds(10));
+            assertEquals(299, sink.read(63).id(0, 2, 1), "a full step with the last slot and the largest id was stored");
+        }
+    }
 }

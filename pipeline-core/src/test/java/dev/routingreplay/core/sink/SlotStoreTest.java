@@ -99,4 +99,22 @@ class SlotStoreTest {
         assertThrows(IllegalStateException.class, store::clear);
         assertThrows(IllegalStateException.class, () -> store.isWritten(1));
     }
+
+    @Test
+    void slotsOutOfRangeAreRefusedNamingTheFieldAndNothingChanges() {
+        try (SlotStore store = new SlotStore(shape, 8)) {
+            store.put(7, row(70), 0);
+            store.put(0, row(1), 0);
+            assertEquals("slot = 8 is out of range [0, 8)", assertThrows(IllegalArgumentException.class, () -> store.put(8, row(1), 0)).getMessage());
+            assertEquals("request x position 1 slot = 8 is out of range [0, 8)",
+                    assertThrows(IllegalArgumentException.class, () -> ids(store, 7, 8)).getMessage());
+            assertThrows(IllegalArgumentException.class, () -> ids(store, -1));
+            assertEquals("destinationSlots[1] = 8 is out of range [0, 8)", assertThrows(IllegalArgumentException.class,
+                    () -> store.move(new SlotsMoved(new int[] {0, 7}, new int[] {1, 8}))).getMessage());
+            assertEquals("sourceSlots[0] = -1 is out of range [0, 8)", assertThrows(IllegalArgumentException.class,
+                    () -> store.move(new SlotsMoved(new int[] {-1}, new int[] {1}))).getMessage());
+            assertFalse(store.isWritten(1), "a refused move wrote nothing");
+            assertArrayEquals(new int[] {70, 71, 72, 73}, ids(store, 7), "the last slot is in range");
+        }
+    }
 }
