@@ -7,6 +7,8 @@ import jcuda.driver.CUevent;
 import jcuda.driver.CUresult;
 import jcuda.driver.CUstream;
 import jcuda.driver.JCudaDriver;
+import org.agrona.concurrent.BackoffIdleStrategy;
+import org.agrona.concurrent.IdleStrategy;
 
 /**
  * Tells each capture's listener, in enqueue order, once its copy-complete event has completed. One per ring; the
@@ -25,8 +27,9 @@ abstract class CompletionNotifier implements AutoCloseable {
     }
 
     /**
-     * A dedicated thread that waits for the oldest in-flight copy: by polling {@code cuEventQuery} with a backoff
-     * (spin, yield, park up to 50 us), or by blocking in {@code cuEventSynchronize}.
+     * A dedicated thread that waits for the oldest in-flight copy: by polling {@code cuEventQuery} with Agrona's
+     * backoff idle strategy (spin, yield, park up to 50 us), or by blocking in {@code cuEventSynchronize}. With no
+     * copy in flight it parks until {@link #register} unparks it.
      */
     static final class Waiting extends CompletionNotifier {
         private static final long MAX_PARK_NANOS = TimeUnit.MICROSECONDS.toNanos(50);
@@ -36,6 +39,8 @@ abstract class CompletionNotifier implements AutoCloseable {
         private final int[] order;
         private final CaptureListener[] listeners;
         private final Thread thread;
+        /** The copy thread's wait for a copy in flight: 200 spins, 200 yields, then parks from 1 us up to 50 us. */
+        private final IdleStrategy pollIdle = new BackoffIdleStrategy(200, 200, 1_000, MAX_PARK_NANOS);
         private volatile long submitted;
         private volatile long completed;
         private volatile boolean stopping;
@@ -65,7 +70,6 @@ abstract class CompletionNotifier implements AutoCloseable {
 
         private void loop() {
             device.bind();
-            int spins = 0;
             for (;;) {
                 long done = completed;
                 if (done == submitted) {
@@ -82,16 +86,10 @@ abstract class CompletionNotifier implements AutoCloseable {
                 int index = order[(int) (done % order.length)];
                 int r = blocking ? JCudaDriver.cuEventSynchronize(copied[index]) : JCudaDriver.cuEventQuery(copied[index]);
                 if (r == CUresult.CUDA_ERROR_NOT_READY) {
-                    if (++spins < 200) {
-                        Thread.onSpinWait();
-                    } else if (spins < 400) {
-                        Thread.yield();
-                    } else {
-                        LockSupport.parkNanos(Math.min(MAX_PARK_NANOS, 1_000L * (spins - 399)));
-                    }
+                    pollIdle.idle();
                     continue;
                 }
-                spins = 0;
+                pollIdle.reset();
                 CaptureListener listener = listeners[index];
                 completed = done + 1;
                 listener.onCaptureComplete(index, r == CUresult.CUDA_SUCCESS ? null

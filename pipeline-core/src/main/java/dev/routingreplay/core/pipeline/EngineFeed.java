@@ -1,9 +1,12 @@
 package dev.routingreplay.core.pipeline;
 
 import dev.routingreplay.core.event.EngineEvent;
+import java.util.Objects;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.locks.LockSupport;
+import java.util.function.Supplier;
+import org.agrona.concurrent.BackoffIdleStrategy;
+import org.agrona.concurrent.IdleStrategy;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Sinks;
 
@@ -13,9 +16,10 @@ import reactor.core.publisher.Sinks;
  * {@code emit}, on the engine's thread, before it returns.
  *
  * <p>Backpressure: an event is handed over only when the pipeline has demand (a free ring slot), never buffered.
- * {@link #tryEmit} says {@code false} when there is none; {@link #emit} waits for it (spinning briefly, then parking
- * up to 50 us at a time), which is how a full ring shows up to the engine before it launches its next forward pass.
- * One engine thread emits; nothing is allocated per event.
+ * {@link #tryEmit} says {@code false} when there is none; {@link #emit} waits for it with the feed's Agrona
+ * {@link IdleStrategy} (by default {@link #DEFAULT_IDLE}: 100 spins, then parks of 1 to 50 us), which is how a full
+ * ring shows up to the engine before it launches its next forward pass. One engine thread emits; nothing is
+ * allocated per event.
  *
  * <p>Failure: once the pipeline has failed, been cancelled or completed, {@link #tryEmit} and {@link #emit} throw an
  * {@link IllegalStateException} (within one park interval for a waiting {@code emit}) whose cause is the
@@ -23,7 +27,10 @@ import reactor.core.publisher.Sinks;
  * forever on a pipeline that is gone.
  */
 public final class EngineFeed {
-    private static final long MAX_PARK_NANOS = TimeUnit.MICROSECONDS.toNanos(50);
+    /** The default wait for demand: 100 spins, then parks from 1 us doubling up to 50 us. */
+    public static final Supplier<IdleStrategy> DEFAULT_IDLE = () -> new BackoffIdleStrategy(100, 0,
+            TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MICROSECONDS.toNanos(50));
+    private final IdleStrategy idle;
     private final Sinks.Many<EngineEvent> sink = Sinks.many().multicast().directAllOrNothing();
     private final Flux<EngineEvent> flux = Flux.deferContextual(context -> {
         PipelineRun run = context.getOrDefault(PipelineRun.class, null);
@@ -36,6 +43,19 @@ public final class EngineFeed {
         Subscribed(PipelineRun run) {
             this(run, false);
         }
+    }
+
+    /** A feed that waits for demand with {@link #DEFAULT_IDLE}. */
+    public EngineFeed() {
+        this(DEFAULT_IDLE.get());
+    }
+
+    /**
+     * A feed that waits for demand with {@code idle} (an Agrona strategy: {@code BusySpinIdleStrategy} for the lowest
+     * latency on a dedicated core, {@code SleepingIdleStrategy} to spare the CPU). Used by the one emitting thread only.
+     */
+    public EngineFeed(IdleStrategy idle) {
+        this.idle = Objects.requireNonNull(idle, "idle");
     }
 
     /** The events, for {@code transform(pipeline)}; subscribe it once at a time. */
@@ -94,13 +114,9 @@ public final class EngineFeed {
             return 0;
         }
         long start = System.nanoTime();
-        int spins = 0;
+        idle.reset();
         while (!tryEmit(event)) {
-            if (++spins < 100) {
-                Thread.onSpinWait();
-            } else {
-                LockSupport.parkNanos(Math.min(MAX_PARK_NANOS, 1_000L * (spins - 99)));
-            }
+            idle.idle();
         }
         return System.nanoTime() - start;
     }
