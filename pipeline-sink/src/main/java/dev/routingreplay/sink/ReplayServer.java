@@ -6,8 +6,10 @@ import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.Locale;
 import java.util.Optional;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.BiFunction;
 import org.reactivestreams.Publisher;
 import reactor.core.publisher.Flux;
@@ -32,18 +34,48 @@ import reactor.netty.http.server.HttpServerResponse;
  * value (never the store's path): 400 for a malformed parameter (an index is 1 to 16 hex digits; {@code limit} a count;
  * {@code follow} true or false), 404 for an index with no record, 410 for one below the first record still stored
  * (deleted by retention), 404 for an unknown path, and 405 (with {@code Allow: GET}) for a method other than GET on any
- * route.
+ * route. Live followers are bounded ({@link Limits#maxFollowers}: 503 with {@code Retry-After} past it), and a connection
+ * whose request does not arrive within {@link Limits#idleTimeout} is closed, slow-loris clients included.
  */
 public final class ReplayServer implements AutoCloseable {
     private static final String NPY_PREFIX = "/requests/";
 
     private final RoutingReplay replay;
+    private final Limits limits;
+    private final AtomicInteger followers = new AtomicInteger();
     private final DisposableServer server;
 
-    private ReplayServer(Path store, String host, int port) {
+    /**
+     * What the server allows a connection.
+     *
+     * @param idleTimeout a connection is closed when a request's headers have not all arrived this long after it opened
+     *     or after the previous response ended, however slowly they dribble in (slow-loris clients); a streaming
+     *     response is not cut
+     * @param maxFollowers most live {@code follow=true} responses at once; one more is answered 503
+     */
+    public record Limits(Duration idleTimeout, int maxFollowers) {
+        /** 30 s, 256 followers. */
+        public static final Limits DEFAULT = new Limits(Duration.ofSeconds(30), 256);
+
+        /** Validates both fields, naming the bad one. */
+        public Limits {
+            if (idleTimeout == null || idleTimeout.isNegative() || idleTimeout.isZero()) {
+                throw new IllegalArgumentException("idleTimeout must be positive, was " + idleTimeout);
+            }
+            if (maxFollowers < 0) {
+                throw new IllegalArgumentException("maxFollowers must not be negative, was " + maxFollowers);
+            }
+        }
+    }
+
+    private ReplayServer(Path store, String host, int port, Limits limits) {
+        this.limits = limits;
         this.replay = RoutingReplay.open(store);
         try {
+            // Reactor Netty's idle timeout watches decoded requests, not bytes: a request dribbled byte by byte is
+            // closed at the timeout too (ReplayServerHygieneTest)
             this.server = HttpServer.create().host(host).port(port)
+                    .idleTimeout(limits.idleTimeout())
                     .route(routes -> routes.route(req -> true, this::dispatch))
                     .bindNow();
         } catch (RuntimeException e) {
@@ -53,12 +85,26 @@ public final class ReplayServer implements AutoCloseable {
     }
 
     /**
-     * Starts serving the store at {@code store} on {@code host:port} (port 0 picks a free one).
+     * Starts serving the store at {@code store} on {@code host:port} (port 0 picks a free one) with {@link Limits#DEFAULT}.
      *
      * @throws StoreException naming the path when it is not a readable store
      */
     public static ReplayServer start(Path store, String host, int port) {
-        return new ReplayServer(store, host, port);
+        return start(store, host, port, Limits.DEFAULT);
+    }
+
+    /**
+     * Starts serving the store at {@code store} on {@code host:port} (port 0 picks a free one) with {@code limits}.
+     *
+     * @throws StoreException naming the path when it is not a readable store
+     */
+    public static ReplayServer start(Path store, String host, int port, Limits limits) {
+        return new ReplayServer(store, host, port, limits);
+    }
+
+    /** Live {@code follow=true} responses now. */
+    public int followers() {
+        return followers.get();
     }
 
     /** The port the server listens on. */
@@ -138,6 +184,12 @@ public final class ReplayServer implements AutoCloseable {
             if (rejection.isPresent()) {
                 return Mono.from(error(res, rejection.get().status(), rejection.get().message()));
             }
+            if (follow && followers.incrementAndGet() > limits.maxFollowers()) {
+                followers.decrementAndGet();
+                res.header("retry-after", "5");
+                return Mono.from(error(res, HttpResponseStatus.SERVICE_UNAVAILABLE, "too many live followers (at most "
+                        + limits.maxFollowers() + ", set by --max-followers); retry later"));
+            }
             Flux<ReplayedRequest> records;
             if (cursor >= 0) {
                 records = follow ? replay.afterThenLive(cursor) : replay.after(cursor);
@@ -146,6 +198,9 @@ public final class ReplayServer implements AutoCloseable {
             }
             Flux<String> lines = records.take(take).map(r -> "{\"index\":\"" + Long.toHexString(r.index()) + "\",\"requestId\":\""
                     + jsonEscape(r.routing().requestId()) + "\",\"round\":" + r.round() + ",\"seqLen\":" + r.routing().seqLen() + "}\n");
+            if (follow) {
+                lines = lines.doFinally(signal -> followers.decrementAndGet());
+            }
             return Mono.from(res.header("content-type", "application/x-ndjson").sendString(lines));
         });
     }

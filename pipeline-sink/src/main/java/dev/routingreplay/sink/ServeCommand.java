@@ -2,6 +2,7 @@ package dev.routingreplay.sink;
 
 import java.net.BindException;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import picocli.CommandLine;
@@ -36,11 +37,28 @@ public final class ServeCommand implements Callable<Integer> {
     @Option(names = "--port", defaultValue = "8787", description = "Port, 0 to 65535 (default: ${DEFAULT-VALUE}; 0 picks a free one).")
     int port;
 
+    @Option(names = "--idle-timeout-ms", defaultValue = "30000",
+            description = "Close a connection whose request has not arrived this long after it opened or after the last response, "
+                    + "100 to 3600000 (default: ${DEFAULT-VALUE}).")
+    long idleTimeoutMs;
+
+    @Option(names = "--max-followers", defaultValue = "256",
+            description = "Most live ?follow=true listings at once, 0 to 100000; more get 503 (default: ${DEFAULT-VALUE}).")
+    int maxFollowers;
+
     /** Serves until the process is stopped; returns {@link ExitStatus#OK} then. */
     @Override
     public Integer call() throws InterruptedException {
         if (port < 0 || port > 65535) {
             throw new ParameterException(spec.commandLine(), "Invalid value for option '--port': " + port + " is not in 0..65535");
+        }
+        if (idleTimeoutMs < 100 || idleTimeoutMs > 3_600_000) {
+            throw new ParameterException(spec.commandLine(), "Invalid value for option '--idle-timeout-ms': " + idleTimeoutMs
+                    + " is not in 100..3600000");
+        }
+        if (maxFollowers < 0 || maxFollowers > 100_000) {
+            throw new ParameterException(spec.commandLine(), "Invalid value for option '--max-followers': " + maxFollowers
+                    + " is not in 0..100000");
         }
         if (host.isBlank()) {
             throw new ParameterException(spec.commandLine(), "Invalid value for option '--host': '" + host + "' is blank");
@@ -57,7 +75,7 @@ public final class ServeCommand implements Callable<Integer> {
 
     private ReplayServer start() {
         try {
-            return ReplayServer.start(store, host, port);
+            return ReplayServer.start(store, host, port, new ReplayServer.Limits(Duration.ofMillis(idleTimeoutMs), maxFollowers));
         } catch (StoreException e) {
             throw e;
         } catch (RuntimeException e) {

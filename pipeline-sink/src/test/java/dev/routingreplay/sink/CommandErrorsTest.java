@@ -74,6 +74,8 @@ class CommandErrorsTest {
         assertFalse(Files.exists(Path.of(out)), "a usage error creates nothing");
         serve("--store", store, "--port", "70000").assertFails(ExitStatus.USAGE, "serve: ", "--port", "70000");
         serve("--store", store, "--port", "x").assertFails(ExitStatus.USAGE, "serve: ", "--port", "'x'");
+        serve("--store", store, "--idle-timeout-ms", "0").assertFails(ExitStatus.USAGE, "serve: ", "--idle-timeout-ms", "0 is not in 100..3600000");
+        serve("--store", store, "--max-followers", "-1").assertFails(ExitStatus.USAGE, "serve: ", "--max-followers", "-1 is not in 0..100000");
     }
 
     @Test
