@@ -3,10 +3,7 @@ package dev.routingreplay.sink;
 import dev.routingreplay.core.sink.RequestRouting;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.locks.LockSupport;
 import net.openhft.chronicle.queue.ExcerptTailer;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueueBuilder;
@@ -14,21 +11,18 @@ import net.openhft.chronicle.wire.DocumentContext;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.FluxSink;
 import reactor.core.publisher.Mono;
-import reactor.core.scheduler.Scheduler;
-import reactor.core.scheduler.Schedulers;
 
 /**
  * The trainer's view of a store: finished requests' routing as a {@code Flux}, read from the request queue, in
  * the order they finished. Works in the writer's process or any other; a record is visible as soon as the writer's
  * {@code finish} returned.
  *
- * <p>Each returned {@code Flux} reads on its own thread ({@code r3-replay-*}), never on the subscriber's, emits in
- * queue order honouring demand (it reads a record only when one is requested; a waiting reader parks at most 1 ms at a
- * time), and copies each record's rows to the heap. Finite replays complete at the end of the queue; {@link #live} ones wait for new records until cancelled.
+ * <p>Each returned {@code Flux} reads on a worker of one shared, bounded scheduler ({@code r3-replay}, at most as
+ * many threads as cores, for every replay of the JVM), never on the subscriber's thread; it emits in queue order
+ * honouring demand (it reads a record only when one is requested; a live reader with nothing new looks again after
+ * 100 us, doubling up to 20 ms), and copies each record's rows to the heap. Finite replays complete at the end of the queue; {@link #live} ones wait for new records until cancelled.
  */
 public final class RoutingReplay implements AutoCloseable {
-    private static final long MAX_IDLE_NANOS = TimeUnit.MILLISECONDS.toNanos(1);
-
     private final Path dir;
     private final Path queuePath;
     private final StoreManifest manifest;
@@ -101,7 +95,7 @@ public final class RoutingReplay implements AutoCloseable {
                 }
                 return r;
             }
-        }).subscribeOn(Schedulers.boundedElastic());
+        }).subscribeOn(ReplayCursor.READERS);
     }
 
     /** Only requests written from now on, waiting for each; never completes on its own. */
@@ -135,66 +129,22 @@ public final class RoutingReplay implements AutoCloseable {
     }
 
     private Flux<ReplayedRequest> read(Positioner positioner, boolean follow, String readerName) {
-        return Flux.create(sink -> {
-            // a plain (blocking-allowed) thread: the reader parks while it waits for records
-            ExecutorService executor = Executors.newSingleThreadExecutor(r -> {
-                Thread t = new Thread(r, "r3-replay-" + dir.getFileName());
-                t.setDaemon(true);
-                return t;
-            });
-            Scheduler thread = Schedulers.fromExecutorService(executor, "r3-replay");
-            Thread[] reader = new Thread[1];
-            sink.onRequest(n -> {
-                Thread t = reader[0];
-                if (t != null) {
-                    LockSupport.unpark(t);
-                }
-            });
-            sink.onDispose(() -> {
-                Thread t = reader[0];
-                if (t != null) {
-                    LockSupport.unpark(t);
-                }
-            });
-            thread.schedule(() -> {
-                reader[0] = Thread.currentThread();
-                try (ExcerptTailer tailer = readerName == null ? queue.createTailer() : queue.createTailer(readerName)) {
-                    positioner.position(tailer);
-                    long idle = 1_000;
-                    while (!sink.isCancelled()) {
-                        if (sink.requestedFromDownstream() == 0) {
-                            // no demand: a finite replay still completes at the end of the queue
-                            if (!follow && !hasNext(tailer)) {
-                                complete(sink);
-                                break;
-                            }
-                            LockSupport.parkNanos(MAX_IDLE_NANOS);
-                            continue;
-                        }
-                        ReplayedRequest next = readOne(tailer);
-                        if (next != null) {
-                            sink.next(next);
-                            idle = 1_000;
-                        } else if (!follow) {
-                            complete(sink);
-                            break;
-                        } else {
-                            LockSupport.parkNanos(idle);
-                            idle = Math.min(idle * 2, MAX_IDLE_NANOS);
-                        }
-                    }
-                } catch (StoreException e) {
-                    sink.error(e);
-                } catch (RuntimeException | AssertionError | InternalError e) {
-                    // Chronicle's own checks of a damaged file, outside a record read (positioning, end of queue)
-                    sink.error(new StoreException(queuePath, "cannot read the request queue (damaged or truncated queue file)", e));
-                } catch (Throwable t) {
-                    sink.error(t);
-                } finally {
-                    executor.shutdown();
-                }
-            });
-        }, FluxSink.OverflowStrategy.ERROR);
+        return Flux.create(sink -> new ReplayCursor(sink, queuePath, follow,
+                () -> readerName == null ? queue.createTailer() : queue.createTailer(readerName),
+                positioner::position, this::readOne, RoutingReplay::hasNext, this::complete,
+                error -> sink.error(asStoreError(error))).start(), FluxSink.OverflowStrategy.ERROR);
+    }
+
+    /** A read failure as the subscriber sees it: Chronicle's own checks of a damaged file become a StoreException. */
+    private Throwable asStoreError(Throwable error) {
+        if (error instanceof StoreException) {
+            return error;
+        }
+        if (error instanceof RuntimeException || error instanceof AssertionError || error instanceof InternalError) {
+            // outside a record read (positioning, end of queue)
+            return new StoreException(queuePath, "cannot read the request queue (damaged or truncated queue file)", error);
+        }
+        return error;
     }
 
     private void complete(FluxSink<ReplayedRequest> sink) {

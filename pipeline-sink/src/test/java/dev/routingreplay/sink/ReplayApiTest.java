@@ -84,4 +84,32 @@ class ReplayApiTest {
             run.dispose();
         }
     }
+
+    @Test
+    void twoHundredLiveFollowersShareABoundedSetOfReaderThreadsAndEachSeesANewRecord() throws Exception {
+        HostDevice device = new HostDevice();
+        EngineFeed feed = new EngineFeed();
+        try (HostEngine engine = new HostEngine(device, SHAPE, 2);
+                ChronicleRoutingSink sink = ChronicleRoutingSink.open(StoreConfig.of(dir, SHAPE, 32).withMinFreeBytes(0));
+                RoutingReplay replay = RoutingReplay.open(dir)) {
+            CapturePipeline pipeline = CapturePipeline.builder().device(device).sink(sink).ringDepth(2).maxTokensPerStep(2).build();
+            Disposable run = feed.flux().transform(pipeline).subscribe();
+            int followers = 200;
+            List<String> seen = new CopyOnWriteArrayList<>();
+            List<Disposable> tails = new java.util.ArrayList<>();
+            for (int i = 0; i < followers; i++) {
+                tails.add(replay.live().subscribe(r -> seen.add(r.routing().requestId())));
+            }
+            Thread.sleep(200);
+            long readerThreads = Thread.getAllStackTraces().keySet().stream().filter(t -> t.getName().startsWith("r3-replay")).count();
+            assertTrue(readerThreads <= Math.max(2, Runtime.getRuntime().availableProcessors()),
+                    "reader threads: " + readerThreads + " for " + followers + " followers");
+            finish(feed, engine, 7);
+            awaitCount(seen, followers);
+            assertTrue(seen.stream().allMatch("r7"::equals), seen.toString());
+            tails.forEach(Disposable::dispose);
+            feed.complete();
+            run.dispose();
+        }
+    }
 }
