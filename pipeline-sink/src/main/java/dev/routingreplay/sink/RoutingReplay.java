@@ -22,6 +22,12 @@ import reactor.core.scheduler.Schedulers;
  * the order they finished. Works in the writer's process or any other; a record is visible as soon as the writer's
  * {@code finish} returned.
  *
+ * <p>Read-only: the request queue is opened with Chronicle's {@code readOnly} and the roll cycle recorded in the
+ * store's manifest, so a store on a read-only mount can be read, and a reader never takes, waits for or breaks the
+ * writer's lock (only a writer decides that a lock left by a dead process is stale), never extends, truncates or
+ * changes a queue file. The one exception is {@link #fromReader}: a named reader writes its position into
+ * {@code <store>/readers/}, so it needs a writable store folder (and is refused on a read-only one).
+ *
  * <p>Each returned {@code Flux} reads on its own thread ({@code r3-replay-*}), never on the subscriber's, emits in
  * queue order honouring demand (it reads a record only when one is requested; a waiting reader parks at most 1 ms at a
  * time), and copies each record's rows to the heap. Finite replays complete at the end of the queue; {@link #live} ones wait for new records until cancelled.
@@ -43,7 +49,11 @@ public final class RoutingReplay implements AutoCloseable {
         }
         StoreCheckpoint.checkQueueFiles(queuePath);
         try {
-            this.queue = SingleChronicleQueueBuilder.binary(queuePath).build();
+            SingleChronicleQueueBuilder builder = SingleChronicleQueueBuilder.binary(queuePath).readOnly(true);
+            if (manifest.rollCycle() != null) {
+                builder.rollCycle(manifest.rollCycle());
+            }
+            this.queue = builder.build();
         } catch (RuntimeException e) {
             throw new StoreException(queuePath, "cannot open the request queue", e);
         }
@@ -115,14 +125,37 @@ public final class RoutingReplay implements AutoCloseable {
     }
 
     /**
-     * A named reader: resumes where the reader named {@code name} stopped (its position is stored in the queue and
-     * survives restarts), then follows live if {@code follow}. Retention can wait for named readers.
+     * A named reader: resumes after the last record the reader named {@code name} took (its position is kept in
+     * {@code <store>/readers/<name>.position}, written after each record it takes, and survives restarts and
+     * {@code kill -9}), then follows live if {@code follow}. Retention can wait for named readers
+     * ({@link StoreConfig#retainForReaders()}). When the record it stopped at was deleted by retention, it resumes at
+     * the first record still stored. Only one subscription per name at a time.
+     *
+     * @throws IllegalArgumentException when {@code name} is not 1-64 of {@code [A-Za-z0-9._-]}
+     * @throws StoreException naming the store when its folder is not writable (a read-only mount): a named reader
+     *     must write its position; use {@link #after(long)} with a position you keep yourself instead
      */
     public Flux<ReplayedRequest> fromReader(String name, boolean follow) {
-        if (name == null || !name.matches("[A-Za-z0-9._-]{1,64}")) {
-            throw new IllegalArgumentException("reader name must be 1-64 of [A-Za-z0-9._-], was '" + name + "'");
+        if (name == null || !name.matches("[A-Za-z0-9._-]{1,64}") || name.startsWith(".")) {
+            throw new IllegalArgumentException("reader name must be 1-64 of [A-Za-z0-9._-], not starting with a dot, was '" + name + "'");
         }
-        return read(tailer -> { }, follow, name);
+        if (!Files.isWritable(dir)) {
+            throw new StoreException(dir, "the store is read-only, and named reader '" + name + "' must write its position into it; "
+                    + "use after(index) with a position you keep yourself");
+        }
+        return read(null, follow, name);
+    }
+
+    /** Positions a named reader's tailer after the last record it took, or at the first record still stored. */
+    private void resume(ExcerptTailer tailer, ReaderPosition position) {
+        long last = position.get();
+        if (last == ReaderPosition.NONE || !tailer.moveToIndex(last)) {
+            tailer.toStart();
+            return;
+        }
+        try (DocumentContext dc = tailer.readingDocument()) {
+            // skip the record it took last
+        }
     }
 
     /** The routing of every request from the start, completing at the end of the queue. */
@@ -158,14 +191,21 @@ public final class RoutingReplay implements AutoCloseable {
             });
             thread.schedule(() -> {
                 reader[0] = Thread.currentThread();
-                try (ExcerptTailer tailer = readerName == null ? queue.createTailer() : queue.createTailer(readerName)) {
-                    positioner.position(tailer);
+                ReaderPosition position = null;
+                try (ExcerptTailer tailer = queue.createTailer()) {
+                    if (readerName != null) {
+                        position = ReaderPosition.open(dir, readerName);
+                        resume(tailer, position);
+                    } else {
+                        positioner.position(tailer);
+                    }
                     long idle = 1_000;
+                    long lastSeen = -1;
                     while (!sink.isCancelled()) {
                         if (sink.requestedFromDownstream() == 0) {
                             // no demand: a finite replay still completes at the end of the queue
                             if (!follow && !hasNext(tailer)) {
-                                complete(sink);
+                                complete(sink, lastSeen);
                                 break;
                             }
                             LockSupport.parkNanos(MAX_IDLE_NANOS);
@@ -173,10 +213,14 @@ public final class RoutingReplay implements AutoCloseable {
                         }
                         ReplayedRequest next = readOne(tailer);
                         if (next != null) {
+                            lastSeen = next.index();
+                            if (position != null) {
+                                position.set(next.index());
+                            }
                             sink.next(next);
                             idle = 1_000;
                         } else if (!follow) {
-                            complete(sink);
+                            complete(sink, lastSeen);
                             break;
                         } else {
                             LockSupport.parkNanos(idle);
@@ -191,14 +235,17 @@ public final class RoutingReplay implements AutoCloseable {
                 } catch (Throwable t) {
                     sink.error(t);
                 } finally {
+                    if (position != null) {
+                        position.close();
+                    }
                     executor.shutdown();
                 }
             });
         }, FluxSink.OverflowStrategy.ERROR);
     }
 
-    private void complete(FluxSink<ReplayedRequest> sink) {
-        StoreException lost = lostTail();
+    private void complete(FluxSink<ReplayedRequest> sink, long lastSeen) {
+        StoreException lost = lostTail(lastSeen);
         if (lost != null) {
             sink.error(lost);
         } else {
@@ -252,9 +299,15 @@ public final class RoutingReplay implements AutoCloseable {
      * At the end of a finite replay: a {@link StoreException} when the queue ends before the last record the writer
      * had acknowledged at its last checkpoint (a truncated, emptied or deleted request file), else null.
      */
-    private StoreException lostTail() {
+    private StoreException lostTail(long lastSeen) {
         long acknowledged = StoreCheckpoint.read(dir).requestsLastIndex();
-        long last = queue.lastIndex();
+        long last;
+        try {
+            last = queue.lastIndex();
+        } catch (RuntimeException | AssertionError e) {
+            // a read-only queue whose metadata still lists a deleted file: the end is where this replay stopped
+            last = lastSeen;
+        }
         String lost = StoreCheckpoint.lost("request queue", queuePath, last, acknowledged);
         return lost == null ? null : new StoreException(queuePath, lost.substring(queuePath.toString().length() + 2));
     }
