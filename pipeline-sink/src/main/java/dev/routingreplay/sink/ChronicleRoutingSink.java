@@ -27,6 +27,7 @@ import net.openhft.chronicle.bytes.Bytes;
 import net.openhft.chronicle.bytes.BytesStore;
 import net.openhft.chronicle.queue.ExcerptAppender;
 import net.openhft.chronicle.queue.ExcerptTailer;
+import net.openhft.chronicle.queue.RollCycle;
 import net.openhft.chronicle.queue.impl.StoreFileListener;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueueBuilder;
@@ -87,13 +88,21 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         this.config = config;
         this.shape = config.shape();
         this.rowBytes = shape.rowBytes();
-        this.manifest = StoreManifest.openOrCreate(config.dir(), shape, config.slotCapacity());
-        SlotStore slots = new SlotStore(shape, manifest.slotCapacity());
+        StoreManifest m = StoreManifest.openOrCreate(config.dir(), shape, config.slotCapacity(), config.rollCycle());
+        // a store keeps the roll cycle it was created with (Chronicle's metadata would override another one anyway)
+        RollCycle cycle = m.rollCycle() != null ? m.rollCycle() : config.rollCycle();
+        SlotStore slots = new SlotStore(shape, m.slotCapacity());
         SingleChronicleQueue j = null;
         SingleChronicleQueue r = null;
         try {
-            j = openQueue(config.journalDir(), journalFiles, "journal", config.journalBlockSize());
-            r = openQueue(config.requestsDir(), requestFiles, "request", config.requestBlockSize());
+            j = openQueue(config.journalDir(), journalFiles, "journal", config.journalBlockSize(), cycle);
+            r = openQueue(config.requestsDir(), requestFiles, "request", config.requestBlockSize(), cycle);
+            if (m.rollCycle() == null) {
+                // a store made before the manifest recorded it: record the cycle the queues use, for read-only readers
+                m = m.withRollCycle(r.rollCycle());
+                m.write(config.dir());
+            }
+            this.manifest = m;
             this.store = slots;
             this.journal = j;
             this.requests = r;
@@ -139,7 +148,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         return new ChronicleRoutingSink(config);
     }
 
-    private SingleChronicleQueue openQueue(Path dir, Map<Integer, File> files, String what, long blockSize) {
+    private SingleChronicleQueue openQueue(Path dir, Map<Integer, File> files, String what, long blockSize, RollCycle cycle) {
         try {
             Files.createDirectories(dir);
         } catch (IOException e) {
@@ -147,7 +156,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         }
         StoreCheckpoint.checkQueueFiles(dir);
         try {
-            return SingleChronicleQueueBuilder.binary(dir).rollCycle(config.rollCycle()).blockSize(blockSize).timeoutMS(2_000)
+            return SingleChronicleQueueBuilder.binary(dir).rollCycle(cycle).blockSize(blockSize).timeoutMS(2_000)
                     .storeFileListener(new StoreFileListener() {
                         @Override
                         public void onAcquired(int cycle, File file) {
@@ -592,8 +601,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         if (!config.retainForReaders().isEmpty()) {
             consumed = Integer.MAX_VALUE;
             for (String reader : config.retainForReaders()) {
-                long index = requests.indexForId(reader).getVolatileValue();
-                int cycle = index <= 0 ? Integer.MIN_VALUE : requests.rollCycle().toCycle(index);
+                long index = ReaderPosition.read(config.dir(), reader);
+                int cycle = index < 0 ? Integer.MIN_VALUE : requests.rollCycle().toCycle(index);
                 consumed = Math.min(consumed, cycle);
             }
         }

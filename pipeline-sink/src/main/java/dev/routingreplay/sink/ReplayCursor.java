@@ -3,10 +3,6 @@ package dev.routingreplay.sink;
 import java.nio.file.Path;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.Consumer;
-import java.util.function.Function;
-import java.util.function.Predicate;
-import java.util.function.Supplier;
 import net.openhft.chronicle.queue.ExcerptTailer;
 import reactor.core.publisher.FluxSink;
 import reactor.core.scheduler.Scheduler;
@@ -28,15 +24,34 @@ final class ReplayCursor {
     static final long MAX_IDLE_MILLIS = 20;
     private static final long MIN_IDLE_NANOS = TimeUnit.MICROSECONDS.toNanos(100);
 
+    /** What one subscription reads and how; every method runs on the subscription's worker. */
+    interface Reading {
+        /** Creates the tailer and puts it where the subscription starts. */
+        ExcerptTailer open();
+
+        /** The next record, checked, or null at the end of the queue. */
+        ReplayedRequest next(ExcerptTailer tailer);
+
+        /** Whether a record follows, without consuming it. */
+        boolean hasNext(ExcerptTailer tailer);
+
+        /** Called after {@code record} was emitted (a named reader saves its position here). */
+        void emitted(ReplayedRequest record);
+
+        /** Ends a finite replay at the end of the queue: completes {@code sink}, or fails it when records were lost. */
+        void complete(FluxSink<ReplayedRequest> sink);
+
+        /** A read failure as the subscriber should see it. */
+        Throwable failure(Throwable error);
+
+        /** Releases what {@link #open} took besides the tailer; called once, also after a failure. */
+        void close();
+    }
+
     private final FluxSink<ReplayedRequest> sink;
     private final Path queuePath;
     private final Scheduler.Worker worker;
-    private final Supplier<ExcerptTailer> open;
-    private final Consumer<ExcerptTailer> position;
-    private final Function<ExcerptTailer, ReplayedRequest> readOne;
-    private final Predicate<ExcerptTailer> hasNext;
-    private final Consumer<FluxSink<ReplayedRequest>> complete;
-    private final Consumer<Throwable> fail;
+    private final Reading reading;
     private final boolean follow;
     private final AtomicInteger wip = new AtomicInteger();
     /** Worker only. */
@@ -46,23 +61,12 @@ final class ReplayCursor {
     /** Worker only. */
     private boolean done;
 
-    /**
-     * A cursor that, once {@link #start}ed, emits into {@code sink}: opens its tailer with {@code open}, positions it,
-     * reads records with {@code readOne} (null at the end), ends a finite replay with {@code complete} and reports a
-     * read failure with {@code fail}.
-     */
-    ReplayCursor(FluxSink<ReplayedRequest> sink, Path queuePath, boolean follow, Supplier<ExcerptTailer> open, Consumer<ExcerptTailer> position,
-            Function<ExcerptTailer, ReplayedRequest> readOne, Predicate<ExcerptTailer> hasNext,
-            Consumer<FluxSink<ReplayedRequest>> complete, Consumer<Throwable> fail) {
+    /** A cursor that, once {@link #start}ed, emits what {@code reading} reads into {@code sink}. */
+    ReplayCursor(FluxSink<ReplayedRequest> sink, Path queuePath, boolean follow, Reading reading) {
         this.sink = sink;
         this.queuePath = queuePath;
         this.follow = follow;
-        this.open = open;
-        this.position = position;
-        this.readOne = readOne;
-        this.hasNext = hasNext;
-        this.complete = complete;
-        this.fail = fail;
+        this.reading = reading;
         this.worker = READERS.createWorker();
     }
 
@@ -111,42 +115,49 @@ final class ReplayCursor {
                 return false;
             }
             if (tailer == null) {
-                tailer = open.get();
-                position.accept(tailer);
+                tailer = reading.open();
             }
             while (sink.requestedFromDownstream() > 0 && !sink.isCancelled()) {
-                ReplayedRequest next = readOne.apply(tailer);
+                ReplayedRequest next = reading.next(tailer);
                 if (next == null) {
                     if (!follow) {
-                        complete.accept(sink);
+                        reading.complete(sink);
                         finish();
                         return false;
                     }
                     return true;
                 }
                 sink.next(next);
+                reading.emitted(next);
                 idleNanos = MIN_IDLE_NANOS;
             }
             if (sink.isCancelled()) {
                 finish();
-            } else if (!follow && !hasNext.test(tailer)) {
+            } else if (!follow && !reading.hasNext(tailer)) {
                 // no demand, but a finite replay still completes at the end of the queue
-                complete.accept(sink);
+                reading.complete(sink);
                 finish();
             }
             return false;
         } catch (Throwable t) {
             finish();
-            fail.accept(t);
+            sink.error(reading.failure(t));
             return false;
         }
     }
 
     private void finish() {
+        if (done) {
+            return;
+        }
         done = true;
-        if (tailer != null) {
-            tailer.close();
-            tailer = null;
+        try {
+            if (tailer != null) {
+                tailer.close();
+                tailer = null;
+            }
+        } finally {
+            reading.close();
         }
     }
 }

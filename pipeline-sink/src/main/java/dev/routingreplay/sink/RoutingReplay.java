@@ -3,7 +3,6 @@ package dev.routingreplay.sink;
 import dev.routingreplay.core.sink.RequestRouting;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.concurrent.TimeUnit;
 import net.openhft.chronicle.queue.ExcerptTailer;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueueBuilder;
@@ -16,6 +15,12 @@ import reactor.core.publisher.Mono;
  * The trainer's view of a store: finished requests' routing as a {@code Flux}, read from the request queue, in
  * the order they finished. Works in the writer's process or any other; a record is visible as soon as the writer's
  * {@code finish} returned.
+ *
+ * <p>Read-only: the request queue is opened with Chronicle's {@code readOnly} and the roll cycle recorded in the
+ * store's manifest, so a store on a read-only mount can be read, and a reader never takes, waits for or breaks the
+ * writer's lock (only a writer decides that a lock left by a dead process is stale), never extends, truncates or
+ * changes a queue file. The one exception is {@link #fromReader}: a named reader writes its position into
+ * {@code <store>/readers/}, so it needs a writable store folder (and is refused on a read-only one).
  *
  * <p>Each returned {@code Flux} reads on a worker of one shared, bounded scheduler ({@code r3-replay}, at most as
  * many threads as cores, for every replay of the JVM), never on the subscriber's thread; it emits in queue order
@@ -37,7 +42,11 @@ public final class RoutingReplay implements AutoCloseable {
         }
         StoreCheckpoint.checkQueueFiles(queuePath);
         try {
-            this.queue = SingleChronicleQueueBuilder.binary(queuePath).build();
+            SingleChronicleQueueBuilder builder = SingleChronicleQueueBuilder.binary(queuePath).readOnly(true);
+            if (manifest.rollCycle() != null) {
+                builder.rollCycle(manifest.rollCycle());
+            }
+            this.queue = builder.build();
         } catch (RuntimeException e) {
             throw new StoreException(queuePath, "cannot open the request queue", e);
         }
@@ -109,14 +118,37 @@ public final class RoutingReplay implements AutoCloseable {
     }
 
     /**
-     * A named reader: resumes where the reader named {@code name} stopped (its position is stored in the queue and
-     * survives restarts), then follows live if {@code follow}. Retention can wait for named readers.
+     * A named reader: resumes after the last record the reader named {@code name} took (its position is kept in
+     * {@code <store>/readers/<name>.position}, written after each record it takes, and survives restarts and
+     * {@code kill -9}), then follows live if {@code follow}. Retention can wait for named readers
+     * ({@link StoreConfig#retainForReaders()}). When the record it stopped at was deleted by retention, it resumes at
+     * the first record still stored. Only one subscription per name at a time.
+     *
+     * @throws IllegalArgumentException when {@code name} is not 1-64 of {@code [A-Za-z0-9._-]}
+     * @throws StoreException naming the store when its folder is not writable (a read-only mount): a named reader
+     *     must write its position; use {@link #after(long)} with a position you keep yourself instead
      */
     public Flux<ReplayedRequest> fromReader(String name, boolean follow) {
-        if (name == null || !name.matches("[A-Za-z0-9._-]{1,64}")) {
-            throw new IllegalArgumentException("reader name must be 1-64 of [A-Za-z0-9._-], was '" + name + "'");
+        if (name == null || !name.matches("[A-Za-z0-9._-]{1,64}") || name.startsWith(".")) {
+            throw new IllegalArgumentException("reader name must be 1-64 of [A-Za-z0-9._-], not starting with a dot, was '" + name + "'");
         }
-        return read(tailer -> { }, follow, name);
+        if (!Files.isWritable(dir)) {
+            throw new StoreException(dir, "the store is read-only, and named reader '" + name + "' must write its position into it; "
+                    + "use after(index) with a position you keep yourself");
+        }
+        return read(null, follow, name);
+    }
+
+    /** Positions a named reader's tailer after the last record it took, or at the first record still stored. */
+    private void resume(ExcerptTailer tailer, ReaderPosition position) {
+        long last = position.get();
+        if (last == ReaderPosition.NONE || !tailer.moveToIndex(last)) {
+            tailer.toStart();
+            return;
+        }
+        try (DocumentContext dc = tailer.readingDocument()) {
+            // skip the record it took last
+        }
     }
 
     /** The routing of every request from the start, completing at the end of the queue. */
@@ -129,10 +161,57 @@ public final class RoutingReplay implements AutoCloseable {
     }
 
     private Flux<ReplayedRequest> read(Positioner positioner, boolean follow, String readerName) {
-        return Flux.create(sink -> new ReplayCursor(sink, queuePath, follow,
-                () -> readerName == null ? queue.createTailer() : queue.createTailer(readerName),
-                positioner::position, this::readOne, RoutingReplay::hasNext, this::complete,
-                error -> sink.error(asStoreError(error))).start(), FluxSink.OverflowStrategy.ERROR);
+        return Flux.create(sink -> new ReplayCursor(sink, queuePath, follow, new ReplayCursor.Reading() {
+            private ReaderPosition position;
+            private long lastSeen = -1;
+
+            @Override
+            public ExcerptTailer open() {
+                ExcerptTailer tailer = queue.createTailer();
+                if (readerName != null) {
+                    position = ReaderPosition.open(dir, readerName);
+                    resume(tailer, position);
+                } else {
+                    positioner.position(tailer);
+                }
+                return tailer;
+            }
+
+            @Override
+            public ReplayedRequest next(ExcerptTailer tailer) {
+                return readOne(tailer);
+            }
+
+            @Override
+            public boolean hasNext(ExcerptTailer tailer) {
+                return RoutingReplay.hasNext(tailer);
+            }
+
+            @Override
+            public void emitted(ReplayedRequest record) {
+                lastSeen = record.index();
+                if (position != null) {
+                    position.set(record.index());
+                }
+            }
+
+            @Override
+            public void complete(FluxSink<ReplayedRequest> s) {
+                RoutingReplay.this.complete(s, lastSeen);
+            }
+
+            @Override
+            public Throwable failure(Throwable error) {
+                return asStoreError(error);
+            }
+
+            @Override
+            public void close() {
+                if (position != null) {
+                    position.close();
+                }
+            }
+        }).start(), FluxSink.OverflowStrategy.ERROR);
     }
 
     /** A read failure as the subscriber sees it: Chronicle's own checks of a damaged file become a StoreException. */
@@ -147,8 +226,8 @@ public final class RoutingReplay implements AutoCloseable {
         return error;
     }
 
-    private void complete(FluxSink<ReplayedRequest> sink) {
-        StoreException lost = lostTail();
+    private void complete(FluxSink<ReplayedRequest> sink, long lastSeen) {
+        StoreException lost = lostTail(lastSeen);
         if (lost != null) {
             sink.error(lost);
         } else {
@@ -202,9 +281,15 @@ public final class RoutingReplay implements AutoCloseable {
      * At the end of a finite replay: a {@link StoreException} when the queue ends before the last record the writer
      * had acknowledged at its last checkpoint (a truncated, emptied or deleted request file), else null.
      */
-    private StoreException lostTail() {
+    private StoreException lostTail(long lastSeen) {
         long acknowledged = StoreCheckpoint.read(dir).requestsLastIndex();
-        long last = queue.lastIndex();
+        long last;
+        try {
+            last = queue.lastIndex();
+        } catch (RuntimeException | AssertionError e) {
+            // a read-only queue whose metadata still lists a deleted file: the end is where this replay stopped
+            last = lastSeen;
+        }
         String lost = StoreCheckpoint.lost("request queue", queuePath, last, acknowledged);
         return lost == null ? null : new StoreException(queuePath, lost.substring(queuePath.toString().length() + 2));
     }

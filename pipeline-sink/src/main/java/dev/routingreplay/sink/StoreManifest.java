@@ -9,16 +9,22 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.Properties;
+import net.openhft.chronicle.queue.RollCycle;
+import net.openhft.chronicle.queue.RollCycles;
 
 /**
- * {@code store.properties} at the root of a store: the format version, the routing shape and the slot capacity the
- * store was created with. Written once, atomically; every open checks it, so a store is never read or extended with
- * another shape.
+ * {@code store.properties} at the root of a store: the format version, the routing shape, the slot capacity and the
+ * queues' roll cycle the store was created with. Written atomically (temporary file, then rename) when the store is
+ * created, and once more by a writer that adds the roll cycle to a store made before it was recorded; every open
+ * checks it, so a store is never read or extended with another shape. Readers open the queues read-only with the
+ * recorded roll cycle: a read-only opener cannot rely on Chronicle's metadata file to learn it.
  *
  * @param shape routing shape of every row in the store
  * @param slotCapacity slots the journal's steps may address
+ * @param rollCycle the roll cycle of both queues; null for a store written before it was recorded (Chronicle's
+ *     metadata file then says it)
  */
-public record StoreManifest(RoutingShape shape, int slotCapacity) {
+public record StoreManifest(RoutingShape shape, int slotCapacity, RollCycle rollCycle) {
     /** The manifest file name. */
     public static final String FILE = "store.properties";
     /** The storage format this code writes and reads. */
@@ -47,20 +53,21 @@ public record StoreManifest(RoutingShape shape, int slotCapacity) {
             }
             RoutingShape shape = new RoutingShape(Integer.parseInt(p.getProperty("moeLayers")), Integer.parseInt(p.getProperty("topK")),
                     Integer.parseInt(p.getProperty("numExperts")));
-            return new StoreManifest(shape, Integer.parseInt(p.getProperty("slotCapacity")));
+            return new StoreManifest(shape, Integer.parseInt(p.getProperty("slotCapacity")), rollCycle(file, p));
         } catch (NumberFormatException | NullPointerException e) {
             throw new StoreException(file, "corrupt store manifest (" + p + ")", e);
         }
     }
 
     /**
-     * Opens the store at {@code dir} for {@code shape} and {@code slotCapacity}: creates the folder and manifest when
-     * absent, else checks that they match.
+     * Opens the store at {@code dir} for {@code shape} and {@code slotCapacity}: creates the folder and manifest (with
+     * {@code rollCycle}) when absent, else checks that they match and returns the store's own manifest (whose roll
+     * cycle, when recorded, is the one the store keeps).
      *
      * @throws StoreException naming the path when the folder cannot be created or written, or the store was made with
      *     another shape or a smaller slot capacity
      */
-    public static StoreManifest openOrCreate(Path dir, RoutingShape shape, int slotCapacity) {
+    public static StoreManifest openOrCreate(Path dir, RoutingShape shape, int slotCapacity, RollCycle rollCycle) {
         try {
             Files.createDirectories(dir);
         } catch (IOException e) {
@@ -80,7 +87,43 @@ public record StoreManifest(RoutingShape shape, int slotCapacity) {
             }
             return existing;
         }
-        StoreManifest created = new StoreManifest(shape, slotCapacity);
+        StoreManifest created = new StoreManifest(shape, slotCapacity, rollCycle);
+        created.write(dir);
+        return created;
+    }
+
+    /**
+     * The roll cycle recorded in {@code p}, or null when none is (a store written before it was recorded).
+     *
+     * @throws StoreException naming the file and the value when no Chronicle roll cycle has that name, format and length
+     */
+    private static RollCycle rollCycle(Path file, Properties p) {
+        String name = p.getProperty("rollCycle");
+        if (name == null) {
+            return null;
+        }
+        String format = p.getProperty("rollCycle.format");
+        String millis = p.getProperty("rollCycle.millis");
+        for (RollCycle cycle : RollCycles.all()) {
+            if (cycle.toString().equals(name) && cycle.format().equals(format) && Integer.toString(cycle.lengthInMillis()).equals(millis)) {
+                return cycle;
+            }
+        }
+        throw new StoreException(file, "unknown roll cycle rollCycle=" + name + " (format " + format + ", " + millis + " ms)");
+    }
+
+    /** This manifest with {@code cycle} as its roll cycle. */
+    StoreManifest withRollCycle(RollCycle cycle) {
+        return new StoreManifest(shape, slotCapacity, cycle);
+    }
+
+    /**
+     * Writes this manifest into the store at {@code dir} (a temporary file, then a rename).
+     *
+     * @throws StoreException naming the file when it cannot be written
+     */
+    void write(Path dir) {
+        Path file = dir.resolve(FILE);
         Properties p = new Properties();
         p.setProperty("format", Integer.toString(FORMAT));
         p.setProperty("moeLayers", Integer.toString(shape.moeLayers()));
@@ -88,19 +131,23 @@ public record StoreManifest(RoutingShape shape, int slotCapacity) {
         p.setProperty("numExperts", Integer.toString(shape.numExperts()));
         p.setProperty("dtype", shape.dtype().numpyName());
         p.setProperty("slotCapacity", Integer.toString(slotCapacity));
+        if (rollCycle != null) {
+            p.setProperty("rollCycle", rollCycle.toString());
+            p.setProperty("rollCycle.format", rollCycle.format());
+            p.setProperty("rollCycle.millis", Integer.toString(rollCycle.lengthInMillis()));
+        }
         Path tmp = dir.resolve(FILE + ".tmp");
         try {
             try (OutputStream out = Files.newOutputStream(tmp)) {
                 p.store(out, "R3 routing store; do not edit");
             }
             try {
-                Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE);
+                Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
             } catch (AtomicMoveNotSupportedException e) {
                 Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING);
             }
         } catch (IOException e) {
             throw new StoreException(file, "cannot write the store manifest", e);
         }
-        return created;
     }
 }
