@@ -19,12 +19,12 @@ printf 'elapsed_s\trss_mb\theap_used_mb\theap_committed_mb\tstore_mb\tfinished\n
 while kill -0 "$job" 2>/dev/null; do
     sleep "$every"
     kill -0 "$job" 2>/dev/null || break
-    rss=$(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$job/status" 2>/dev/null || echo -)
+    rss=$(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$job/status" 2>/dev/null || true)
     heap=$(jcmd "$job" GC.heap_info 2>/dev/null | awk '/garbage-first heap|def new generation|total/ && /used/ {
         for (i = 1; i <= NF; i++) { if ($i == "total") t = $(i+1); if ($i == "used") u = $(i+1) } } END {
-        gsub(/[K,]/, "", t); gsub(/[K,]/, "", u); printf "%.0f\t%.0f", u / 1024, t / 1024 }')
-    store=$(du -sm "$work/store" 2>/dev/null | cut -f1)
-    finished=$(grep -o 'finished [0-9]*' "$work/run.log" | tail -1 | cut -d' ' -f2)
+        gsub(/[K,]/, "", t); gsub(/[K,]/, "", u); printf "%.0f\t%.0f", u / 1024, t / 1024 }' || true)
+    store=$(du -sm "$work/store" 2>/dev/null | cut -f1 || true)
+    finished=$(grep -o 'finished [0-9]*' "$work/run.log" | tail -1 | cut -d' ' -f2 || true)
     printf '%s\t%s\t%s\t%s\t%s\n' "$(( $(date +%s) - start ))" "$rss" "$heap" "$store" "${finished:--}"
 done
 wait "$job" && status=0 || status=$?
