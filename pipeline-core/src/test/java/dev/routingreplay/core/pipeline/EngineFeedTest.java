@@ -42,10 +42,13 @@ class EngineFeedTest {
             CountDownLatch done = new CountDownLatch(1);
             Disposable run = feed.flux().transform(pipeline).doFinally(s -> done.countDown()).subscribe();
             long waited = 0;
+            long loopStart = System.nanoTime();
             for (int i = 0; i < 500; i++) {
                 int step = i;
                 waited += feed.emit(engine.step(step, new long[] {i % 64}, (t, l, k) -> Routing.id(step, 0, l, k, 300)));
             }
+            long loopNanos = System.nanoTime() - loopStart;
+            assertTrue(waited <= loopNanos, "waited " + waited + " ns within a loop of " + loopNanos + " ns");
             feed.complete();
             assertTrue(done.await(10, TimeUnit.SECONDS));
             run.dispose();

@@ -156,4 +156,19 @@ class ValidationTest {
             assertEquals(299, sink.read(63).id(0, 2, 1), "a full step with the last slot and the largest id was stored");
         }
     }
+
+    @Test
+    void aRoundClearEndsEveryLiveRequest() {
+        try (MemoryRoutingSink sink = new MemoryRoutingSink(shape, 64)) {
+            CapturePipeline pipeline = Pipelines.of(host, sink, 2, 8);
+            // after a clear, an id may be admitted again; a finish of a request from before the clear is unknown
+            StepVerifier.create(Flux.<EngineEvent>just(new RequestAdmitted("a"), new dev.routingreplay.core.event.RoundCleared(1),
+                            new RequestAdmitted("a"), new dev.routingreplay.core.event.RoundCleared(2), new RequestAborted("a"))
+                            .transform(pipeline))
+                    .expectNextCount(4)
+                    .expectErrorSatisfies(e -> assertTrue(e.getMessage().contains("abort of request a: validation failed: unknown request id 'a'"),
+                            e.getMessage()))
+                    .verify(Duration.ofSeconds(10));
+        }
+    }
 }

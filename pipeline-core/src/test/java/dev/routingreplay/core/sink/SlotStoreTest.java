@@ -113,6 +113,10 @@ class SlotStoreTest {
                     () -> store.move(new SlotsMoved(new int[] {0, 7}, new int[] {1, 8}))).getMessage());
             assertEquals("sourceSlots[0] = -1 is out of range [0, 8)", assertThrows(IllegalArgumentException.class,
                     () -> store.move(new SlotsMoved(new int[] {-1}, new int[] {1}))).getMessage());
+            assertEquals("sourceSlots[0] = 8 is out of range [0, 8)", assertThrows(IllegalArgumentException.class,
+                    () -> store.move(new SlotsMoved(new int[] {8}, new int[] {1}))).getMessage());
+            assertEquals("destinationSlots[0] = -1 is out of range [0, 8)", assertThrows(IllegalArgumentException.class,
+                    () -> store.move(new SlotsMoved(new int[] {0}, new int[] {-1}))).getMessage());
             assertFalse(store.isWritten(1), "a refused move wrote nothing");
             assertArrayEquals(new int[] {70, 71, 72, 73}, ids(store, 7), "the last slot is in range");
         }
