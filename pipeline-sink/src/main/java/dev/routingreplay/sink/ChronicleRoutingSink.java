@@ -6,6 +6,7 @@ import dev.routingreplay.core.event.RequestAborted;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.RoundCleared;
 import dev.routingreplay.core.event.SlotsMoved;
+import dev.routingreplay.core.host.NativeOwnerGuard;
 import dev.routingreplay.core.sink.RequestRouting;
 import dev.routingreplay.core.sink.RoutingSink;
 import dev.routingreplay.core.sink.SlotStore;
@@ -43,7 +44,10 @@ import net.openhft.chronicle.wire.DocumentContext;
  * request already recorded in this round is skipped, so a request record is never duplicated; writes fail with a
  * {@link StoreException} naming the path when free space falls below {@link StoreConfig#minFreeBytes()}.
  *
- * <p>Threading: one thread at a time (the pipeline's sink thread), like every {@link RoutingSink}.
+ * <p>Threading: one thread at a time (the pipeline's sink thread), like every {@link RoutingSink}. {@link #close} may
+ * be called from any thread, also concurrently with itself or with a running sink call: it waits for a running call
+ * to finish (so a write is never cut off by unmapping its file), and every later call throws an
+ * {@link IllegalStateException} naming the store, never a crash.
  */
 public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private static final long SPACE_CHECK_BYTES = 16L << 20;
@@ -79,13 +83,14 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private byte[] gatherBytes = new byte[0];
     private ByteBuffer gatherBuffer = ByteBuffer.wrap(gatherBytes);
     private long duplicateFinishes;
-    private boolean closed;
+    private final NativeOwnerGuard guard;
     private StoreException broken;
     /** Test seam: runs inside every write, after its bytes and before its commit; a throw there rolls the write back. */
     WriteProbe probe = WriteProbe.NONE;
 
     private ChronicleRoutingSink(StoreConfig config) {
         this.config = config;
+        this.guard = new NativeOwnerGuard("routing store " + config.dir());
         this.shape = config.shape();
         this.rowBytes = shape.rowBytes();
         StoreManifest m = StoreManifest.openOrCreate(config.dir(), shape, config.slotCapacity(), config.rollCycle());
@@ -333,6 +338,15 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
 
     @Override
     public int scatter(CapturedStep step) {
+        guard.enter("scatter");
+        try {
+            return doScatter(step);
+        } finally {
+            guard.exit();
+        }
+    }
+
+    private int doScatter(CapturedStep step) {
         int n = step.tokenCount();
         if (n > config.maxStepTokens()) {
             throw new IllegalArgumentException("step " + step.stepId() + ": tokenCount=" + n + " exceeds the store's maxStepTokens="
@@ -379,6 +393,15 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
 
     @Override
     public void finish(RequestFinished request) {
+        guard.enter("finish");
+        try {
+            doFinish(request);
+        } finally {
+            guard.exit();
+        }
+    }
+
+    private void doFinish(RequestFinished request) {
         String id = request.requestId();
         if (finishedThisRound.contains(id)) {
             duplicateFinishes++;
@@ -429,6 +452,15 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
 
     @Override
     public void abort(RequestAborted request) {
+        guard.enter("abort");
+        try {
+            doAbort(request);
+        } finally {
+            guard.exit();
+        }
+    }
+
+    private void doAbort(RequestAborted request) {
         String id = request.requestId();
         prepareWrite(9L + RecordFormat.maxUtf8(id));
         ByteBuffer head = header(5 + RecordFormat.maxUtf8(id));
@@ -439,6 +471,15 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
 
     @Override
     public void move(SlotsMoved move) {
+        guard.enter("move");
+        try {
+            doMove(move);
+        } finally {
+            guard.exit();
+        }
+    }
+
+    private void doMove(SlotsMoved move) {
         int[] src = move.sourceSlots();
         int[] dst = move.destinationSlots();
         prepareWrite(9L + 8L * src.length);
@@ -457,6 +498,15 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
 
     @Override
     public void clear(RoundCleared clear) {
+        guard.enter("clear");
+        try {
+            doClear(clear);
+        } finally {
+            guard.exit();
+        }
+    }
+
+    private void doClear(RoundCleared clear) {
         prepareWrite(21);
         ByteBuffer head = header(17);
         head.put(RecordFormat.CLEAR).putLong(round + 1).putLong(clear.round());
@@ -522,10 +572,15 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
      * The rows the slot index holds now at {@code slots}, as a request named {@code "slots"} (a copy). For tools and
      * tests; call it from the sink thread or while no pipeline runs.
      *
-     * @throws IllegalStateException when a slot holds no routing
+     * @throws IllegalStateException when a slot holds no routing, or the sink is closed
      */
     public RequestRouting read(int... slots) {
-        return new RequestRouting("slots", shape, slots.length, store.gather(new RequestFinished("slots", slots)));
+        guard.enter("read");
+        try {
+            return new RequestRouting("slots", shape, slots.length, store.gather(new RequestFinished("slots", slots)));
+        } finally {
+            guard.exit();
+        }
     }
 
     /** The store's round: clears so far. */
@@ -534,9 +589,6 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     }
 
     private void prepareWrite(long bytes) {
-        if (closed) {
-            throw new IllegalStateException("store " + config.dir() + " is closed");
-        }
         if (broken != null) {
             throw new StoreException(config.dir(), "an earlier write failed fatally; the store refuses writes until reopened", broken);
         }
@@ -655,13 +707,16 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         void beforeCommit(Path queue, byte kind);
     }
 
-    /** Closes the queues and frees the slot index. Idempotent. */
+    /**
+     * Closes the queues and frees the slot index: waits for a running sink call (on another thread) to finish first;
+     * later sink calls throw {@link IllegalStateException} naming the store. Idempotent and safe to call from several
+     * threads at once (one of them closes).
+     */
     @Override
     public void close() {
-        if (closed) {
+        if (!guard.close()) {
             return;
         }
-        closed = true;
         try {
             if (broken == null) {
                 checkpoint();
