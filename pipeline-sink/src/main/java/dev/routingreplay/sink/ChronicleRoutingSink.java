@@ -6,7 +6,7 @@ import dev.routingreplay.core.event.RequestAborted;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.RoundCleared;
 import dev.routingreplay.core.event.SlotsMoved;
-import dev.routingreplay.core.host.NativeOwnerGuard;
+import dev.routingreplay.core.memory.NativeOwnerGuard;
 import dev.routingreplay.core.sink.RequestRouting;
 import dev.routingreplay.core.sink.RoutingSink;
 import dev.routingreplay.core.sink.SlotStore;
