@@ -1,9 +1,9 @@
 package dev.routingreplay.examples;
 
-import dev.routingreplay.sink.CommandErrors;
-import dev.routingreplay.sink.ExportCommand;
-import dev.routingreplay.sink.ServeCommand;
-import dev.routingreplay.sink.VerboseOption;
+import dev.routingreplay.examples.cli.CommandErrors;
+import dev.routingreplay.examples.cli.ExportCommand;
+import dev.routingreplay.examples.cli.ServeCommand;
+import dev.routingreplay.examples.cli.VerboseOption;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -12,7 +12,7 @@ import picocli.CommandLine.Mixin;
  * The {@code r3} command line: {@code run} (simulated rollout into a store, then the trainer check), {@code verify}
  * (the trainer check of an existing store), {@code export} (a store's requests as {@code .npy} files) and
  * {@code serve} (a store over HTTP for trainers off the JVM). Every failure is one line on standard error and an
- * {@link dev.routingreplay.sink.ExitStatus} (0 ok, 1 check failed, 2 usage, 3 store, 4 output exists, 5 output I/O,
+ * {@link dev.routingreplay.examples.cli.ExitStatus} (0 ok, 1 check failed, 2 usage, 3 store, 4 output exists, 5 output I/O,
  * 6 unavailable, 70 internal); {@code --verbose} adds the stack trace.
  */
 @Command(name = "r3", mixinStandardHelpOptions = true, version = "r3 0.1.0",

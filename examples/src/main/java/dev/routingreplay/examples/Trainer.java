@@ -1,8 +1,8 @@
 package dev.routingreplay.examples;
 
 import dev.routingreplay.sink.RoutingReplay;
-import dev.routingreplay.sink.CommandErrors;
-import dev.routingreplay.sink.VerboseOption;
+import dev.routingreplay.examples.cli.CommandErrors;
+import dev.routingreplay.examples.cli.VerboseOption;
 import java.io.PrintWriter;
 import java.nio.file.Path;
 import java.util.Collection;

@@ -5,8 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.routingreplay.sink.CommandRun;
-import dev.routingreplay.sink.ExitStatus;
+import dev.routingreplay.examples.cli.CommandRun;
+import dev.routingreplay.examples.cli.ExitStatus;
 import dev.routingreplay.sink.StoreConfig;
 import dev.routingreplay.sink.TestStores;
 import java.nio.file.Files;

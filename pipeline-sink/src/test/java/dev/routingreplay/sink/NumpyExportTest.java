@@ -32,7 +32,6 @@ import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
-import picocli.CommandLine;
 import reactor.core.publisher.Flux;
 
 class NumpyExportTest {
@@ -102,8 +101,13 @@ class NumpyExportTest {
             Flux.fromIterable(script).map(Supplier::get).transform(pipeline).blockLast(Duration.ofSeconds(30));
         }
         Path out = tmp.resolve("out");
-        int rc = new CommandLine(new ExportCommand()).execute("--store", store.toString(), "--out", out.toString());
-        assertEquals(0, rc);
+        try (RoutingReplay replay = RoutingReplay.open(store); NumpyExport export = NumpyExport.create(out)) {
+            for (ReplayedRequest r : replay.fromStart().toIterable()) {
+                export.write(r);
+            }
+            export.finish();
+            assertEquals(ids.length, export.requests());
+        }
         try (Stream<Path> files = Files.list(tmp)) {
             assertEquals(List.of("out", "store"), files.map(p -> p.getFileName().toString()).sorted().toList(),
                     "nothing was written outside the output folder");

@@ -1,4 +1,4 @@
-package dev.routingreplay.sink;
+package dev.routingreplay.examples.cli;
 
 /**
  * The exit statuses of the {@code r3} commands: one per kind of outcome, so a script can tell a usage mistake from a

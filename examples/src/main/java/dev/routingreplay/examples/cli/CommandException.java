@@ -1,4 +1,4 @@
-package dev.routingreplay.sink;
+package dev.routingreplay.examples.cli;
 
 /**
  * A command failed for a reason the user can fix; {@link CommandErrors} prints the message as one line and exits with

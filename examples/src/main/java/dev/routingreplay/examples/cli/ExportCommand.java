@@ -1,9 +1,11 @@
-package dev.routingreplay.sink;
+package dev.routingreplay.examples.cli;
 
-import dev.routingreplay.core.sink.RequestRouting;
+import dev.routingreplay.sink.NumpyExport;
+import dev.routingreplay.sink.ReplayedRequest;
+import dev.routingreplay.sink.RoutingReplay;
+import dev.routingreplay.sink.StoreException;
 import java.io.IOException;
 import java.io.PrintWriter;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.LinkOption;
@@ -20,8 +22,8 @@ import picocli.CommandLine.Spec;
 import reactor.core.publisher.Flux;
 
 /**
- * {@code r3-export}: writes finished requests of a store as {@code .npy} files, one per request, plus
- * {@code manifest.tsv} (file, request id, round, seq_len, layers, top_k, dtype, queue index). Every option is checked
+ * {@code r3 export}: writes finished requests of a store as {@code .npy} files, one per request, plus
+ * {@code manifest.tsv} ({@link NumpyExport} does the writing). Every option is checked
  * and the store opened before anything is written; failures exit with an {@link ExitStatus} and one line. The output
  * folder holds exactly one export: it must be new or empty, or {@code --replace} deletes the earlier export's files.
  */
@@ -84,27 +86,21 @@ public final class ExportCommand implements Callable<Integer> {
             for (Path file : earlier) {
                 Files.delete(file);
             }
-            Files.createDirectories(out);
-            ExportFileNames names = new ExportFileNames(out);
-            try (PrintWriter manifest = new PrintWriter(Files.newBufferedWriter(out.resolve("manifest.tsv"), StandardCharsets.UTF_8))) {
-                manifest.println("file\trequest_id\tround\tseq_len\tlayers\ttop_k\tdtype\tindex");
+            try (NumpyExport export = NumpyExport.create(out)) {
                 for (ReplayedRequest r : requests.toIterable()) {
-                    RequestRouting routing = r.routing();
-                    Path file = names.fileFor(routing.requestId(), ".npy");
                     try {
-                        NpyWriter.write(routing, file);
+                        export.write(r);
                     } catch (StoreException e) {
                         throw new CommandException(ExitStatus.OUTPUT_IO, e.getMessage(), e);
                     }
-                    manifest.printf("%s\t%s\t%d\t%d\t%d\t%d\t%s\t%x%n", file.getFileName(), routing.requestId().replace('\t', ' ')
-                            .replace('\n', ' '), r.round(), routing.seqLen(), routing.shape().moeLayers(), routing.shape().topK(),
-                            routing.dtype().numpyName(), r.index());
-                    count++;
-                    bytes += routing.rows().remaining();
                 }
-                if (manifest.checkError()) {
-                    throw new CommandException(ExitStatus.OUTPUT_IO, "--out " + out + ": writing manifest.tsv failed");
+                try {
+                    export.finish();
+                } catch (IOException e) {
+                    throw new CommandException(ExitStatus.OUTPUT_IO, "--out " + out + ": writing " + NumpyExport.MANIFEST + " failed", e);
                 }
+                count = export.requests();
+                bytes = export.routingBytes();
             }
         }
         stdout.printf("exported %d requests (%.1f MB of routing) to %s%n", count, bytes / 1e6, out);
@@ -134,7 +130,7 @@ public final class ExportCommand implements Callable<Integer> {
         }
         for (Path f : files) {
             String name = f.getFileName().toString();
-            if (!Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS) || !(name.endsWith(".npy") || name.equals("manifest.tsv"))) {
+            if (!Files.isRegularFile(f, LinkOption.NOFOLLOW_LINKS) || !(name.endsWith(NumpyExport.NPY_SUFFIX) || name.equals(NumpyExport.MANIFEST))) {
                 throw new CommandException(ExitStatus.OUTPUT_EXISTS, "--out " + out + " holds " + name + ", which an export does not "
                         + "write; --replace deletes only an earlier export's .npy files and manifest.tsv");
             }

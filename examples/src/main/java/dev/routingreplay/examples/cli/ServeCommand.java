@@ -1,5 +1,7 @@
-package dev.routingreplay.sink;
+package dev.routingreplay.examples.cli;
 
+import dev.routingreplay.sink.ReplayServer;
+import dev.routingreplay.sink.StoreException;
 import java.net.BindException;
 import java.nio.file.Path;
 import java.time.Duration;

@@ -1,4 +1,4 @@
-package dev.routingreplay.sink;
+package dev.routingreplay.examples.cli;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;

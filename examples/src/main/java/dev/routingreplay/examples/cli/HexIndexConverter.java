@@ -1,4 +1,4 @@
-package dev.routingreplay.sink;
+package dev.routingreplay.examples.cli;
 
 import picocli.CommandLine.ITypeConverter;
 import picocli.CommandLine.TypeConversionException;

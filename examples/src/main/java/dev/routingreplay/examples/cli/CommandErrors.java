@@ -1,5 +1,6 @@
-package dev.routingreplay.sink;
+package dev.routingreplay.examples.cli;
 
+import dev.routingreplay.sink.StoreException;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;

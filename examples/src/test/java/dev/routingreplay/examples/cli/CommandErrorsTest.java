@@ -1,5 +1,7 @@
-package dev.routingreplay.sink;
+package dev.routingreplay.examples.cli;
 
+import dev.routingreplay.sink.StoreConfig;
+import dev.routingreplay.sink.TestStores;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
