@@ -14,8 +14,10 @@ import java.io.File;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.IdentityHashMap;
@@ -26,6 +28,7 @@ import java.util.concurrent.ConcurrentSkipListMap;
 import java.util.zip.CRC32C;
 import net.openhft.chronicle.bytes.Bytes;
 import net.openhft.chronicle.bytes.BytesStore;
+import net.openhft.chronicle.bytes.MappedBytes;
 import net.openhft.chronicle.queue.ExcerptAppender;
 import net.openhft.chronicle.queue.ExcerptTailer;
 import net.openhft.chronicle.queue.RollCycle;
@@ -42,7 +45,9 @@ import net.openhft.chronicle.wire.DocumentContext;
  * <p>Guarantees: when a method returns, its excerpt is in the memory-mapped queue file and survives {@code kill -9}
  * of the process (not a power loss); a write that fails is rolled back, never left half-written; a finish of a
  * request already recorded in this round is skipped, so a request record is never duplicated; writes fail with a
- * {@link StoreException} naming the path when free space falls below {@link StoreConfig#minFreeBytes()}.
+ * {@link StoreException} naming the path when free space falls below {@link StoreConfig#minFreeBytes()}, and naming
+ * the queue file when the disk fills before the bytes a write will touch exist (they are allocated before the mapped
+ * write, see {@link Preallocation}), never with a SIGBUS in the middle of an excerpt.
  *
  * <p>Threading: one thread at a time (the pipeline's sink thread), like every {@link RoutingSink}. {@link #close} may
  * be called from any thread, also concurrently with itself or with a running sink call: it waits for a running call
@@ -64,6 +69,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private final Map<Integer, File> journalFiles = new ConcurrentSkipListMap<>();
     private final Map<Integer, File> requestFiles = new ConcurrentSkipListMap<>();
     private final Set<String> finishedThisRound = new HashSet<>();
+    private final Preallocation journalSpace;
+    private final Preallocation requestSpace;
     private final CRC32C crc = new CRC32C();
     private final Map<ByteBuffer, RingMemory> wrapped = new IdentityHashMap<>();
     private byte[] headerBytes = new byte[256];
@@ -91,6 +98,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private ChronicleRoutingSink(StoreConfig config) {
         this.config = config;
         this.guard = new NativeOwnerGuard("routing store " + config.dir());
+        this.journalSpace = new Preallocation(config.journalDir());
+        this.requestSpace = new Preallocation(config.requestsDir());
         this.shape = config.shape();
         this.rowBytes = shape.rowBytes();
         StoreManifest m = StoreManifest.openOrCreate(config.dir(), shape, config.slotCapacity(), config.rollCycle());
@@ -375,6 +384,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         try (DocumentContext dc = journalAppender.writingDocument()) {
             try {
                 Bytes<?> b = dc.wire().bytes();
+                journalSpace.ensure(journalAppender.cycle(), b, bytes);
                 b.write(headerBytes, 0, head.position());
                 b.write(ringBytes, step.slotsOffset(), 4L * n);
                 b.write(ringBytes, step.rowOffset(0), (long) n * rowBytes);
@@ -382,7 +392,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                 probe.beforeCommit(config.journalDir(), RecordFormat.STEP);
             } catch (Throwable e) {
                 dc.rollbackOnClose();
-                throw writeFailed(config.journalDir(), e);
+                throw writeFailed(journalSpace, e);
             }
         }
         lastJournalIndex = journalAppender.lastIndexAppended();
@@ -428,13 +438,14 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         try (DocumentContext dc = requestAppender.writingDocument()) {
             try {
                 Bytes<?> b = dc.wire().bytes();
+                requestSpace.ensure(requestAppender.cycle(), b, head.position() + (long) total + RecordFormat.CRC_BYTES);
                 b.write(headerBytes, 0, head.position());
                 b.write(gatherBytes, 0, total);
                 b.writeInt((int) crc.getValue());
                 probe.beforeCommit(config.requestsDir(), WriteProbe.REQUEST);
             } catch (Throwable e) {
                 dc.rollbackOnClose();
-                throw writeFailed(config.requestsDir(), e);
+                throw writeFailed(requestSpace, e);
             }
         }
         long requestIndex = requestAppender.lastIndexAppended();
@@ -557,12 +568,13 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         try (DocumentContext dc = journalAppender.writingDocument()) {
             try {
                 Bytes<?> b = dc.wire().bytes();
+                journalSpace.ensure(journalAppender.cycle(), b, head.position() + RecordFormat.CRC_BYTES);
                 b.write(headerBytes, 0, head.position());
                 b.writeInt((int) crc.getValue());
                 probe.beforeCommit(config.journalDir(), kind);
             } catch (Throwable e) {
                 dc.rollbackOnClose();
-                throw writeFailed(config.journalDir(), e);
+                throw writeFailed(journalSpace, e);
             }
         }
         lastJournalIndex = journalAppender.lastIndexAppended();
@@ -626,14 +638,111 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     /**
      * A write failed inside its document context (rolled back by the caller). An {@link Error} (a SIGBUS on a mapped
      * file that lost its backing store surfaces as {@code InternalError}) leaves the mapped file in doubt: the sink
-     * refuses every later write, so nothing after it is acknowledged.
+     * refuses every later write, so nothing after it is acknowledged. The message names the queue file written.
      */
-    private StoreException writeFailed(Path path, Throwable e) {
+    private StoreException writeFailed(Preallocation space, Throwable e) {
+        Path path = space.path();
+        if (e instanceof StoreException s && s.getMessage().contains(": disk full: ")) {
+            return s;
+        }
         if (e instanceof Error) {
-            broken = new StoreException(path, "fatal error during a store write; the store refuses further writes until reopened", e);
+            broken = new StoreException(path, "fatal error during a store write (a SIGBUS here means the file's disk or tmpfs filled up "
+                    + "or the file was cut); the store refuses further writes until reopened", e);
             return broken;
         }
         return new StoreException(path, "write failed and was rolled back", e);
+    }
+
+    /**
+     * Makes the bytes a write will touch exist on disk before the mapped write touches them: a queue file is sparse,
+     * and a mapped write into a hole when the disk (or tmpfs) is full is a SIGBUS, which the JVM reports as an
+     * {@code InternalError} at some later access, possibly after the excerpt was acknowledged. So every write first
+     * makes sure its bytes and {@link #AHEAD} more are allocated, by writing zeros with {@link FileChannel#write}
+     * beyond the queue's write position (never below it: those bytes hold excerpts); a full disk is then an
+     * {@code IOException} before any byte of the excerpt is written. Steady state: one comparison per write, no
+     * allocation; a write of zeros every {@link #AHEAD} bytes.
+     */
+    static final class Preallocation implements AutoCloseable {
+        /** How far beyond a write's end the file is allocated: the next writes' headers, index entries and bytes. */
+        static final long AHEAD = 4L << 20;
+        private static final long PAGE = 4096;
+        private static final int ZERO_BYTES = 1 << 20;
+
+        private final Path queue;
+        private ByteBuffer zeros;
+        private int cycle = Integer.MIN_VALUE;
+        private File file;
+        private FileChannel channel;
+        private long allocatedTo;
+
+        Preallocation(Path queue) {
+            this.queue = queue;
+        }
+
+        /** The file written last, or the queue's folder before the first write. */
+        Path path() {
+            return file == null ? queue : file.toPath();
+        }
+
+        /**
+         * Allocates bytes {@code [position, position + bytes + AHEAD)} of the queue file of {@code cycle}, where
+         * {@code position} is {@code out}'s write position (an offset in the mapped queue file).
+         *
+         * @throws StoreException naming the file when the disk is full (nothing of the excerpt was written yet)
+         */
+        void ensure(int cycle, Bytes<?> out, long bytes) {
+            long position = out.writePosition();
+            long end = position + bytes;
+            if (cycle == this.cycle && end <= allocatedTo) {
+                return;
+            }
+            if (cycle != this.cycle) {
+                open(cycle, out);
+            }
+            long from = Math.max(allocatedTo, (position + PAGE - 1) & -PAGE);
+            long to = (end + AHEAD + PAGE - 1) & -PAGE;
+            try {
+                while (from < to) {
+                    zeros.clear().limit((int) Math.min(ZERO_BYTES, to - from));
+                    from += channel.write(zeros, from);
+                }
+            } catch (IOException e) {
+                throw new StoreException(file.toPath(), "disk full: cannot allocate bytes " + from + " to " + to
+                        + " ahead of the write; nothing of it was written", e);
+            }
+            allocatedTo = to;
+        }
+
+        private void open(int newCycle, Bytes<?> out) {
+            if (!(out instanceof MappedBytes mapped)) {
+                throw new StoreException(queue, "the queue does not write to a mapped file (" + out.getClass().getName() + ")");
+            }
+            File f = mapped.mappedFile().file();
+            close();
+            try {
+                channel = FileChannel.open(f.toPath(), StandardOpenOption.WRITE);
+            } catch (IOException e) {
+                throw new StoreException(f.toPath(), "cannot open the queue file to allocate space in it", e);
+            }
+            if (zeros == null) {
+                zeros = ByteBuffer.allocateDirect(ZERO_BYTES);
+            }
+            file = f;
+            cycle = newCycle;
+            allocatedTo = 0;
+        }
+
+        @Override
+        public void close() {
+            if (channel != null) {
+                try {
+                    channel.close();
+                } catch (IOException e) {
+                    // nothing to keep: the zeros were written
+                }
+                channel = null;
+            }
+        }
     }
 
     private void sweepIfRolled() {
@@ -722,6 +831,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                 checkpoint();
             }
         } finally {
+            journalSpace.close();
+            requestSpace.close();
             journal.close();
             requests.close();
             store.close();
