@@ -49,20 +49,8 @@ import reactor.core.scheduler.Schedulers;
 public final class SimulatedEngine implements AutoCloseable {
     private final EngineConfig cfg;
     private final RoutingShape shape;
-    private final RoutingDevice device;
+    private final ForwardPass forwardPass;
     private final Random rng;
-    private final DeviceBuffer routingDevice;
-    private final DeviceBuffer slotsDevice;
-    private final RoutingBuffer routingBuffer;
-    private final SlotMappingBuffer slotBuffer;
-    private final ByteBuffer routingHost;
-    private final ByteBuffer slotsHost;
-    /** Set on the CUDA backend: the gate then runs on the GPU from per-token keys. */
-    private final CudaDevice gpu;
-    private final DeviceBuffer keysDevice;
-    private final DeviceBuffer positionsDevice;
-    private final ByteBuffer keysHost;
-    private final ByteBuffer positionsHost;
     private final int[] refcount;
     private final boolean[] cached;
     private final ArrayDeque<Integer> freeGpu = new ArrayDeque<>();
@@ -108,28 +96,8 @@ public final class SimulatedEngine implements AutoCloseable {
     public SimulatedEngine(EngineConfig cfg, RoutingDevice device) {
         this.cfg = cfg;
         this.shape = cfg.shape();
-        this.device = device;
+        this.forwardPass = ForwardPass.on(device, shape, cfg.maxTokensPerStep());
         this.rng = new Random(cfg.seed());
-        int maxTokens = cfg.maxTokensPerStep();
-        this.routingDevice = device.allocate((long) maxTokens * shape.idsPerRow() * 4);
-        this.slotsDevice = device.allocate((long) maxTokens * 8);
-        this.routingBuffer = new RoutingBuffer(routingDevice, ElementType.INT32, shape.moeLayers(), shape.topK());
-        this.slotBuffer = new SlotMappingBuffer(slotsDevice, ElementType.INT64);
-        this.slotsHost = ByteBuffer.allocateDirect(maxTokens * 8).order(ByteOrder.nativeOrder());
-        this.gpu = device instanceof CudaDevice cuda ? cuda : null;
-        if (gpu != null) {
-            this.routingHost = null;
-            this.keysDevice = device.allocate(maxTokens * 8L);
-            this.positionsDevice = device.allocate(maxTokens * 4L);
-            this.keysHost = ByteBuffer.allocateDirect(maxTokens * 8).order(ByteOrder.nativeOrder());
-            this.positionsHost = ByteBuffer.allocateDirect(maxTokens * 4).order(ByteOrder.nativeOrder());
-        } else {
-            this.routingHost = ByteBuffer.allocateDirect(maxTokens * shape.idsPerRow() * 4).order(ByteOrder.nativeOrder());
-            this.keysDevice = null;
-            this.positionsDevice = null;
-            this.keysHost = null;
-            this.positionsHost = null;
-        }
         this.refcount = new int[cfg.gpuBlocks()];
         this.cached = new boolean[cfg.gpuBlocks()];
         for (int b = 0; b < cfg.gpuBlocks(); b++) {
@@ -374,40 +342,16 @@ public final class SimulatedEngine implements AutoCloseable {
 
     /** The "forward pass": writes the step's routing and slots into the device buffers, returns the capture event. */
     private CaptureStep forward(long stepId, List<Token> tokens, long[] slots) {
-        routingBuffer.beginOverwrite(); // a step still held back by an operator now fails instead of reading this one
         int n = tokens.size();
+        long[] keys = new long[n];
+        int[] positions = new int[n];
         for (int t = 0; t < n; t++) {
-            slotsHost.putLong(t * 8, slots[t]);
+            Token tok = tokens.get(t);
+            keys[t] = tok == null ? 0 : tok.draftStep() >= 0 ? ExpertRouting.draftKey(tok.request().key, tok.draftStep())
+                    : ExpertRouting.contentKey(tok.request().key, tok.position());
+            positions[t] = tok == null ? -1 : tok.position();
         }
-        if (gpu != null) {
-            // the gate runs on the GPU: only a key and a position per token cross the bus
-            for (int t = 0; t < n; t++) {
-                Token tok = tokens.get(t);
-                keysHost.putLong(t * 8, tok == null ? 0 : tok.draftStep() >= 0 ? ExpertRouting.draftKey(tok.request().key, tok.draftStep())
-                        : ExpertRouting.contentKey(tok.request().key, tok.position()));
-                positionsHost.putInt(t * 4, tok == null ? -1 : tok.position());
-            }
-            device.write(keysDevice, 0, keysHost.duplicate().position(0).limit(n * 8));
-            device.write(positionsDevice, 0, positionsHost.duplicate().position(0).limit(n * 4));
-            gpu.launchKeyedRouting((CudaBuffer) routingDevice, (CudaBuffer) keysDevice, (CudaBuffer) positionsDevice, n, shape);
-        } else {
-            int perRow = shape.idsPerRow();
-            for (int t = 0; t < n; t++) {
-                Token tok = tokens.get(t);
-                long key = tok == null ? 0 : tok.draftStep() >= 0 ? ExpertRouting.draftKey(tok.request().key, tok.draftStep())
-                        : ExpertRouting.contentKey(tok.request().key, tok.position());
-                for (int l = 0; l < shape.moeLayers(); l++) {
-                    for (int k = 0; k < shape.topK(); k++) {
-                        // padding: garbage the pipeline must skip
-                        int id = tok == null ? shape.numExperts() + 7 : ExpertRouting.mix(key, tok.position(), l, k, shape.numExperts());
-                        routingHost.putInt((t * perRow + l * shape.topK() + k) * 4, id);
-                    }
-                }
-            }
-            device.write(routingDevice, 0, routingHost.duplicate().position(0).limit(n * perRow * 4));
-        }
-        device.write(slotsDevice, 0, slotsHost.duplicate().position(0).limit(n * 8));
-        return new CaptureStep(stepId, n, routingBuffer, slotBuffer);
+        return forwardPass.forward(stepId, n, keys, positions, slots);
     }
 
     private void finishDone() {
@@ -539,11 +483,6 @@ public final class SimulatedEngine implements AutoCloseable {
     /** Frees the engine's device buffers. */
     @Override
     public void close() {
-        routingDevice.close();
-        slotsDevice.close();
-        if (keysDevice != null) {
-            keysDevice.close();
-            positionsDevice.close();
-        }
+        forwardPass.close();
     }
 }
