@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds what a GPU machine needs into the git-ignored folder bundle/ at the repository root: one shaded jar of
-# everything (examples with the sink, the CUDA backend and their dependencies) and a jlink'd JDK 17 runtime.
+# everything (examples with the sink, the CUDA backend and their dependencies), the CUDA backend's test classes (the GPU
+# tests and the GPU benchmark) with the JUnit console launcher and HdrHistogram, and a jlink'd JDK 17 runtime.
 # Then, on the GPU machine (see docs/gpu.md):
-#   bundle/jre/bin/java -cp bundle/r3-bundle.jar dev.routingreplay.cuda.GpuSelfTest
+#   bundle/jre/bin/java -jar bundle/junit-console.jar execute --class-path bundle/r3-bundle.jar:bundle/r3-gpu-tests.jar \
+#     --select-package dev.routingreplay.cuda
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # builds in the reactor (-am): nothing is installed into ~/.m2
@@ -10,8 +12,10 @@ mvn -q -B -DskipTests -Pbundle package -pl examples -am
 rm -rf bundle
 mkdir -p bundle
 cp examples/target/r3-bundle.jar bundle/
+cp pipeline-cuda/target/pipeline-cuda-*-tests.jar bundle/r3-gpu-tests.jar
+cp examples/target/bundle-tools/junit-console.jar examples/target/bundle-tools/hdrhistogram.jar bundle/
 jlink_bin="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")}/bin/jlink"
-"$jlink_bin" --add-modules java.base,jdk.unsupported,java.naming,java.management,java.logging,jdk.jfr,jdk.management \
+"$jlink_bin" --add-modules java.base,jdk.unsupported,java.naming,java.management,java.logging,java.xml,jdk.jfr,jdk.management,jdk.zipfs \
   --strip-debug --no-man-pages --no-header-files --compress=2 --output bundle/jre
 sed -n "s:.*<r3.jvm.flags>\(.*\)</r3.jvm.flags>.*:\1:p" pom.xml | sed "s: --add-exports=jdk.compiler[^ ]*::" > bundle/jvm.flags
 du -sh bundle bundle/jre bundle/r3-bundle.jar

@@ -86,8 +86,11 @@ public final class CudaDevice implements RoutingDevice {
         return new CudaDevice(ordinal, completion, engineStream);
     }
 
-    /** Makes this device's context current on the calling thread. */
-    void bind() {
+    /**
+     * Makes this device's context current on the calling thread. Every method of the backend does this itself; call it
+     * before driver API calls of your own (your own kernels on {@link #computeStream()}, say).
+     */
+    public void bind() {
         Cuda.check(JCudaDriver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
     }
 
@@ -174,30 +177,6 @@ public final class CudaDevice implements RoutingDevice {
         long threads = (long) tokens * shape.moeLayers();
         int blocks = (int) Math.min((threads + 127) / 128, 132L * 16);
         Cuda.check(JCudaDriver.cuLaunchKernel(kernels.gate, blocks, 1, 1, 128, 1, 1, 0, computeStream, params, null), "cuLaunchKernel(r3_gate)");
-    }
-
-    /**
-     * Launches the examples' deterministic gate on the compute stream: int32 ids {@code [tokens, layers, topK]} into
-     * {@code out}, each a pure function of the token's 64-bit key ({@code keys}, int64 per token), its position
-     * ({@code positions}, int32 per token; -1 marks padding, which gets the invalid id {@code numExperts + 7}), the layer
-     * and k. The host computes the same function ({@code ExpertRouting}), so a trainer can check every id. Returns
-     * without waiting.
-     */
-    public void launchKeyedRouting(CudaBuffer out, CudaBuffer keys, CudaBuffer positions, int tokens, RoutingShape shape) {
-        if ((long) tokens * shape.idsPerRow() * 4 > out.byteSize() || tokens * 8L > keys.byteSize() || tokens * 4L > positions.byteSize()) {
-            throw new IllegalArgumentException("buffers too small for " + tokens + " tokens of " + shape.describe());
-        }
-        if (tokens == 0) {
-            return;
-        }
-        bind();
-        Pointer params = Pointer.to(Pointer.to(out.pointer()), Pointer.to(keys.pointer()), Pointer.to(positions.pointer()),
-                Pointer.to(new int[] {tokens}), Pointer.to(new int[] {shape.moeLayers()}), Pointer.to(new int[] {shape.topK()}),
-                Pointer.to(new int[] {shape.numExperts()}));
-        long threads = (long) tokens * shape.idsPerRow();
-        int blocks = (int) Math.min((threads + 255) / 256, 132L * 16);
-        Cuda.check(JCudaDriver.cuLaunchKernel(kernels.keyed, blocks, 1, 1, 256, 1, 1, 0, computeStream, params, null),
-                "cuLaunchKernel(r3_keyed_routing)");
     }
 
     /** Waits for the compute stream. */

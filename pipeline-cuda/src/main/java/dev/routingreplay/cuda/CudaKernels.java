@@ -8,7 +8,10 @@ import jcuda.driver.CUfunction;
 import jcuda.driver.CUmodule;
 import jcuda.driver.JCudaDriver;
 
-/** The kernels of {@code r3_kernels.cu}, loaded from the committed PTX with {@code cuModuleLoadData}. */
+/**
+ * The backend's kernels of {@code r3_kernels.cu} (pack and the synthetic gate), loaded from the committed PTX with
+ * {@code cuModuleLoadData}. The module also holds the examples' keyed-routing gate, which the examples load themselves.
+ */
 final class CudaKernels {
     /** Class-path location of the committed PTX. */
     static final String PTX_RESOURCE = "/dev/routingreplay/cuda/r3_kernels.ptx";
@@ -16,7 +19,6 @@ final class CudaKernels {
     final CUmodule module = new CUmodule();
     final CUfunction pack = new CUfunction();
     final CUfunction gate = new CUfunction();
-    final CUfunction keyed = new CUfunction();
 
     CudaKernels() {
         byte[] ptx = ptx();
@@ -25,7 +27,6 @@ final class CudaKernels {
         Cuda.check(JCudaDriver.cuModuleLoadData(module, terminated), "cuModuleLoadData(r3_kernels.ptx)");
         Cuda.check(JCudaDriver.cuModuleGetFunction(pack, module, "r3_pack"), "cuModuleGetFunction(r3_pack)");
         Cuda.check(JCudaDriver.cuModuleGetFunction(gate, module, "r3_gate"), "cuModuleGetFunction(r3_gate)");
-        Cuda.check(JCudaDriver.cuModuleGetFunction(keyed, module, "r3_keyed_routing"), "cuModuleGetFunction(r3_keyed_routing)");
     }
 
     static byte[] ptx() {
