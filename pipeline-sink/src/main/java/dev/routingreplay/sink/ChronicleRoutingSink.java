@@ -25,6 +25,10 @@ import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentSkipListMap;
+import io.micrometer.core.instrument.FunctionCounter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.Meter;
+import io.micrometer.core.instrument.MeterRegistry;
 import java.util.zip.CRC32C;
 import net.openhft.chronicle.bytes.Bytes;
 import net.openhft.chronicle.bytes.BytesStore;
@@ -71,6 +75,19 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private final Set<String> finishedThisRound = new HashSet<>();
     private final Preallocation journalSpace;
     private final Preallocation requestSpace;
+    private final QueueBytes journalBytes = new QueueBytes();
+    private final QueueBytes requestBytes = new QueueBytes();
+    /** Request records by cycle, so that retention can count what it deleted. */
+    private final Map<Integer, Long> recordsPerCycle = new ConcurrentSkipListMap<>();
+    private final long maxRequestBytes;
+    private volatile long deletedByAge;
+    private volatile long deletedBySize;
+    private volatile long deletedByReaders;
+    private volatile long recordsDeleted;
+    /** The reader and file of the last "held back by a reader" warning, so that it is logged once per file. */
+    private String heldBackWarned;
+    private final MeterRegistry registry;
+    private final List<Meter> meters = new ArrayList<>();
     private final CRC32C crc = new CRC32C();
     private final Map<ByteBuffer, RingMemory> wrapped = new IdentityHashMap<>();
     private byte[] headerBytes = new byte[256];
@@ -95,11 +112,12 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     /** Test seam: runs inside every write, after its bytes and before its commit; a throw there rolls the write back. */
     WriteProbe probe = WriteProbe.NONE;
 
-    private ChronicleRoutingSink(StoreConfig config) {
+    private ChronicleRoutingSink(StoreConfig config, MeterRegistry registry) {
         this.config = config;
+        this.registry = registry;
         this.guard = new NativeOwnerGuard("routing store " + config.dir());
-        this.journalSpace = new Preallocation(config.journalDir());
-        this.requestSpace = new Preallocation(config.requestsDir());
+        this.journalSpace = new Preallocation(config.journalDir(), journalBytes);
+        this.requestSpace = new Preallocation(config.requestsDir(), requestBytes);
         this.shape = config.shape();
         this.rowBytes = shape.rowBytes();
         StoreManifest m = StoreManifest.openOrCreate(config.dir(), shape, config.slotCapacity(), config.rollCycle());
@@ -138,8 +156,12 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             for (String line : losses) {
                 LOG.log(System.Logger.Level.WARNING, line);
             }
+            this.maxRequestBytes = resolveMaxRequestBytes();
             new StoreCheckpoint(lastJournalIndex, lastRequestIndex).write(config.dir());
             lastCheckpointNanos = System.nanoTime();
+            if (registry != null) {
+                registerMeters(registry);
+            }
         } catch (RuntimeException | Error e) {
             slots.close();
             if (j != null) {
@@ -159,7 +181,61 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
      *     file is corrupt
      */
     public static ChronicleRoutingSink open(StoreConfig config) {
-        return new ChronicleRoutingSink(config);
+        return new ChronicleRoutingSink(config, null);
+    }
+
+    /**
+     * Opens the store as {@link #open(StoreConfig)} does, and registers its meters in {@code registry} (removed again
+     * by {@link #close}):
+     * <ul>
+     *   <li>{@code r3.store.bytes} (gauge, bytes), tagged {@code queue=journal} and {@code queue=requests}: what the
+     *       queue's files take on disk (allocated bytes, as {@code du} counts them; kept up to date by the writer as
+     *       it allocates and deletes, so reading it costs a field read);</li>
+     *   <li>{@code r3.store.files.deleted} (counter), tagged {@code reason=age}, {@code reason=size} and
+     *       {@code reason=readers}: request files retention deleted since the store was opened.</li>
+     * </ul>
+     */
+    public static ChronicleRoutingSink open(StoreConfig config, MeterRegistry registry) {
+        return new ChronicleRoutingSink(config, java.util.Objects.requireNonNull(registry, "registry"));
+    }
+
+    private void registerMeters(MeterRegistry r) {
+        meters.add(Gauge.builder("r3.store.bytes", journalBytes, QueueBytes::total).baseUnit("bytes")
+                .description("bytes the store's queue files take on disk").tag("queue", "journal").register(r));
+        meters.add(Gauge.builder("r3.store.bytes", requestBytes, QueueBytes::total).baseUnit("bytes")
+                .description("bytes the store's queue files take on disk").tag("queue", "requests").register(r));
+        meters.add(FunctionCounter.builder("r3.store.files.deleted", this, s -> s.deletedByAge)
+                .description("request files deleted by retention").tag("reason", "age").register(r));
+        meters.add(FunctionCounter.builder("r3.store.files.deleted", this, s -> s.deletedBySize)
+                .description("request files deleted by retention").tag("reason", "size").register(r));
+        meters.add(FunctionCounter.builder("r3.store.files.deleted", this, s -> s.deletedByReaders)
+                .description("request files deleted by retention").tag("reason", "readers").register(r));
+    }
+
+    /** The request queue's size limit: the configured one, or half of what it could take now. */
+    private long resolveMaxRequestBytes() {
+        if (config.maxRequestBytes() != StoreConfig.HALF_OF_FREE_SPACE) {
+            return config.maxRequestBytes();
+        }
+        long usable;
+        try {
+            usable = Files.getFileStore(config.dir()).getUsableSpace();
+        } catch (IOException e) {
+            throw new StoreException(config.dir(), "cannot tell the free space (for the request queue's default size limit)", e);
+        }
+        long limit = Math.max(1, (usable + requestBytes.total()) / 2);
+        LOG.log(System.Logger.Level.DEBUG, () -> config.requestsDir() + ": request files limited to " + limit
+                + " bytes (half of the free space at open; StoreConfig.withMaxRequestBytes)");
+        return limit;
+    }
+
+    /**
+     * What the store takes on disk and what retention deleted since it was opened. Cheap (no file access); any
+     * thread.
+     */
+    public StoreUsage usage() {
+        return new StoreUsage(journalBytes.total(), requestBytes.total(), maxRequestBytes, deletedByAge, deletedBySize, deletedByReaders,
+                recordsDeleted);
     }
 
     private SingleChronicleQueue openQueue(Path dir, Map<Integer, File> files, String what, long blockSize, RollCycle cycle) {
@@ -206,6 +282,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                     }
                     long index = dc.index();
                     Bytes<?> in = dc.wire().bytes();
+                    journalBytes.extend(journal.rollCycle().toCycle(index), in.readPosition() & -Preallocation.PAGE,
+                            Preallocation.allocatedFor(in.readLimit()));
                     if (scratch.length < in.readRemaining() && in.readRemaining() < Integer.MAX_VALUE - 8) {
                         scratch = new byte[(int) in.readRemaining()];
                     }
@@ -299,7 +377,11 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                     if (!dc.isPresent()) {
                         break;
                     }
-                    RequestRecords.readChecked(dc.wire().bytes(), path, dc.index(), header);
+                    Bytes<?> in = dc.wire().bytes();
+                    int cycle = requests.rollCycle().toCycle(dc.index());
+                    requestBytes.extend(cycle, in.readPosition() & -Preallocation.PAGE, Preallocation.allocatedFor(in.readLimit()));
+                    recordsPerCycle.merge(cycle, 1L, Long::sum);
+                    RequestRecords.readChecked(in, path, dc.index(), header);
                     RequestRecords.Header h = header[0];
                     lastRequestIndex = dc.index();
                     if (!h.shape().equals(shape)) {
@@ -450,6 +532,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         }
         long requestIndex = requestAppender.lastIndexAppended();
         lastRequestIndex = requestIndex;
+        recordsPerCycle.merge(requestAppender.cycle(), 1L, Long::sum);
         finishedThisRound.add(id);
         requestsWritten++;
         head = header(1 + 4 + RecordFormat.maxUtf8(id) + 12);
@@ -533,6 +616,10 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private void checkpointIfDue() {
         if (System.nanoTime() - lastCheckpointNanos >= CHECKPOINT_NANOS) {
             checkpoint();
+            if (requestAppender != null && requestBytes.total() > maxRequestBytes) {
+                // over the size limit since the last roll (a named reader held files back and may have read on)
+                sweepRequests(requestAppender.cycle());
+            }
         }
     }
 
@@ -665,18 +752,25 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     static final class Preallocation implements AutoCloseable {
         /** How far beyond a write's end the file is allocated: the next writes' headers, index entries and bytes. */
         static final long AHEAD = 4L << 20;
-        private static final long PAGE = 4096;
+        static final long PAGE = 4096;
         private static final int ZERO_BYTES = 1 << 20;
 
         private final Path queue;
+        private final QueueBytes usage;
         private ByteBuffer zeros;
         private int cycle = Integer.MIN_VALUE;
         private File file;
         private FileChannel channel;
         private long allocatedTo;
 
-        Preallocation(Path queue) {
+        Preallocation(Path queue, QueueBytes bytes) {
             this.queue = queue;
+            this.usage = bytes;
+        }
+
+        /** The bytes a file whose last excerpt ends at {@code end} takes after this preallocation's writes. */
+        static long allocatedFor(long end) {
+            return (end + AHEAD + PAGE - 1) & -PAGE;
         }
 
         /** The file written last, or the queue's folder before the first write. */
@@ -700,6 +794,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                 open(cycle, out);
             }
             long from = Math.max(allocatedTo, (position + PAGE - 1) & -PAGE);
+            long start = from;
             long to = (end + AHEAD + PAGE - 1) & -PAGE;
             try {
                 while (from < to) {
@@ -711,6 +806,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
                         + " ahead of the write; nothing of it was written", e);
             }
             allocatedTo = to;
+            usage.extend(cycle, start, to);
         }
 
         private void open(int newCycle, Bytes<?> out) {
@@ -753,18 +849,24 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         }
     }
 
-    /** Deletes request-queue cycles that every retained reader consumed, or that are older than the age bound. */
+    /**
+     * Deletes finished request-queue files (never the one of {@code currentCycle}), oldest first: those every named
+     * reader read past, those older than the age bound, then more while the queue takes more than its size limit,
+     * unless a named reader has not read past the file (readers win over the size limit; a warning names the reader).
+     */
     private void sweepRequests(int currentCycle) {
-        if (config.retainForReaders().isEmpty() && config.maxAge() == null) {
-            return;
-        }
+        boolean readers = !config.retainForReaders().isEmpty();
         int consumed = Integer.MIN_VALUE;
-        if (!config.retainForReaders().isEmpty()) {
+        String slowest = null;
+        if (readers) {
             consumed = Integer.MAX_VALUE;
             for (String reader : config.retainForReaders()) {
                 long index = ReaderPosition.read(config.dir(), reader);
                 int cycle = index < 0 ? Integer.MIN_VALUE : requests.rollCycle().toCycle(index);
-                consumed = Math.min(consumed, cycle);
+                if (cycle < consumed) {
+                    consumed = cycle;
+                    slowest = reader;
+                }
             }
         }
         long oldestKept = config.maxAge() == null ? Long.MIN_VALUE : System.currentTimeMillis() - config.maxAge().toMillis();
@@ -772,15 +874,45 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         boolean deleted = false;
         for (Map.Entry<Integer, File> e : requestFiles.entrySet()) {
             int cycle = e.getKey();
-            boolean read = cycle < consumed;
+            if (cycle >= currentCycle) {
+                break;
+            }
+            boolean read = readers && cycle < consumed;
             boolean old = (cycle + 1L) * length < oldestKept;
-            if (cycle < currentCycle && (read || old)) {
-                deleted |= delete(e.getValue());
-                requestFiles.remove(cycle);
+            boolean over = requestBytes.total() > maxRequestBytes;
+            if (!read && !old && over && readers) {
+                heldBack(slowest, e.getValue());
+                break;
+            }
+            if (!read && !old && !over) {
+                break;
+            }
+            deleted |= delete(e.getValue());
+            requestFiles.remove(cycle);
+            requestBytes.remove(cycle);
+            Long records = recordsPerCycle.remove(cycle);
+            recordsDeleted += records == null ? 0 : records;
+            if (read) {
+                deletedByReaders++;
+            } else if (old) {
+                deletedByAge++;
+            } else {
+                deletedBySize++;
             }
         }
         if (deleted) {
             requests.refreshDirectoryListing();
+        }
+    }
+
+    /** Warns (once per reader and file) that the request queue stays over its size limit because of a named reader. */
+    private void heldBack(String reader, File file) {
+        String key = reader + "@" + file;
+        if (!key.equals(heldBackWarned)) {
+            heldBackWarned = key;
+            LOG.log(System.Logger.Level.WARNING, config.requestsDir() + ": the request queue takes " + requestBytes.total()
+                    + " bytes, over its size limit of " + maxRequestBytes + " (maxRequestBytes), because named reader '" + reader
+                    + "' has not read past " + file.getName() + " yet; it is kept until the reader reads on (retainForReaders wins)");
         }
     }
 
@@ -791,6 +923,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             if (e.getKey() < lastClearCycle) {
                 deleted |= delete(e.getValue());
                 journalFiles.remove(e.getKey());
+                journalBytes.remove(e.getKey());
             }
         }
         if (deleted) {
@@ -825,6 +958,9 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     public void close() {
         if (!guard.close()) {
             return;
+        }
+        for (Meter m : meters) {
+            registry.remove(m);
         }
         try {
             if (broken == null) {

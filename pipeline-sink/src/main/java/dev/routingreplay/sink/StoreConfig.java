@@ -22,9 +22,23 @@ import net.openhft.chronicle.queue.RollCycles;
  * @param maxStepTokens the most tokens one capture step may have (sizes the journal's blocks)
  * @param maxRequestTokens the longest request the store records (sizes the request queue's blocks: a Chronicle
  *     excerpt may take at most a quarter of a block)
+ * @param maxRequestBytes the most bytes the request queue's files may take: when they take more, the oldest finished
+ *     files (never the one being written) are deleted until they fit. A named reader of {@code retainForReaders}
+ *     wins over this limit: a file it has not read past is kept, and the store stays over the limit (with a warning
+ *     naming the reader) until it reads on; {@code maxAge} deletes regardless. {@link #HALF_OF_FREE_SPACE} (the
+ *     default) resolves at open to half of the disk's usable space plus what the request queue holds already;
+ *     {@link Long#MAX_VALUE} keeps every file
  */
 public record StoreConfig(Path dir, RoutingShape shape, int slotCapacity, RollCycle rollCycle, List<String> retainForReaders,
-        Duration maxAge, long minFreeBytes, int maxStepTokens, int maxRequestTokens) {
+        Duration maxAge, long minFreeBytes, int maxStepTokens, int maxRequestTokens, long maxRequestBytes) {
+
+    /**
+     * The default {@link #maxRequestBytes}: half of what the request queue could take when the store opens (usable
+     * space of the store's disk plus the request files already there). It adapts to the disk (a fixed limit is
+     * either too small for a large volume or fills a small one), and leaves the other half for the journal, the file
+     * being written and other processes.
+     */
+    public static final long HALF_OF_FREE_SPACE = -1;
 
     /** Checks for nulls and ranges. */
     public StoreConfig {
@@ -41,6 +55,9 @@ public record StoreConfig(Path dir, RoutingShape shape, int slotCapacity, RollCy
         if (maxStepTokens < 1 || maxRequestTokens < 1) {
             throw new IllegalArgumentException("maxStepTokens and maxRequestTokens must be positive, were " + maxStepTokens + " and "
                     + maxRequestTokens);
+        }
+        if (maxRequestBytes < 1 && maxRequestBytes != HALF_OF_FREE_SPACE) {
+            throw new IllegalArgumentException("maxRequestBytes must be positive (or HALF_OF_FREE_SPACE), was " + maxRequestBytes);
         }
         if (blockSizeFor((long) maxRequestTokens * shape.rowBytes()) > (1L << 40)) {
             throw new IllegalArgumentException("maxRequestTokens=" + maxRequestTokens + " of " + shape.describe() + " is too large");
@@ -65,29 +82,42 @@ public record StoreConfig(Path dir, RoutingShape shape, int slotCapacity, RollCy
         return blockSizeFor((long) maxRequestTokens * shape.rowBytes());
     }
 
-    /** Hourly files, no retention, 256 MiB must stay free, steps up to 16k tokens, requests up to 128k tokens. */
+    /**
+     * Hourly files, no reader or age retention, request files limited to half the free space at open
+     * ({@link #HALF_OF_FREE_SPACE}), 256 MiB must stay free, steps up to 16k tokens, requests up to 128k tokens.
+     */
     public static StoreConfig of(Path dir, RoutingShape shape, int slotCapacity) {
-        return new StoreConfig(dir, shape, slotCapacity, RollCycles.FAST_HOURLY, List.of(), null, 256L << 20, 16384, 131072);
+        return new StoreConfig(dir, shape, slotCapacity, RollCycles.FAST_HOURLY, List.of(), null, 256L << 20, 16384, 131072,
+                HALF_OF_FREE_SPACE);
     }
 
     /** A copy with other size limits. */
     public StoreConfig withLimits(int stepTokens, int requestTokens) {
-        return new StoreConfig(dir, shape, slotCapacity, rollCycle, retainForReaders, maxAge, minFreeBytes, stepTokens, requestTokens);
+        return new StoreConfig(dir, shape, slotCapacity, rollCycle, retainForReaders, maxAge, minFreeBytes, stepTokens, requestTokens, maxRequestBytes);
     }
 
     /** A copy with another roll cycle. */
     public StoreConfig withRollCycle(RollCycle cycle) {
-        return new StoreConfig(dir, shape, slotCapacity, cycle, retainForReaders, maxAge, minFreeBytes, maxStepTokens, maxRequestTokens);
+        return new StoreConfig(dir, shape, slotCapacity, cycle, retainForReaders, maxAge, minFreeBytes, maxStepTokens, maxRequestTokens, maxRequestBytes);
     }
 
     /** A copy with a retention policy. */
     public StoreConfig withRetention(List<String> readers, Duration age) {
-        return new StoreConfig(dir, shape, slotCapacity, rollCycle, readers, age, minFreeBytes, maxStepTokens, maxRequestTokens);
+        return new StoreConfig(dir, shape, slotCapacity, rollCycle, readers, age, minFreeBytes, maxStepTokens, maxRequestTokens, maxRequestBytes);
     }
 
     /** A copy with another free-space floor. */
     public StoreConfig withMinFreeBytes(long bytes) {
-        return new StoreConfig(dir, shape, slotCapacity, rollCycle, retainForReaders, maxAge, bytes, maxStepTokens, maxRequestTokens);
+        return new StoreConfig(dir, shape, slotCapacity, rollCycle, retainForReaders, maxAge, bytes, maxStepTokens, maxRequestTokens, maxRequestBytes);
+    }
+
+    /**
+     * A copy that keeps at most {@code bytes} of request files (see {@link #maxRequestBytes}): {@link Long#MAX_VALUE}
+     * for no size limit, {@link #HALF_OF_FREE_SPACE} for the default.
+     */
+    public StoreConfig withMaxRequestBytes(long bytes) {
+        return new StoreConfig(dir, shape, slotCapacity, rollCycle, retainForReaders, maxAge, minFreeBytes, maxStepTokens, maxRequestTokens,
+                bytes);
     }
 
     Path journalDir() {
