@@ -87,8 +87,88 @@ public record StoreConfig(Path dir, RoutingShape shape, int slotCapacity, RollCy
      * ({@link #HALF_OF_FREE_SPACE}), 256 MiB must stay free, steps up to 16k tokens, requests up to 128k tokens.
      */
     public static StoreConfig of(Path dir, RoutingShape shape, int slotCapacity) {
-        return new StoreConfig(dir, shape, slotCapacity, RollCycles.FAST_HOURLY, List.of(), null, 256L << 20, 16384, 131072,
-                HALF_OF_FREE_SPACE);
+        return builder(dir, shape, slotCapacity).build();
+    }
+
+    /**
+     * A builder for a store at {@code dir} of {@code shape}'s rows and {@code slotCapacity} slots, starting from the
+     * defaults of {@link #of}; each setter names what it sets, {@link Builder#build()} checks every range.
+     */
+    public static Builder builder(Path dir, RoutingShape shape, int slotCapacity) {
+        return new Builder(dir, shape, slotCapacity);
+    }
+
+    /** Builds a {@link StoreConfig}, as Chronicle's own queue builder does; not thread-safe. */
+    public static final class Builder {
+        private final Path dir;
+        private final RoutingShape shape;
+        private final int slotCapacity;
+        private RollCycle rollCycle = RollCycles.FAST_HOURLY;
+        private List<String> retainForReaders = List.of();
+        private Duration maxAge;
+        private long minFreeBytes = 256L << 20;
+        private int maxStepTokens = 16384;
+        private int maxRequestTokens = 131072;
+        private long maxRequestBytes = HALF_OF_FREE_SPACE;
+
+        private Builder(Path dir, RoutingShape shape, int slotCapacity) {
+            this.dir = dir;
+            this.shape = shape;
+            this.slotCapacity = slotCapacity;
+        }
+
+        /** How often the queues start a new file (default hourly). */
+        public Builder rollCycle(RollCycle cycle) {
+            this.rollCycle = cycle;
+            return this;
+        }
+
+        /** Named readers that must have read a request file before retention deletes it (default none). */
+        public Builder retainForReaders(List<String> readers) {
+            this.retainForReaders = readers;
+            return this;
+        }
+
+        /** Request files that ended longer ago than {@code age} are deleted even if unread (default: never by age). */
+        public Builder maxAge(Duration age) {
+            this.maxAge = age;
+            return this;
+        }
+
+        /** Writes fail with a clear error when less than this is free on the store's disk (default 256 MiB). */
+        public Builder minFreeBytes(long bytes) {
+            this.minFreeBytes = bytes;
+            return this;
+        }
+
+        /** The most tokens of one capture step (default 16384). */
+        public Builder maxStepTokens(int tokens) {
+            this.maxStepTokens = tokens;
+            return this;
+        }
+
+        /** The longest request the store records (default 131072 tokens). */
+        public Builder maxRequestTokens(int tokens) {
+            this.maxRequestTokens = tokens;
+            return this;
+        }
+
+        /** The most bytes of request files (default {@link #HALF_OF_FREE_SPACE}; {@link Long#MAX_VALUE} keeps all). */
+        public Builder maxRequestBytes(long bytes) {
+            this.maxRequestBytes = bytes;
+            return this;
+        }
+
+        /**
+         * The configuration.
+         *
+         * @throws IllegalArgumentException naming the field whose value is out of range
+         * @throws NullPointerException naming a missing dir, shape or roll cycle
+         */
+        public StoreConfig build() {
+            return new StoreConfig(dir, shape, slotCapacity, rollCycle, retainForReaders, maxAge, minFreeBytes, maxStepTokens,
+                    maxRequestTokens, maxRequestBytes);
+        }
     }
 
     /** A copy with other size limits. */
