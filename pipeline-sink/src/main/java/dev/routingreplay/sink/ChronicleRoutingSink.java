@@ -14,10 +14,8 @@ import java.io.File;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.IdentityHashMap;
@@ -32,13 +30,10 @@ import io.micrometer.core.instrument.MeterRegistry;
 import java.util.zip.CRC32C;
 import net.openhft.chronicle.bytes.Bytes;
 import net.openhft.chronicle.bytes.BytesStore;
-import net.openhft.chronicle.bytes.MappedBytes;
 import net.openhft.chronicle.queue.ExcerptAppender;
 import net.openhft.chronicle.queue.ExcerptTailer;
 import net.openhft.chronicle.queue.RollCycle;
-import net.openhft.chronicle.queue.impl.StoreFileListener;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
-import net.openhft.chronicle.queue.impl.single.SingleChronicleQueueBuilder;
 import net.openhft.chronicle.wire.DocumentContext;
 
 /**
@@ -127,8 +122,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         SingleChronicleQueue j = null;
         SingleChronicleQueue r = null;
         try {
-            j = openQueue(config.journalDir(), journalFiles, "journal", config.journalBlockSize(), cycle);
-            r = openQueue(config.requestsDir(), requestFiles, "request", config.requestBlockSize(), cycle);
+            j = StoreQueues.writable(config.journalDir(), journalFiles, "journal", config.journalBlockSize(), cycle);
+            r = StoreQueues.writable(config.requestsDir(), requestFiles, "request", config.requestBlockSize(), cycle);
             if (m.rollCycle() == null) {
                 // a store made before the manifest recorded it: record the cycle the queues use, for read-only readers
                 m = m.withRollCycle(r.rollCycle());
@@ -236,31 +231,6 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     public StoreUsage usage() {
         return new StoreUsage(journalBytes.total(), requestBytes.total(), maxRequestBytes, deletedByAge, deletedBySize, deletedByReaders,
                 recordsDeleted);
-    }
-
-    private SingleChronicleQueue openQueue(Path dir, Map<Integer, File> files, String what, long blockSize, RollCycle cycle) {
-        try {
-            Files.createDirectories(dir);
-        } catch (IOException e) {
-            throw new StoreException(dir, "cannot create the " + what + " queue folder", e);
-        }
-        StoreCheckpoint.checkQueueFiles(dir);
-        try {
-            return SingleChronicleQueueBuilder.binary(dir).rollCycle(cycle).blockSize(blockSize).timeoutMS(2_000)
-                    .storeFileListener(new StoreFileListener() {
-                        @Override
-                        public void onAcquired(int cycle, File file) {
-                            files.put(cycle, file);
-                        }
-
-                        @Override
-                        public void onReleased(int cycle, File file) {
-                            files.put(cycle, file);
-                        }
-                    }).build();
-        } catch (RuntimeException e) {
-            throw new StoreException(dir, "cannot open the " + what + " queue", e);
-        }
     }
 
     /** Replays the journal into the slot index; returns {steps, rows, moves, clears, lastStepId, records, recordsAfterClear}. */
@@ -738,107 +708,6 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             return broken;
         }
         return new StoreException(path, "write failed and was rolled back", e);
-    }
-
-    /**
-     * Makes the bytes a write will touch exist on disk before the mapped write touches them: a queue file is sparse,
-     * and a mapped write into a hole when the disk (or tmpfs) is full is a SIGBUS, which the JVM reports as an
-     * {@code InternalError} at some later access, possibly after the excerpt was acknowledged. So every write first
-     * makes sure its bytes and {@link #AHEAD} more are allocated, by writing zeros with {@link FileChannel#write}
-     * beyond the queue's write position (never below it: those bytes hold excerpts); a full disk is then an
-     * {@code IOException} before any byte of the excerpt is written. Steady state: one comparison per write, no
-     * allocation; a write of zeros every {@link #AHEAD} bytes.
-     */
-    static final class Preallocation implements AutoCloseable {
-        /** How far beyond a write's end the file is allocated: the next writes' headers, index entries and bytes. */
-        static final long AHEAD = 4L << 20;
-        static final long PAGE = 4096;
-        private static final int ZERO_BYTES = 1 << 20;
-
-        private final Path queue;
-        private final QueueBytes usage;
-        private ByteBuffer zeros;
-        private int cycle = Integer.MIN_VALUE;
-        private File file;
-        private FileChannel channel;
-        private long allocatedTo;
-
-        Preallocation(Path queue, QueueBytes bytes) {
-            this.queue = queue;
-            this.usage = bytes;
-        }
-
-        /** The bytes a file whose last excerpt ends at {@code end} takes after this preallocation's writes. */
-        static long allocatedFor(long end) {
-            return (end + AHEAD + PAGE - 1) & -PAGE;
-        }
-
-        /** The file written last, or the queue's folder before the first write. */
-        Path path() {
-            return file == null ? queue : file.toPath();
-        }
-
-        /**
-         * Allocates bytes {@code [position, position + bytes + AHEAD)} of the queue file of {@code cycle}, where
-         * {@code position} is {@code out}'s write position (an offset in the mapped queue file).
-         *
-         * @throws StoreException naming the file when the disk is full (nothing of the excerpt was written yet)
-         */
-        void ensure(int cycle, Bytes<?> out, long bytes) {
-            long position = out.writePosition();
-            long end = position + bytes;
-            if (cycle == this.cycle && end <= allocatedTo) {
-                return;
-            }
-            if (cycle != this.cycle) {
-                open(cycle, out);
-            }
-            long from = Math.max(allocatedTo, (position + PAGE - 1) & -PAGE);
-            long start = from;
-            long to = (end + AHEAD + PAGE - 1) & -PAGE;
-            try {
-                while (from < to) {
-                    zeros.clear().limit((int) Math.min(ZERO_BYTES, to - from));
-                    from += channel.write(zeros, from);
-                }
-            } catch (IOException e) {
-                throw new StoreException(file.toPath(), "disk full: cannot allocate bytes " + from + " to " + to
-                        + " ahead of the write; nothing of it was written", e);
-            }
-            allocatedTo = to;
-            usage.extend(cycle, start, to);
-        }
-
-        private void open(int newCycle, Bytes<?> out) {
-            if (!(out instanceof MappedBytes mapped)) {
-                throw new StoreException(queue, "the queue does not write to a mapped file (" + out.getClass().getName() + ")");
-            }
-            File f = mapped.mappedFile().file();
-            close();
-            try {
-                channel = FileChannel.open(f.toPath(), StandardOpenOption.WRITE);
-            } catch (IOException e) {
-                throw new StoreException(f.toPath(), "cannot open the queue file to allocate space in it", e);
-            }
-            if (zeros == null) {
-                zeros = ByteBuffer.allocateDirect(ZERO_BYTES);
-            }
-            file = f;
-            cycle = newCycle;
-            allocatedTo = 0;
-        }
-
-        @Override
-        public void close() {
-            if (channel != null) {
-                try {
-                    channel.close();
-                } catch (IOException e) {
-                    // nothing to keep: the zeros were written
-                }
-                channel = null;
-            }
-        }
     }
 
     private void sweepIfRolled() {
