@@ -10,19 +10,13 @@ import dev.routingreplay.core.memory.NativeOwnerGuard;
 import dev.routingreplay.core.sink.RequestRouting;
 import dev.routingreplay.core.sink.RoutingSink;
 import dev.routingreplay.core.sink.SlotStore;
-import io.micrometer.core.instrument.FunctionCounter;
-import io.micrometer.core.instrument.Gauge;
-import io.micrometer.core.instrument.Meter;
 import io.micrometer.core.instrument.MeterRegistry;
 import java.io.File;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.HashSet;
-import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentSkipListMap;
-import net.openhft.chronicle.queue.RollCycle;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
 
 /**
@@ -54,8 +48,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private final RoutingShape shape;
     private final StoreManifest manifest;
     private final SlotStore store;
-    private final SingleChronicleQueue journal;
-    private final SingleChronicleQueue requests;
+    private final StoreQueues.Writer queues;
     private final Set<String> finishedThisRound = new HashSet<>();
     private final QueueBytes journalBytes = new QueueBytes();
     private final QueueBytes requestBytes = new QueueBytes();
@@ -64,8 +57,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private final JournalWriter journalWriter;
     private final RequestWriter requestWriter;
     private final RecoveryReport recovery;
-    private final MeterRegistry registry;
-    private final List<Meter> meters = new ArrayList<>();
+    private final StoreMeters meters;
     private final NativeOwnerGuard guard;
     private long lastCheckpointNanos;
     private Thread owner;
@@ -76,30 +68,19 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
 
     private ChronicleRoutingSink(StoreConfig config, MeterRegistry registry) {
         this.config = config;
-        this.registry = registry;
         this.guard = new NativeOwnerGuard("routing store " + config.dir());
         this.space = new WriteSpace(config, journalBytes, requestBytes);
         this.shape = config.shape();
-        StoreManifest m = StoreManifest.openOrCreate(config.dir(), shape, config.slotCapacity(), config.rollCycle());
-        // a store keeps the roll cycle it was created with (Chronicle's metadata would override another one anyway)
-        RollCycle cycle = m.rollCycle() != null ? m.rollCycle() : config.rollCycle();
-        SlotStore slots = new SlotStore(shape, m.slotCapacity());
         Map<Integer, File> journalFiles = new ConcurrentSkipListMap<>();
         Map<Integer, File> requestFiles = new ConcurrentSkipListMap<>();
-        SingleChronicleQueue j = null;
-        SingleChronicleQueue r = null;
+        this.queues = StoreQueues.writer(config, journalFiles, requestFiles);
+        this.manifest = queues.manifest();
+        SingleChronicleQueue j = queues.journal();
+        SingleChronicleQueue r = queues.requests();
+        SlotStore slots = null;
         try {
-            j = StoreQueues.writable(config.journalDir(), journalFiles, "journal", config.journalBlockSize(), cycle);
-            r = StoreQueues.writable(config.requestsDir(), requestFiles, "request", config.requestBlockSize(), cycle);
-            if (m.rollCycle() == null) {
-                // a store made before the manifest recorded it: record the cycle the queues use, for read-only readers
-                m = m.withRollCycle(r.rollCycle());
-                m.write(config.dir());
-            }
-            this.manifest = m;
+            slots = new SlotStore(shape, manifest.slotCapacity());
             this.store = slots;
-            this.journal = j;
-            this.requests = r;
             this.retention = new RetentionSweeper(config, j, r, journalFiles, requestFiles, journalBytes, requestBytes);
             JournalRecovery recovered = new JournalRecovery(config, slots, j, r, journalBytes, requestBytes, retention, finishedThisRound);
             this.recovery = recovered.recover();
@@ -108,17 +89,12 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             this.requestWriter = new RequestWriter(r, config.requestsDir(), space, slots, shape, recovered.lastRequestIndex());
             retention.resolveLimit();
             checkpoint();
-            if (registry != null) {
-                registerMeters(registry);
-            }
+            this.meters = registry == null ? null : new StoreMeters(registry, journalBytes, requestBytes, retention);
         } catch (RuntimeException | Error e) {
-            slots.close();
-            if (j != null) {
-                j.close();
+            if (slots != null) {
+                slots.close();
             }
-            if (r != null) {
-                r.close();
-            }
+            queues.close();
             throw e;
         }
     }
@@ -146,19 +122,6 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
      */
     public static ChronicleRoutingSink open(StoreConfig config, MeterRegistry registry) {
         return new ChronicleRoutingSink(config, java.util.Objects.requireNonNull(registry, "registry"));
-    }
-
-    private void registerMeters(MeterRegistry r) {
-        meters.add(Gauge.builder("r3.store.bytes", journalBytes, QueueBytes::total).baseUnit("bytes")
-                .description("bytes the store's queue files take on disk").tag("queue", "journal").register(r));
-        meters.add(Gauge.builder("r3.store.bytes", requestBytes, QueueBytes::total).baseUnit("bytes")
-                .description("bytes the store's queue files take on disk").tag("queue", "requests").register(r));
-        meters.add(FunctionCounter.builder("r3.store.files.deleted", retention, RetentionSweeper::deletedByAge)
-                .description("request files deleted by retention").tag("reason", "age").register(r));
-        meters.add(FunctionCounter.builder("r3.store.files.deleted", retention, RetentionSweeper::deletedBySize)
-                .description("request files deleted by retention").tag("reason", "size").register(r));
-        meters.add(FunctionCounter.builder("r3.store.files.deleted", retention, RetentionSweeper::deletedByReaders)
-                .description("request files deleted by retention").tag("reason", "readers").register(r));
     }
 
     /**
@@ -229,6 +192,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         }
     }
 
+    /** Records a finished request once per round: its request record, then its journal excerpt. */
     private void doFinish(RequestFinished request) {
         String id = request.requestId();
         if (finishedThisRound.contains(id)) {
@@ -357,8 +321,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         if (!guard.close()) {
             return;
         }
-        for (Meter m : meters) {
-            registry.remove(m);
+        if (meters != null) {
+            meters.remove();
         }
         try {
             if (space.broken() == null) {
@@ -366,8 +330,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             }
         } finally {
             space.close();
-            journal.close();
-            requests.close();
+            queues.close();
             store.close();
         }
     }

@@ -22,6 +22,47 @@ final class StoreQueues {
     private StoreQueues() {
     }
 
+    /** A writer's queues and the store's manifest (its roll cycle recorded). */
+    record Writer(StoreManifest manifest, SingleChronicleQueue journal, SingleChronicleQueue requests) implements AutoCloseable {
+        @Override
+        public void close() {
+            journal.close();
+            requests.close();
+        }
+    }
+
+    /**
+     * Opens (or creates) the store's manifest and its journal and request queue for writing, with the roll cycle
+     * the store was created with; {@code journalFiles} and {@code requestFiles} learn each cycle's file.
+     *
+     * @throws StoreException naming the path when the manifest does not match or a queue cannot be opened
+     */
+    static Writer writer(StoreConfig config, Map<Integer, File> journalFiles, Map<Integer, File> requestFiles) {
+        StoreManifest m = StoreManifest.openOrCreate(config.dir(), config.shape(), config.slotCapacity(), config.rollCycle());
+        // a store keeps the roll cycle it was created with (Chronicle's metadata would override another one anyway)
+        RollCycle cycle = m.rollCycle() != null ? m.rollCycle() : config.rollCycle();
+        SingleChronicleQueue j = null;
+        SingleChronicleQueue r = null;
+        try {
+            j = writable(config.journalDir(), journalFiles, "journal", config.journalBlockSize(), cycle);
+            r = writable(config.requestsDir(), requestFiles, "request", config.requestBlockSize(), cycle);
+            if (m.rollCycle() == null) {
+                // a store made before the manifest recorded it: record the cycle the queues use, for read-only readers
+                m = m.withRollCycle(r.rollCycle());
+                m.write(config.dir());
+            }
+            return new Writer(m, j, r);
+        } catch (RuntimeException | Error e) {
+            if (j != null) {
+                j.close();
+            }
+            if (r != null) {
+                r.close();
+            }
+            throw e;
+        }
+    }
+
     /**
      * Opens (or creates) the queue in {@code dir} for writing; {@code files} learns each cycle's file as Chronicle
      * acquires or releases it.
