@@ -42,11 +42,8 @@ import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
  * {@link IllegalStateException} naming the store, never a crash.
  */
 public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
-    private static final long CHECKPOINT_NANOS = 1_000_000_000L;
-
     private final StoreConfig config;
     private final RoutingShape shape;
-    private final StoreManifest manifest;
     private final SlotStore store;
     private final StoreQueues.Writer queues;
     private final Set<String> finishedThisRound = new HashSet<>();
@@ -56,10 +53,10 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private final RetentionSweeper retention;
     private final JournalWriter journalWriter;
     private final RequestWriter requestWriter;
+    private final CheckpointWriter checkpoints;
     private final RecoveryReport recovery;
     private final StoreMeters meters;
     private final NativeOwnerGuard guard;
-    private long lastCheckpointNanos;
     private Thread owner;
     private long round;
     private long duplicateFinishes;
@@ -74,12 +71,11 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         Map<Integer, File> journalFiles = new ConcurrentSkipListMap<>();
         Map<Integer, File> requestFiles = new ConcurrentSkipListMap<>();
         this.queues = StoreQueues.writer(config, journalFiles, requestFiles);
-        this.manifest = queues.manifest();
         SingleChronicleQueue j = queues.journal();
         SingleChronicleQueue r = queues.requests();
         SlotStore slots = null;
         try {
-            slots = new SlotStore(shape, manifest.slotCapacity());
+            slots = new SlotStore(shape, queues.manifest().slotCapacity());
             this.store = slots;
             this.retention = new RetentionSweeper(config, j, r, journalFiles, requestFiles, journalBytes, requestBytes);
             JournalRecovery recovered = new JournalRecovery(config, slots, j, r, journalBytes, requestBytes, retention, finishedThisRound);
@@ -88,7 +84,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             this.journalWriter = new JournalWriter(j, config.journalDir(), space, recovered.lastJournalIndex());
             this.requestWriter = new RequestWriter(r, config.requestsDir(), space, slots, shape, recovered.lastRequestIndex());
             retention.resolveLimit();
-            checkpoint();
+            this.checkpoints = new CheckpointWriter(config.dir(), journalWriter, requestWriter);
+            checkpoints.write();
             this.meters = registry == null ? null : new StoreMeters(registry, journalBytes, requestBytes, retention);
         } catch (RuntimeException | Error e) {
             if (slots != null) {
@@ -155,7 +152,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
 
     @Override
     public int slotCapacity() {
-        return manifest.slotCapacity();
+        return queues.manifest().slotCapacity();
     }
 
     @Override
@@ -186,32 +183,27 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     public void finish(RequestFinished request) {
         guard.enter("finish");
         try {
-            doFinish(request);
+            String id = request.requestId();
+            if (finishedThisRound.contains(id)) {
+                duplicateFinishes++;
+                return;
+            }
+            int n = request.seqLen();
+            if (n > config.maxRequestTokens()) {
+                throw new IllegalArgumentException("request " + id + ": seqLen=" + n + " exceeds the store's maxRequestTokens="
+                        + config.maxRequestTokens() + " (StoreConfig.withLimits)");
+            }
+            prepareWrite(requestWriter.maxBytes(id, n));
+            // the request record first (the journal's finish names its index), recorded once per round
+            long requestIndex = requestWriter.write(request, round, probe);
+            retention.recorded(requestWriter.cycle());
+            finishedThisRound.add(id);
+            journalWriter.finish(id, n, requestIndex, probe);
+            retention.sweepIfRolled(requestWriter.cycle());
+            checkpointIfDue();
         } finally {
             guard.exit();
         }
-    }
-
-    /** Records a finished request once per round: its request record, then its journal excerpt. */
-    private void doFinish(RequestFinished request) {
-        String id = request.requestId();
-        if (finishedThisRound.contains(id)) {
-            duplicateFinishes++;
-            return;
-        }
-        int n = request.seqLen();
-        if (n > config.maxRequestTokens()) {
-            throw new IllegalArgumentException("request " + id + ": seqLen=" + n + " exceeds the store's maxRequestTokens="
-                    + config.maxRequestTokens() + " (StoreConfig.withLimits)");
-        }
-        prepareWrite(requestWriter.maxBytes(id, n));
-        // the request record first: the journal's finish names its index
-        long requestIndex = requestWriter.write(request, round, probe);
-        retention.recorded(requestWriter.cycle());
-        finishedThisRound.add(id);
-        journalWriter.finish(id, n, requestIndex, probe);
-        retention.sweepIfRolled(requestWriter.cycle());
-        checkpointIfDue();
     }
 
     @Override
@@ -285,20 +277,12 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         space.reserve(bytes);
     }
 
-    /** Writes the checkpoint (the indexes of the last excerpts this sink committed or recovered) once a second. */
+    /** Writes the checkpoint once a second, and then sweeps the request queue if it is over its size limit. */
     private void checkpointIfDue() {
-        if (System.nanoTime() - lastCheckpointNanos >= CHECKPOINT_NANOS) {
-            checkpoint();
-            if (requestWriter.claimed()) {
-                // over the size limit since the last roll (a named reader held files back and may have read on)
-                retention.sweepIfOver(requestWriter.cycle());
-            }
+        if (checkpoints.writeIfDue() && requestWriter.claimed()) {
+            // over the size limit since the last roll (a named reader held files back and may have read on)
+            retention.sweepIfOver(requestWriter.cycle());
         }
-    }
-
-    private void checkpoint() {
-        new StoreCheckpoint(journalWriter.lastIndex(), requestWriter.lastIndex()).write(config.dir());
-        lastCheckpointNanos = System.nanoTime();
     }
 
     /** Called inside every store write after its bytes were written and before it commits (fault injection in tests). */
@@ -326,7 +310,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         }
         try {
             if (space.broken() == null) {
-                checkpoint();
+                checkpoints.write();
             }
         } finally {
             space.close();
