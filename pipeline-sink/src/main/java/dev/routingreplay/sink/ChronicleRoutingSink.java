@@ -10,36 +10,14 @@ import dev.routingreplay.core.memory.NativeOwnerGuard;
 import dev.routingreplay.core.sink.RequestRouting;
 import dev.routingreplay.core.sink.RoutingSink;
 import dev.routingreplay.core.sink.SlotStore;
+import io.micrometer.core.instrument.MeterRegistry;
 import java.io.File;
-import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
-import java.nio.channels.FileChannel;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
-import java.util.ArrayList;
 import java.util.HashSet;
-import java.util.IdentityHashMap;
-import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentSkipListMap;
-import io.micrometer.core.instrument.FunctionCounter;
-import io.micrometer.core.instrument.Gauge;
-import io.micrometer.core.instrument.Meter;
-import io.micrometer.core.instrument.MeterRegistry;
-import java.util.zip.CRC32C;
-import net.openhft.chronicle.bytes.Bytes;
-import net.openhft.chronicle.bytes.BytesStore;
-import net.openhft.chronicle.bytes.MappedBytes;
-import net.openhft.chronicle.queue.ExcerptAppender;
-import net.openhft.chronicle.queue.ExcerptTailer;
-import net.openhft.chronicle.queue.RollCycle;
-import net.openhft.chronicle.queue.impl.StoreFileListener;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
-import net.openhft.chronicle.queue.impl.single.SingleChronicleQueueBuilder;
-import net.openhft.chronicle.wire.DocumentContext;
 
 /**
  * The durable sink: a Chronicle Queue journal (one excerpt per event, the source of truth), an in-memory slot index
@@ -53,123 +31,67 @@ import net.openhft.chronicle.wire.DocumentContext;
  * the queue file when the disk fills before the bytes a write will touch exist (they are allocated before the mapped
  * write, see {@link Preallocation}), never with a SIGBUS in the middle of an excerpt.
  *
+ * <p>Every event is journalled first ({@link JournalWriter}) and then applied to the slot index, so the index never
+ * holds an effect the journal lacks; a finish writes its request record ({@link RequestWriter}) before its journal
+ * excerpt. The other jobs live in their own classes: {@link JournalRecovery} (open), {@link WriteSpace} (free space,
+ * preallocation, fatal failures), {@link RetentionSweeper} (deleting files), {@link StoreQueues} (opening queues).
+ *
  * <p>Threading: one thread at a time (the pipeline's sink thread), like every {@link RoutingSink}. {@link #close} may
  * be called from any thread, also concurrently with itself or with a running sink call: it waits for a running call
  * to finish (so a write is never cut off by unmapping its file), and every later call throws an
  * {@link IllegalStateException} naming the store, never a crash.
  */
 public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
-    private static final long SPACE_CHECK_BYTES = 16L << 20;
-    private static final long CHECKPOINT_NANOS = 1_000_000_000L;
-    private static final System.Logger LOG = System.getLogger(ChronicleRoutingSink.class.getName());
-
     private final StoreConfig config;
     private final RoutingShape shape;
-    private final int rowBytes;
-    private final StoreManifest manifest;
     private final SlotStore store;
-    private final SingleChronicleQueue journal;
-    private final SingleChronicleQueue requests;
-    private final Map<Integer, File> journalFiles = new ConcurrentSkipListMap<>();
-    private final Map<Integer, File> requestFiles = new ConcurrentSkipListMap<>();
+    private final StoreQueues.Writer queues;
     private final Set<String> finishedThisRound = new HashSet<>();
-    private final Preallocation journalSpace;
-    private final Preallocation requestSpace;
     private final QueueBytes journalBytes = new QueueBytes();
     private final QueueBytes requestBytes = new QueueBytes();
-    /** Request records by cycle, so that retention can count what it deleted. */
-    private final Map<Integer, Long> recordsPerCycle = new ConcurrentSkipListMap<>();
-    private final long maxRequestBytes;
-    private volatile long deletedByAge;
-    private volatile long deletedBySize;
-    private volatile long deletedByReaders;
-    private volatile long recordsDeleted;
-    /** The reader and file of the last "held back by a reader" warning, so that it is logged once per file. */
-    private String heldBackWarned;
-    private final MeterRegistry registry;
-    private final List<Meter> meters = new ArrayList<>();
-    private final CRC32C crc = new CRC32C();
-    private final Map<ByteBuffer, RingMemory> wrapped = new IdentityHashMap<>();
-    private byte[] headerBytes = new byte[256];
-    private ByteBuffer headerBuffer = ByteBuffer.wrap(headerBytes).order(ByteOrder.LITTLE_ENDIAN);
-    private long requestsWritten;
-    private long lastJournalIndex = -1;
-    private long lastCheckpointNanos;
-    private long lastRequestIndex = -1;
+    private final WriteSpace space;
+    private final RetentionSweeper retention;
+    private final JournalWriter journalWriter;
+    private final RequestWriter requestWriter;
+    private final CheckpointWriter checkpoints;
     private final RecoveryReport recovery;
-    private ExcerptAppender journalAppender;
-    private ExcerptAppender requestAppender;
+    private final StoreMeters meters;
+    private final NativeOwnerGuard guard;
     private Thread owner;
     private long round;
-    private int lastClearCycle = Integer.MIN_VALUE;
-    private int lastSweptCycle = Integer.MIN_VALUE;
-    private long bytesSinceSpaceCheck = SPACE_CHECK_BYTES;
-    private byte[] gatherBytes = new byte[0];
-    private ByteBuffer gatherBuffer = ByteBuffer.wrap(gatherBytes);
     private long duplicateFinishes;
-    private final NativeOwnerGuard guard;
-    private StoreException broken;
     /** Test seam: runs inside every write, after its bytes and before its commit; a throw there rolls the write back. */
     WriteProbe probe = WriteProbe.NONE;
 
     private ChronicleRoutingSink(StoreConfig config, MeterRegistry registry) {
         this.config = config;
-        this.registry = registry;
         this.guard = new NativeOwnerGuard("routing store " + config.dir());
-        this.journalSpace = new Preallocation(config.journalDir(), journalBytes);
-        this.requestSpace = new Preallocation(config.requestsDir(), requestBytes);
+        this.space = new WriteSpace(config, journalBytes, requestBytes);
         this.shape = config.shape();
-        this.rowBytes = shape.rowBytes();
-        StoreManifest m = StoreManifest.openOrCreate(config.dir(), shape, config.slotCapacity(), config.rollCycle());
-        // a store keeps the roll cycle it was created with (Chronicle's metadata would override another one anyway)
-        RollCycle cycle = m.rollCycle() != null ? m.rollCycle() : config.rollCycle();
-        SlotStore slots = new SlotStore(shape, m.slotCapacity());
-        SingleChronicleQueue j = null;
-        SingleChronicleQueue r = null;
+        Map<Integer, File> journalFiles = new ConcurrentSkipListMap<>();
+        Map<Integer, File> requestFiles = new ConcurrentSkipListMap<>();
+        this.queues = StoreQueues.writer(config, journalFiles, requestFiles);
+        SingleChronicleQueue j = queues.journal();
+        SingleChronicleQueue r = queues.requests();
+        SlotStore slots = null;
         try {
-            j = openQueue(config.journalDir(), journalFiles, "journal", config.journalBlockSize(), cycle);
-            r = openQueue(config.requestsDir(), requestFiles, "request", config.requestBlockSize(), cycle);
-            if (m.rollCycle() == null) {
-                // a store made before the manifest recorded it: record the cycle the queues use, for read-only readers
-                m = m.withRollCycle(r.rollCycle());
-                m.write(config.dir());
-            }
-            this.manifest = m;
+            slots = new SlotStore(shape, queues.manifest().slotCapacity());
             this.store = slots;
-            this.journal = j;
-            this.requests = r;
-            long start = System.nanoTime();
-            long[] replayed = replayJournal();
-            long records = scanRequests();
-            StoreCheckpoint acknowledged = StoreCheckpoint.read(config.dir());
-            List<String> losses = new ArrayList<>();
-            String lost = StoreCheckpoint.lost("journal", config.journalDir(), lastJournalIndex, acknowledged.journalLastIndex());
-            if (lost != null) {
-                losses.add(lost);
-            }
-            lost = StoreCheckpoint.lost("request queue", config.requestsDir(), lastRequestIndex, acknowledged.requestsLastIndex());
-            if (lost != null) {
-                losses.add(lost);
-            }
-            this.recovery = new RecoveryReport(replayed[0], replayed[1], replayed[2], replayed[3], round, replayed[4], records,
-                    replayed[5], replayed[6], (System.nanoTime() - start) / 1_000_000, losses);
-            for (String line : losses) {
-                LOG.log(System.Logger.Level.WARNING, line);
-            }
-            this.maxRequestBytes = resolveMaxRequestBytes();
-            new StoreCheckpoint(lastJournalIndex, lastRequestIndex).write(config.dir());
-            lastCheckpointNanos = System.nanoTime();
-            if (registry != null) {
-                registerMeters(registry);
-            }
+            this.retention = new RetentionSweeper(config, j, r, journalFiles, requestFiles, journalBytes, requestBytes);
+            JournalRecovery recovered = new JournalRecovery(config, slots, j, r, journalBytes, requestBytes, retention, finishedThisRound);
+            this.recovery = recovered.recover();
+            this.round = recovered.round();
+            this.journalWriter = new JournalWriter(j, config.journalDir(), space, recovered.lastJournalIndex());
+            this.requestWriter = new RequestWriter(r, config.requestsDir(), space, slots, shape, recovered.lastRequestIndex());
+            retention.resolveLimit();
+            this.checkpoints = new CheckpointWriter(config.dir(), journalWriter, requestWriter);
+            checkpoints.write();
+            this.meters = registry == null ? null : new StoreMeters(registry, journalBytes, requestBytes, retention);
         } catch (RuntimeException | Error e) {
-            slots.close();
-            if (j != null) {
-                j.close();
+            if (slots != null) {
+                slots.close();
             }
-            if (r != null) {
-                r.close();
-            }
+            queues.close();
             throw e;
         }
     }
@@ -199,207 +121,13 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         return new ChronicleRoutingSink(config, java.util.Objects.requireNonNull(registry, "registry"));
     }
 
-    private void registerMeters(MeterRegistry r) {
-        meters.add(Gauge.builder("r3.store.bytes", journalBytes, QueueBytes::total).baseUnit("bytes")
-                .description("bytes the store's queue files take on disk").tag("queue", "journal").register(r));
-        meters.add(Gauge.builder("r3.store.bytes", requestBytes, QueueBytes::total).baseUnit("bytes")
-                .description("bytes the store's queue files take on disk").tag("queue", "requests").register(r));
-        meters.add(FunctionCounter.builder("r3.store.files.deleted", this, s -> s.deletedByAge)
-                .description("request files deleted by retention").tag("reason", "age").register(r));
-        meters.add(FunctionCounter.builder("r3.store.files.deleted", this, s -> s.deletedBySize)
-                .description("request files deleted by retention").tag("reason", "size").register(r));
-        meters.add(FunctionCounter.builder("r3.store.files.deleted", this, s -> s.deletedByReaders)
-                .description("request files deleted by retention").tag("reason", "readers").register(r));
-    }
-
-    /** The request queue's size limit: the configured one, or half of what it could take now. */
-    private long resolveMaxRequestBytes() {
-        if (config.maxRequestBytes() != StoreConfig.HALF_OF_FREE_SPACE) {
-            return config.maxRequestBytes();
-        }
-        long usable;
-        try {
-            usable = Files.getFileStore(config.dir()).getUsableSpace();
-        } catch (IOException e) {
-            throw new StoreException(config.dir(), "cannot tell the free space (for the request queue's default size limit)", e);
-        }
-        long limit = Math.max(1, (usable + requestBytes.total()) / 2);
-        LOG.log(System.Logger.Level.DEBUG, () -> config.requestsDir() + ": request files limited to " + limit
-                + " bytes (half of the free space at open; StoreConfig.withMaxRequestBytes)");
-        return limit;
-    }
-
     /**
      * What the store takes on disk and what retention deleted since it was opened. Cheap (no file access); any
      * thread.
      */
     public StoreUsage usage() {
-        return new StoreUsage(journalBytes.total(), requestBytes.total(), maxRequestBytes, deletedByAge, deletedBySize, deletedByReaders,
-                recordsDeleted);
-    }
-
-    private SingleChronicleQueue openQueue(Path dir, Map<Integer, File> files, String what, long blockSize, RollCycle cycle) {
-        try {
-            Files.createDirectories(dir);
-        } catch (IOException e) {
-            throw new StoreException(dir, "cannot create the " + what + " queue folder", e);
-        }
-        StoreCheckpoint.checkQueueFiles(dir);
-        try {
-            return SingleChronicleQueueBuilder.binary(dir).rollCycle(cycle).blockSize(blockSize).timeoutMS(2_000)
-                    .storeFileListener(new StoreFileListener() {
-                        @Override
-                        public void onAcquired(int cycle, File file) {
-                            files.put(cycle, file);
-                        }
-
-                        @Override
-                        public void onReleased(int cycle, File file) {
-                            files.put(cycle, file);
-                        }
-                    }).build();
-        } catch (RuntimeException e) {
-            throw new StoreException(dir, "cannot open the " + what + " queue", e);
-        }
-    }
-
-    /** Replays the journal into the slot index; returns {steps, rows, moves, clears, lastStepId, records, recordsAfterClear}. */
-    private long[] replayJournal() {
-        Path path = config.journalDir();
-        long steps = 0;
-        long rows = 0;
-        long moves = 0;
-        long clears = 0;
-        long lastStep = -1;
-        long records = 0;
-        long afterClear = 0;
-        byte[] scratch = new byte[1 << 16];
-        try (ExcerptTailer tailer = journal.createTailer()) {
-            for (;;) {
-                try (DocumentContext dc = tailer.readingDocument()) {
-                    if (!dc.isPresent()) {
-                        break;
-                    }
-                    long index = dc.index();
-                    Bytes<?> in = dc.wire().bytes();
-                    journalBytes.extend(journal.rollCycle().toCycle(index), in.readPosition() & -Preallocation.PAGE,
-                            Preallocation.allocatedFor(in.readLimit()));
-                    if (scratch.length < in.readRemaining() && in.readRemaining() < Integer.MAX_VALUE - 8) {
-                        scratch = new byte[(int) in.readRemaining()];
-                    }
-                    ByteBuffer b = RecordFormat.readChecked(in, path, "journal record", index, scratch);
-                    lastJournalIndex = index;
-                    records++;
-                    afterClear++;
-                    try {
-                        byte type = b.get();
-                        switch (type) {
-                            case RecordFormat.STEP: {
-                                lastStep = b.getLong();
-                                int n = b.getInt();
-                                if (n < 0 || b.remaining() != (long) n * (4 + rowBytes)) {
-                                    throw corrupt(path, index, "step " + lastStep + " declares " + n + " tokens but holds "
-                                            + b.remaining() + " bytes");
-                                }
-                                int rowStart = b.position() + 4 * n;
-                                for (int t = 0; t < n; t++) {
-                                    int slot = b.getInt();
-                                    if (slot < -1 || slot >= store.slotCapacity()) {
-                                        throw corrupt(path, index, "step " + lastStep + " token " + t + " has slot " + slot);
-                                    }
-                                    if (slot >= 0) {
-                                        store.put(slot, b, rowStart + t * rowBytes);
-                                        rows++;
-                                    }
-                                }
-                                steps++;
-                                break;
-                            }
-                            case RecordFormat.FINISH:
-                            case RecordFormat.ABORT:
-                                RecordFormat.getUtf8(b);
-                                break;
-                            case RecordFormat.MOVE: {
-                                int n = b.getInt();
-                                if (n < 0 || b.remaining() != 8L * n) {
-                                    throw corrupt(path, index, "move declares " + n + " slots but holds " + b.remaining() + " bytes");
-                                }
-                                int[] src = new int[n];
-                                int[] dst = new int[n];
-                                for (int i = 0; i < n; i++) {
-                                    src[i] = b.getInt();
-                                }
-                                for (int i = 0; i < n; i++) {
-                                    dst[i] = b.getInt();
-                                }
-                                store.move(new SlotsMoved(src, dst));
-                                moves++;
-                                break;
-                            }
-                            case RecordFormat.CLEAR:
-                                round = b.getLong();
-                                store.clear();
-                                lastClearCycle = journal.rollCycle().toCycle(index);
-                                clears++;
-                                afterClear = 0;
-                                break;
-                            default:
-                                throw corrupt(path, index, "unknown record type " + type);
-                        }
-                    } catch (StoreException e) {
-                        throw e;
-                    } catch (RuntimeException e) {
-                        throw new StoreException(path, "corrupt journal record at index " + Long.toHexString(index), e);
-                    }
-                }
-            }
-        } catch (StoreException e) {
-            throw e;
-        } catch (RuntimeException | AssertionError | InternalError e) {
-            // Chronicle's own checks of a damaged file (a cut header, a length past the end of the file)
-            throw new StoreException(path, "cannot read the journal (damaged or truncated queue file)", e);
-        }
-        return new long[] {steps, rows, moves, clears, lastStep, records, afterClear};
-    }
-
-    private static StoreException corrupt(Path path, long index, String problem) {
-        return new StoreException(path, "corrupt journal record at index " + Long.toHexString(index) + ": " + problem);
-    }
-
-    /** Collects the ids recorded in the current round, so a finish replayed after a crash is not recorded twice. */
-    private long scanRequests() {
-        Path path = config.requestsDir();
-        long count = 0;
-        RequestRecords.Header[] header = new RequestRecords.Header[1];
-        try (ExcerptTailer tailer = requests.createTailer()) {
-            for (;;) {
-                try (DocumentContext dc = tailer.readingDocument()) {
-                    if (!dc.isPresent()) {
-                        break;
-                    }
-                    Bytes<?> in = dc.wire().bytes();
-                    int cycle = requests.rollCycle().toCycle(dc.index());
-                    requestBytes.extend(cycle, in.readPosition() & -Preallocation.PAGE, Preallocation.allocatedFor(in.readLimit()));
-                    recordsPerCycle.merge(cycle, 1L, Long::sum);
-                    RequestRecords.readChecked(in, path, dc.index(), header);
-                    RequestRecords.Header h = header[0];
-                    lastRequestIndex = dc.index();
-                    if (!h.shape().equals(shape)) {
-                        throw new StoreException(path, "request record " + h.requestId() + " has shape " + h.shape().describe()
-                                + ", the store " + shape.describe());
-                    }
-                    if (h.round() == round) {
-                        finishedThisRound.add(h.requestId());
-                        count++;
-                    }
-                }
-            }
-        } catch (StoreException e) {
-            throw e;
-        } catch (RuntimeException | AssertionError | InternalError e) {
-            throw new StoreException(path, "cannot read the request queue (damaged or truncated queue file)", e);
-        }
-        return count;
+        return new StoreUsage(journalBytes.total(), requestBytes.total(), retention.maxRequestBytes(), retention.deletedByAge(),
+                retention.deletedBySize(), retention.deletedByReaders(), retention.recordsDeleted());
     }
 
     /** What opening the store recovered. */
@@ -424,7 +152,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
 
     @Override
     public int slotCapacity() {
-        return manifest.slotCapacity();
+        return queues.manifest().slotCapacity();
     }
 
     @Override
@@ -443,41 +171,9 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             throw new IllegalArgumentException("step " + step.stepId() + ": tokenCount=" + n + " exceeds the store's maxStepTokens="
                     + config.maxStepTokens() + " (StoreConfig.withLimits)");
         }
-        long bytes = 13L + 4L * n + (long) n * rowBytes + RecordFormat.CRC_BYTES;
+        long bytes = JournalWriter.stepBytes(n, shape.rowBytes());
         prepareWrite(bytes);
-        RingMemory ring = wrapped.get(step.memory());
-        if (ring == null) {
-            if (wrapped.size() > 256) {
-                wrapped.clear();
-            }
-            ring = new RingMemory(BytesStore.wrap(step.memory()), step.memory().duplicate());
-            wrapped.put(step.memory(), ring);
-        }
-        ByteBuffer ringView = ring.view();
-        BytesStore<?, ByteBuffer> ringBytes = ring.bytes();
-        ByteBuffer head = header(13);
-        head.put(RecordFormat.STEP).putLong(step.stepId()).putInt(n);
-        crc.reset();
-        crc.update(headerBytes, 0, head.position());
-        ringView.limit(step.slotsOffset() + 4 * n).position(step.slotsOffset());
-        crc.update(ringView);
-        ringView.limit(step.rowOffset(0) + n * rowBytes).position(step.rowOffset(0));
-        crc.update(ringView);
-        try (DocumentContext dc = journalAppender.writingDocument()) {
-            try {
-                Bytes<?> b = dc.wire().bytes();
-                journalSpace.ensure(journalAppender.cycle(), b, bytes);
-                b.write(headerBytes, 0, head.position());
-                b.write(ringBytes, step.slotsOffset(), 4L * n);
-                b.write(ringBytes, step.rowOffset(0), (long) n * rowBytes);
-                b.writeInt((int) crc.getValue());
-                probe.beforeCommit(config.journalDir(), RecordFormat.STEP);
-            } catch (Throwable e) {
-                dc.rollbackOnClose();
-                throw writeFailed(journalSpace, e);
-            }
-        }
-        lastJournalIndex = journalAppender.lastIndexAppended();
+        journalWriter.step(step, shape.rowBytes(), bytes, probe);
         int stored = store.scatter(step);
         checkpointIfDue();
         return stored;
@@ -487,184 +183,66 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     public void finish(RequestFinished request) {
         guard.enter("finish");
         try {
-            doFinish(request);
+            String id = request.requestId();
+            if (finishedThisRound.contains(id)) {
+                duplicateFinishes++;
+                return;
+            }
+            int n = request.seqLen();
+            if (n > config.maxRequestTokens()) {
+                throw new IllegalArgumentException("request " + id + ": seqLen=" + n + " exceeds the store's maxRequestTokens="
+                        + config.maxRequestTokens() + " (StoreConfig.withLimits)");
+            }
+            prepareWrite(requestWriter.maxBytes(id, n));
+            // the request record first (the journal's finish names its index), recorded once per round
+            long requestIndex = requestWriter.write(request, round, probe);
+            retention.recorded(requestWriter.cycle());
+            finishedThisRound.add(id);
+            journalWriter.finish(id, n, requestIndex, probe);
+            retention.sweepIfRolled(requestWriter.cycle());
+            checkpointIfDue();
         } finally {
             guard.exit();
         }
-    }
-
-    private void doFinish(RequestFinished request) {
-        String id = request.requestId();
-        if (finishedThisRound.contains(id)) {
-            duplicateFinishes++;
-            return;
-        }
-        int n = request.seqLen();
-        if (n > config.maxRequestTokens()) {
-            throw new IllegalArgumentException("request " + id + ": seqLen=" + n + " exceeds the store's maxRequestTokens="
-                    + config.maxRequestTokens() + " (StoreConfig.withLimits)");
-        }
-        int total = n * rowBytes;
-        int headerMax = RequestRecords.maxHeaderBytes(RecordFormat.maxUtf8(id));
-        prepareWrite(headerMax + (long) total + RecordFormat.CRC_BYTES);
-        if (gatherBytes.length < total) {
-            gatherBytes = new byte[Math.max(total, gatherBytes.length * 2)];
-            gatherBuffer = ByteBuffer.wrap(gatherBytes).order(ByteOrder.LITTLE_ENDIAN);
-        }
-        store.gatherInto(request, gatherBuffer);
-        ByteBuffer head = header(headerMax);
-        RequestRecords.putHeader(head, id, round, shape, n);
-        crc.reset();
-        crc.update(headerBytes, 0, head.position());
-        crc.update(gatherBytes, 0, total);
-        try (DocumentContext dc = requestAppender.writingDocument()) {
-            try {
-                Bytes<?> b = dc.wire().bytes();
-                requestSpace.ensure(requestAppender.cycle(), b, head.position() + (long) total + RecordFormat.CRC_BYTES);
-                b.write(headerBytes, 0, head.position());
-                b.write(gatherBytes, 0, total);
-                b.writeInt((int) crc.getValue());
-                probe.beforeCommit(config.requestsDir(), WriteProbe.REQUEST);
-            } catch (Throwable e) {
-                dc.rollbackOnClose();
-                throw writeFailed(requestSpace, e);
-            }
-        }
-        long requestIndex = requestAppender.lastIndexAppended();
-        lastRequestIndex = requestIndex;
-        recordsPerCycle.merge(requestAppender.cycle(), 1L, Long::sum);
-        finishedThisRound.add(id);
-        requestsWritten++;
-        head = header(1 + 4 + RecordFormat.maxUtf8(id) + 12);
-        head.put(RecordFormat.FINISH);
-        putId(head, id);
-        head.putInt(n).putLong(requestIndex);
-        appendJournal(head, RecordFormat.FINISH);
-        sweepIfRolled();
-        checkpointIfDue();
     }
 
     @Override
     public void abort(RequestAborted request) {
         guard.enter("abort");
         try {
-            doAbort(request);
+            prepareWrite(JournalWriter.abortBytes(request.requestId()));
+            journalWriter.abort(request.requestId(), probe);
         } finally {
             guard.exit();
         }
-    }
-
-    private void doAbort(RequestAborted request) {
-        String id = request.requestId();
-        prepareWrite(9L + RecordFormat.maxUtf8(id));
-        ByteBuffer head = header(5 + RecordFormat.maxUtf8(id));
-        head.put(RecordFormat.ABORT);
-        putId(head, id);
-        appendJournal(head, RecordFormat.ABORT);
     }
 
     @Override
     public void move(SlotsMoved move) {
         guard.enter("move");
         try {
-            doMove(move);
+            prepareWrite(JournalWriter.moveBytes(move.sourceSlots().length));
+            journalWriter.move(move.sourceSlots(), move.destinationSlots(), probe);
+            // journal, then apply (as scatter): the index never holds an effect the journal lacks
+            store.move(move);
         } finally {
             guard.exit();
         }
-    }
-
-    private void doMove(SlotsMoved move) {
-        int[] src = move.sourceSlots();
-        int[] dst = move.destinationSlots();
-        prepareWrite(9L + 8L * src.length);
-        ByteBuffer head = header(5 + 8 * src.length);
-        head.put(RecordFormat.MOVE).putInt(src.length);
-        for (int s : src) {
-            head.putInt(s);
-        }
-        for (int d : dst) {
-            head.putInt(d);
-        }
-        appendJournal(head, RecordFormat.MOVE);
-        // journal, then apply (as scatter): the index never holds an effect the journal lacks
-        store.move(move);
     }
 
     @Override
     public void clear(RoundCleared clear) {
         guard.enter("clear");
         try {
-            doClear(clear);
+            prepareWrite(JournalWriter.CLEAR_BYTES);
+            journalWriter.clear(round + 1, clear.round(), probe);
+            round++;
+            store.clear();
+            finishedThisRound.clear();
+            retention.sweepJournal(journalWriter.cycle());
         } finally {
             guard.exit();
         }
-    }
-
-    private void doClear(RoundCleared clear) {
-        prepareWrite(21);
-        ByteBuffer head = header(17);
-        head.put(RecordFormat.CLEAR).putLong(round + 1).putLong(clear.round());
-        appendJournal(head, RecordFormat.CLEAR);
-        round++;
-        store.clear();
-        finishedThisRound.clear();
-        lastClearCycle = journalAppender.cycle();
-        sweepJournal();
-    }
-
-    /** Writes the checkpoint (the indexes of the last excerpts this sink committed or recovered) once a second. */
-    private void checkpointIfDue() {
-        if (System.nanoTime() - lastCheckpointNanos >= CHECKPOINT_NANOS) {
-            checkpoint();
-            if (requestAppender != null && requestBytes.total() > maxRequestBytes) {
-                // over the size limit since the last roll (a named reader held files back and may have read on)
-                sweepRequests(requestAppender.cycle());
-            }
-        }
-    }
-
-    private void checkpoint() {
-        new StoreCheckpoint(lastJournalIndex, lastRequestIndex).write(config.dir());
-        lastCheckpointNanos = System.nanoTime();
-    }
-
-    /** A ring slot's host memory, wrapped once: for Chronicle's bulk copy, and a private view for the checksum. */
-    private record RingMemory(BytesStore<?, ByteBuffer> bytes, ByteBuffer view) {
-    }
-
-    /** The reusable header buffer, cleared, holding at least {@code bytes}. */
-    private ByteBuffer header(int bytes) {
-        if (headerBytes.length < bytes) {
-            headerBytes = new byte[Math.max(bytes, headerBytes.length * 2)];
-            headerBuffer = ByteBuffer.wrap(headerBytes).order(ByteOrder.LITTLE_ENDIAN);
-        }
-        headerBuffer.clear();
-        return headerBuffer;
-    }
-
-    private static void putId(ByteBuffer head, String id) {
-        int lengthAt = head.position();
-        head.putInt(0);
-        head.putInt(lengthAt, RecordFormat.putUtf8(head, id));
-    }
-
-    /** Appends the excerpt built in {@code head} and its checksum to the journal; rolls back and throws on failure. */
-    private void appendJournal(ByteBuffer head, byte kind) {
-        crc.reset();
-        crc.update(headerBytes, 0, head.position());
-        try (DocumentContext dc = journalAppender.writingDocument()) {
-            try {
-                Bytes<?> b = dc.wire().bytes();
-                journalSpace.ensure(journalAppender.cycle(), b, head.position() + RecordFormat.CRC_BYTES);
-                b.write(headerBytes, 0, head.position());
-                b.writeInt((int) crc.getValue());
-                probe.beforeCommit(config.journalDir(), kind);
-            } catch (Throwable e) {
-                dc.rollbackOnClose();
-                throw writeFailed(journalSpace, e);
-            }
-        }
-        lastJournalIndex = journalAppender.lastIndexAppended();
     }
 
     /**
@@ -687,255 +265,23 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         return round;
     }
 
+    /** Refuses writes after a fatal one, moves the appenders to a new sink thread, and guards the free space. */
     private void prepareWrite(long bytes) {
-        if (broken != null) {
-            throw new StoreException(config.dir(), "an earlier write failed fatally; the store refuses writes until reopened", broken);
-        }
+        space.checkNotBroken();
         Thread current = Thread.currentThread();
         if (owner != current) {
-            if (journalAppender == null) {
-                journalAppender = journal.createAppender();
-                requestAppender = requests.createAppender();
-            } else {
-                journalAppender.singleThreadedCheckReset();
-                requestAppender.singleThreadedCheckReset();
-            }
+            journalWriter.claim();
+            requestWriter.claim();
             owner = current;
         }
-        bytesSinceSpaceCheck += bytes;
-        if (bytesSinceSpaceCheck >= SPACE_CHECK_BYTES) {
-            checkSpace();
-            bytesSinceSpaceCheck = 0;
-        }
+        space.reserve(bytes);
     }
 
-    private void checkSpace() {
-        long usable;
-        try {
-            usable = Files.getFileStore(config.dir()).getUsableSpace();
-        } catch (IOException e) {
-            throw new StoreException(config.dir(), "cannot tell the free space", e);
-        }
-        if (usable < config.minFreeBytes()) {
-            throw new StoreException(config.dir(), "disk full: " + usable + " bytes usable, the store keeps at least "
-                    + config.minFreeBytes() + " free (minFreeBytes); nothing was written");
-        }
-    }
-
-    /**
-     * A write failed inside its document context (rolled back by the caller). An {@link Error} (a SIGBUS on a mapped
-     * file that lost its backing store surfaces as {@code InternalError}) leaves the mapped file in doubt: the sink
-     * refuses every later write, so nothing after it is acknowledged. The message names the queue file written.
-     */
-    private StoreException writeFailed(Preallocation space, Throwable e) {
-        Path path = space.path();
-        if (e instanceof StoreException s && s.getMessage().contains(": disk full: ")) {
-            return s;
-        }
-        if (e instanceof Error) {
-            broken = new StoreException(path, "fatal error during a store write (a SIGBUS here means the file's disk or tmpfs filled up "
-                    + "or the file was cut); the store refuses further writes until reopened", e);
-            return broken;
-        }
-        return new StoreException(path, "write failed and was rolled back", e);
-    }
-
-    /**
-     * Makes the bytes a write will touch exist on disk before the mapped write touches them: a queue file is sparse,
-     * and a mapped write into a hole when the disk (or tmpfs) is full is a SIGBUS, which the JVM reports as an
-     * {@code InternalError} at some later access, possibly after the excerpt was acknowledged. So every write first
-     * makes sure its bytes and {@link #AHEAD} more are allocated, by writing zeros with {@link FileChannel#write}
-     * beyond the queue's write position (never below it: those bytes hold excerpts); a full disk is then an
-     * {@code IOException} before any byte of the excerpt is written. Steady state: one comparison per write, no
-     * allocation; a write of zeros every {@link #AHEAD} bytes.
-     */
-    static final class Preallocation implements AutoCloseable {
-        /** How far beyond a write's end the file is allocated: the next writes' headers, index entries and bytes. */
-        static final long AHEAD = 4L << 20;
-        static final long PAGE = 4096;
-        private static final int ZERO_BYTES = 1 << 20;
-
-        private final Path queue;
-        private final QueueBytes usage;
-        private ByteBuffer zeros;
-        private int cycle = Integer.MIN_VALUE;
-        private File file;
-        private FileChannel channel;
-        private long allocatedTo;
-
-        Preallocation(Path queue, QueueBytes bytes) {
-            this.queue = queue;
-            this.usage = bytes;
-        }
-
-        /** The bytes a file whose last excerpt ends at {@code end} takes after this preallocation's writes. */
-        static long allocatedFor(long end) {
-            return (end + AHEAD + PAGE - 1) & -PAGE;
-        }
-
-        /** The file written last, or the queue's folder before the first write. */
-        Path path() {
-            return file == null ? queue : file.toPath();
-        }
-
-        /**
-         * Allocates bytes {@code [position, position + bytes + AHEAD)} of the queue file of {@code cycle}, where
-         * {@code position} is {@code out}'s write position (an offset in the mapped queue file).
-         *
-         * @throws StoreException naming the file when the disk is full (nothing of the excerpt was written yet)
-         */
-        void ensure(int cycle, Bytes<?> out, long bytes) {
-            long position = out.writePosition();
-            long end = position + bytes;
-            if (cycle == this.cycle && end <= allocatedTo) {
-                return;
-            }
-            if (cycle != this.cycle) {
-                open(cycle, out);
-            }
-            long from = Math.max(allocatedTo, (position + PAGE - 1) & -PAGE);
-            long start = from;
-            long to = (end + AHEAD + PAGE - 1) & -PAGE;
-            try {
-                while (from < to) {
-                    zeros.clear().limit((int) Math.min(ZERO_BYTES, to - from));
-                    from += channel.write(zeros, from);
-                }
-            } catch (IOException e) {
-                throw new StoreException(file.toPath(), "disk full: cannot allocate bytes " + from + " to " + to
-                        + " ahead of the write; nothing of it was written", e);
-            }
-            allocatedTo = to;
-            usage.extend(cycle, start, to);
-        }
-
-        private void open(int newCycle, Bytes<?> out) {
-            if (!(out instanceof MappedBytes mapped)) {
-                throw new StoreException(queue, "the queue does not write to a mapped file (" + out.getClass().getName() + ")");
-            }
-            File f = mapped.mappedFile().file();
-            close();
-            try {
-                channel = FileChannel.open(f.toPath(), StandardOpenOption.WRITE);
-            } catch (IOException e) {
-                throw new StoreException(f.toPath(), "cannot open the queue file to allocate space in it", e);
-            }
-            if (zeros == null) {
-                zeros = ByteBuffer.allocateDirect(ZERO_BYTES);
-            }
-            file = f;
-            cycle = newCycle;
-            allocatedTo = 0;
-        }
-
-        @Override
-        public void close() {
-            if (channel != null) {
-                try {
-                    channel.close();
-                } catch (IOException e) {
-                    // nothing to keep: the zeros were written
-                }
-                channel = null;
-            }
-        }
-    }
-
-    private void sweepIfRolled() {
-        int cycle = requestAppender.cycle();
-        if (cycle != lastSweptCycle) {
-            lastSweptCycle = cycle;
-            sweepRequests(cycle);
-        }
-    }
-
-    /**
-     * Deletes finished request-queue files (never the one of {@code currentCycle}), oldest first: those every named
-     * reader read past, those older than the age bound, then more while the queue takes more than its size limit,
-     * unless a named reader has not read past the file (readers win over the size limit; a warning names the reader).
-     */
-    private void sweepRequests(int currentCycle) {
-        boolean readers = !config.retainForReaders().isEmpty();
-        int consumed = Integer.MIN_VALUE;
-        String slowest = null;
-        if (readers) {
-            consumed = Integer.MAX_VALUE;
-            for (String reader : config.retainForReaders()) {
-                long index = ReaderPosition.read(config.dir(), reader);
-                int cycle = index < 0 ? Integer.MIN_VALUE : requests.rollCycle().toCycle(index);
-                if (cycle < consumed) {
-                    consumed = cycle;
-                    slowest = reader;
-                }
-            }
-        }
-        long oldestKept = config.maxAge() == null ? Long.MIN_VALUE : System.currentTimeMillis() - config.maxAge().toMillis();
-        int length = requests.rollCycle().lengthInMillis();
-        boolean deleted = false;
-        for (Map.Entry<Integer, File> e : requestFiles.entrySet()) {
-            int cycle = e.getKey();
-            if (cycle >= currentCycle) {
-                break;
-            }
-            boolean read = readers && cycle < consumed;
-            boolean old = (cycle + 1L) * length < oldestKept;
-            boolean over = requestBytes.total() > maxRequestBytes;
-            if (!read && !old && over && readers) {
-                heldBack(slowest, e.getValue());
-                break;
-            }
-            if (!read && !old && !over) {
-                break;
-            }
-            deleted |= delete(e.getValue());
-            requestFiles.remove(cycle);
-            requestBytes.remove(cycle);
-            Long records = recordsPerCycle.remove(cycle);
-            recordsDeleted += records == null ? 0 : records;
-            if (read) {
-                deletedByReaders++;
-            } else if (old) {
-                deletedByAge++;
-            } else {
-                deletedBySize++;
-            }
-        }
-        if (deleted) {
-            requests.refreshDirectoryListing();
-        }
-    }
-
-    /** Warns (once per reader and file) that the request queue stays over its size limit because of a named reader. */
-    private void heldBack(String reader, File file) {
-        String key = reader + "@" + file;
-        if (!key.equals(heldBackWarned)) {
-            heldBackWarned = key;
-            LOG.log(System.Logger.Level.WARNING, config.requestsDir() + ": the request queue takes " + requestBytes.total()
-                    + " bytes, over its size limit of " + maxRequestBytes + " (maxRequestBytes), because named reader '" + reader
-                    + "' has not read past " + file.getName() + " yet; it is kept until the reader reads on (retainForReaders wins)");
-        }
-    }
-
-    /** Deletes journal cycles before the one holding the last clear: recovery never needs them. */
-    private void sweepJournal() {
-        boolean deleted = false;
-        for (Map.Entry<Integer, File> e : journalFiles.entrySet()) {
-            if (e.getKey() < lastClearCycle) {
-                deleted |= delete(e.getValue());
-                journalFiles.remove(e.getKey());
-                journalBytes.remove(e.getKey());
-            }
-        }
-        if (deleted) {
-            journal.refreshDirectoryListing();
-        }
-    }
-
-    private static boolean delete(File file) {
-        try {
-            return Files.deleteIfExists(file.toPath());
-        } catch (IOException e) {
-            throw new StoreException(file.toPath(), "cannot delete an expired queue file", e);
+    /** Writes the checkpoint once a second, and then sweeps the request queue if it is over its size limit. */
+    private void checkpointIfDue() {
+        if (checkpoints.writeIfDue() && requestWriter.claimed()) {
+            // over the size limit since the last roll (a named reader held files back and may have read on)
+            retention.sweepIfOver(requestWriter.cycle());
         }
     }
 
@@ -959,18 +305,16 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         if (!guard.close()) {
             return;
         }
-        for (Meter m : meters) {
-            registry.remove(m);
+        if (meters != null) {
+            meters.remove();
         }
         try {
-            if (broken == null) {
-                checkpoint();
+            if (space.broken() == null) {
+                checkpoints.write();
             }
         } finally {
-            journalSpace.close();
-            requestSpace.close();
-            journal.close();
-            requests.close();
+            space.close();
+            queues.close();
             store.close();
         }
     }

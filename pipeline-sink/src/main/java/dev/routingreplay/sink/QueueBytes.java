@@ -5,8 +5,8 @@ import java.util.concurrent.ConcurrentSkipListMap;
 
 /**
  * The bytes one queue's files take on disk, by cycle, kept up to date by the writer (no directory walk): a file's
- * bytes are the range {@link ChronicleRoutingSink.Preallocation} allocated in it (its excerpts, and zeros up to
- * {@link ChronicleRoutingSink.Preallocation#AHEAD} beyond the last one), or for a file found at open, from its first
+ * bytes are the range {@link Preallocation} allocated in it (its excerpts, and zeros up to
+ * {@link Preallocation#AHEAD} beyond the last one), or for a file found at open, from its first
  * excerpt to its last plus that allowance. Queue files are sparse, so this is what {@code du} shows (within the few
  * pages of Chronicle's header), not their length.
  *

@@ -5,7 +5,6 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import net.openhft.chronicle.queue.ExcerptTailer;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
-import net.openhft.chronicle.queue.impl.single.SingleChronicleQueueBuilder;
 import net.openhft.chronicle.wire.DocumentContext;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.FluxSink;
@@ -40,16 +39,7 @@ public final class RoutingReplay implements AutoCloseable {
         if (!Files.isDirectory(queuePath)) {
             throw new StoreException(queuePath, "the store has no request queue");
         }
-        StoreCheckpoint.checkQueueFiles(queuePath);
-        try {
-            SingleChronicleQueueBuilder builder = SingleChronicleQueueBuilder.binary(queuePath).readOnly(true);
-            if (manifest.rollCycle() != null) {
-                builder.rollCycle(manifest.rollCycle());
-            }
-            this.queue = builder.build();
-        } catch (RuntimeException e) {
-            throw new StoreException(queuePath, "cannot open the request queue", e);
-        }
+        this.queue = StoreQueues.readOnly(queuePath, manifest.rollCycle());
     }
 
     /**
