@@ -6,10 +6,16 @@ import java.nio.file.Path;
  * Writes the store's {@link StoreCheckpoint} (the indexes of the last excerpts the sink committed or recovered): at
  * open, at most once a second while the sink writes, and at close.
  *
+ * <p>The once-a-second write is advisory: the checkpoint only lets a reopen report a lost tail, and an older one
+ * reports less, never wrong data. So a failed periodic write (a disk that just filled) is a warning, not a failure of
+ * the sink call that triggered it, which has already committed; the next store write meets the full disk through its
+ * own space reservation and fails with the disk-full error.
+ *
  * <p>Threading: the sink thread; the opening and the closing thread while no sink call runs.
  */
 final class CheckpointWriter {
     private static final long CHECKPOINT_NANOS = 1_000_000_000L;
+    private static final System.Logger LOG = System.getLogger(ChronicleRoutingSink.class.getName());
 
     private final Path dir;
     private final JournalWriter journal;
@@ -31,7 +37,13 @@ final class CheckpointWriter {
     /** Writes the checkpoint when a second passed since the last one; returns whether it wrote. */
     boolean writeIfDue() {
         if (System.nanoTime() - lastNanos >= CHECKPOINT_NANOS) {
-            write();
+            try {
+                write();
+            } catch (StoreException e) {
+                lastNanos = System.nanoTime(); // try again in a second, not on every call
+                LOG.log(System.Logger.Level.WARNING, e.getMessage() + " (the previous checkpoint stays; retrying in a second)");
+                return false;
+            }
             return true;
         }
         return false;
