@@ -11,6 +11,8 @@ import java.util.Queue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.LockSupport;
+import org.agrona.concurrent.BackoffIdleStrategy;
+import org.agrona.concurrent.IdleStrategy;
 import reactor.util.concurrent.Queues;
 
 /**
@@ -55,8 +57,12 @@ final class HostStagingRing implements StagingRing {
         copyStream.start();
     }
 
-    /** The copy stream: runs queued copies in order; parks when there are none. */
+    /**
+     * The copy stream: runs queued copies in order; with none, idles with Agrona's back-off (parks from 1 us doubling
+     * up to 10 ms), and an enqueue unparks it at once.
+     */
     private void runCopies() {
+        IdleStrategy idle = new BackoffIdleStrategy(0, 0, TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MILLISECONDS.toNanos(10));
         for (;;) {
             CopyTask task = copyQueue.poll();
             if (task == null) {
@@ -67,13 +73,14 @@ final class HostStagingRing implements StagingRing {
                         copyStreamParked = false;
                         return;
                     }
-                    LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(10));
+                    idle.idle();
                 }
                 copyStreamParked = false;
                 if (task == null) {
                     continue;
                 }
             }
+            idle.reset();
             task.run();
         }
     }

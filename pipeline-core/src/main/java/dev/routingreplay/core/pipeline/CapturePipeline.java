@@ -9,8 +9,12 @@ import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.nio.ByteOrder;
 import java.util.Objects;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Function;
+import java.util.function.Supplier;
+import org.agrona.concurrent.BackoffIdleStrategy;
+import org.agrona.concurrent.IdleStrategy;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Operators;
@@ -107,8 +111,13 @@ public final class CapturePipeline implements Function<Flux<EngineEvent>, Flux<E
     }
 
     /** Immutable configuration of a pipeline. */
-    record Config(String name, RoutingDevice device, RingSpec ringSpec, RoutingSink sink, PipelineMetrics metrics) {
+    record Config(String name, RoutingDevice device, RingSpec ringSpec, RoutingSink sink, PipelineMetrics metrics,
+            Supplier<IdleStrategy> sinkIdle) {
     }
+
+    /** The sink thread's default wait: no spinning, parks from 1 us doubling up to 100 ms, woken at once by new work. */
+    public static final Supplier<IdleStrategy> DEFAULT_SINK_IDLE = () -> new BackoffIdleStrategy(0, 0,
+            TimeUnit.MICROSECONDS.toNanos(1), TimeUnit.MILLISECONDS.toNanos(100));
 
     /** Builds a {@link CapturePipeline}; every setter validates its argument. */
     public static final class Builder {
@@ -120,6 +129,7 @@ public final class CapturePipeline implements Function<Flux<EngineEvent>, Flux<E
         private Integer slotCapacity;
         private RoutingSink sink;
         private MeterRegistry registry;
+        private Supplier<IdleStrategy> sinkIdle = DEFAULT_SINK_IDLE;
 
         private Builder() {
         }
@@ -169,6 +179,15 @@ public final class CapturePipeline implements Function<Flux<EngineEvent>, Flux<E
             return this;
         }
 
+        /**
+         * How the sink thread waits for work (default {@link #DEFAULT_SINK_IDLE}): an Agrona idle strategy, made once
+         * per run; {@code () -> new BusySpinIdleStrategy()} trades a core for the lowest latency. Work unparks it.
+         */
+        public Builder sinkIdleStrategy(Supplier<IdleStrategy> idle) {
+            this.sinkIdle = Objects.requireNonNull(idle, "idle");
+            return this;
+        }
+
         /** Registry for the pipeline's meters (default: a private {@link SimpleMeterRegistry}). */
         public Builder meterRegistry(MeterRegistry registry) {
             this.registry = Objects.requireNonNull(registry, "registry");
@@ -203,7 +222,7 @@ public final class CapturePipeline implements Function<Flux<EngineEvent>, Flux<E
             }
             RingSpec spec = new RingSpec(s, ringDepth, maxTokensPerStep, capacity);
             PipelineMetrics metrics = new PipelineMetrics(registry == null ? new SimpleMeterRegistry() : registry, name);
-            return new CapturePipeline(new Config(name, device, spec, sink, metrics));
+            return new CapturePipeline(new Config(name, device, spec, sink, metrics, sinkIdle));
         }
     }
 }

@@ -11,6 +11,7 @@ import dev.routingreplay.core.event.RoundCleared;
 import dev.routingreplay.core.event.SlotsMoved;
 import dev.routingreplay.core.sink.RoutingSink;
 import java.util.concurrent.atomic.AtomicBoolean;
+import org.agrona.concurrent.IdleStrategy;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Sinks;
 import reactor.core.scheduler.Schedulers;
@@ -36,6 +37,7 @@ final class PipelineRun {
     private final AtomicBoolean released = new AtomicBoolean();
     private final Sinks.Empty<Void> releasedSignal = Sinks.empty();
     private final Runnable onClosed;
+    private final IdleStrategy sinkIdle;
     private volatile boolean sinkThreadStarted;
     private volatile boolean sinkThreadExited;
     /** The first error that ended the run (set before the engine's stream is cancelled), or null. */
@@ -48,6 +50,7 @@ final class PipelineRun {
         this.sink = config.sink();
         this.metrics = config.metrics();
         this.onClosed = onClosed;
+        this.sinkIdle = config.sinkIdle().get();
         this.ring = config.device().openRing(spec);
         try {
             this.slots = new RingSlotPool(spec, ring, waker);
@@ -61,6 +64,11 @@ final class PipelineRun {
 
     RingSpec spec() {
         return spec;
+    }
+
+    /** The sink thread's idle strategy, made for this run. */
+    IdleStrategy sinkIdle() {
+        return sinkIdle;
     }
 
     SinkStage.Waker waker() {

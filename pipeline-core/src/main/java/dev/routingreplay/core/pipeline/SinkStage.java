@@ -3,11 +3,11 @@ package dev.routingreplay.core.pipeline;
 import dev.routingreplay.core.event.EngineEvent;
 import java.lang.invoke.VarHandle;
 import java.util.Queue;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLongFieldUpdater;
 import java.util.concurrent.locks.LockSupport;
 import java.util.stream.Stream;
 import org.reactivestreams.Subscription;
+import org.agrona.concurrent.IdleStrategy;
 import reactor.core.CoreSubscriber;
 import reactor.core.Scannable;
 import reactor.core.publisher.Operators;
@@ -23,8 +23,9 @@ import reactor.util.context.Context;
  * upstream error or completion is signalled after the events queued before it were flushed.
  *
  * <p>Demand: requests {@code prefetch} events from the device stage and replenishes 3/4 of that at a time, so the
- * queue never overflows. Waiting parks the sink thread; the engine thread (new event), the backend's completion
- * callback and the downstream (request, cancel) unpark it. Nothing here allocates per step.
+ * queue never overflows. Waiting idles the sink thread with the pipeline's Agrona {@code IdleStrategy} (by default
+ * parks from 1 us doubling up to 100 ms); the engine thread (new event), the backend's completion callback and the
+ * downstream (request, cancel) unpark it at once. Nothing here allocates per step.
  *
  * <p>The sink thread also frees the run's resources when it exits (completion, error or cancellation), so the ring
  * is never freed under a running sink call; on completion or error it frees them before it signals, so a subscriber
@@ -36,7 +37,6 @@ import reactor.util.context.Context;
  */
 final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable {
     private static final AtomicLongFieldUpdater<SinkStage> REQUESTED = AtomicLongFieldUpdater.newUpdater(SinkStage.class, "requested");
-    private static final long MAX_PARK_NANOS = TimeUnit.MILLISECONDS.toNanos(100);
 
     /** Wakes the sink thread when something it waits for happened. */
     static final class Waker {
@@ -60,6 +60,8 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable
     private final int prefetch;
     private final int limit;
     private final Queue<Staged> queue;
+    /** The sink thread's wait; stateful, used by that thread only. */
+    private final IdleStrategy idle;
     private Subscription upstream;
     private volatile long requested;
     private volatile boolean done;
@@ -73,6 +75,7 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable
         this.prefetch = Math.max(16, 2 * run.spec().depth());
         this.limit = prefetch - (prefetch >> 2);
         this.queue = Queues.<Staged>get(prefetch).get();
+        this.idle = run.sinkIdle();
     }
 
     @Override
@@ -157,6 +160,7 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable
                     continue;
                 }
                 queue.poll();
+                idle.reset();
                 if (head instanceof RingSlot slot && slot.error() != null) {
                     fail(new CapturePipelineException(slot.event(), "device copy", slot.error()));
                     return;
@@ -226,7 +230,7 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable
         Staged head = queue.peek();
         boolean ready = cancelled || (head == null ? done : requested != 0 && (!(head instanceof RingSlot slot) || slot.isComplete()));
         if (!ready) {
-            LockSupport.parkNanos(this, MAX_PARK_NANOS);
+            idle.idle(); // parks once past its first calls; a wake-up unparks it early
         }
         waker.parked = false;
     }
