@@ -91,7 +91,7 @@ class ReplayServerHygieneTest {
         try (ReplayServer server = server(new ReplayServer.Limits(Duration.ofMillis(800), 4))) {
             for (int i = 0; i < 3; i++) {
                 HttpResponse<String> res = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + server.port() + "/manifest"))
-                        .build(), HttpResponse.BodyHandlers.ofString());
+                        .timeout(Duration.ofSeconds(20)).build(), HttpResponse.BodyHandlers.ofString());
                 assertEquals(200, res.statusCode());
                 Thread.sleep(300);
             }
@@ -118,7 +118,7 @@ class ReplayServerHygieneTest {
             assertTrue(body.startsWith("too many live followers (at most 2, set by --max-followers)"), body);
             assertEquals("5", third.headers().firstValue("retry-after").orElse(null));
             HttpResponse<String> finite = http.send(HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + server.port() + "/requests"))
-                    .build(), HttpResponse.BodyHandlers.ofString());
+                    .timeout(Duration.ofSeconds(20)).build(), HttpResponse.BodyHandlers.ofString());
             assertEquals(200, finite.statusCode(), "a finite listing is not a follower");
 
             open.remove(0).close();
@@ -140,12 +140,12 @@ class ReplayServerHygieneTest {
     void errorBodiesNeverShowTheStorePath() throws Exception {
         try (ReplayServer server = server(ReplayServer.Limits.DEFAULT)) {
             String base = "http://127.0.0.1:" + server.port();
-            String first = http.send(HttpRequest.newBuilder(URI.create(base + "/requests")).build(), HttpResponse.BodyHandlers.ofString())
+            String first = http.send(HttpRequest.newBuilder(URI.create(base + "/requests")).timeout(Duration.ofSeconds(20)).build(), HttpResponse.BodyHandlers.ofString())
                     .body().lines().findFirst().orElseThrow().replaceAll(".*\"index\":\"([0-9a-f]+)\".*", "$1");
             String past = Long.toHexString(Long.parseLong(first, 16) + 0x100);
             for (String uri : List.of("/requests/" + past + ".npy", "/requests/0.npy", "/requests?after=" + past, "/requests?after=0",
                     "/requests?after=zz", "/requests/zz.npy", "/requests/x.txt", "/nothing", "/requests/a/b")) {
-                HttpResponse<String> res = http.send(HttpRequest.newBuilder(URI.create(base + uri)).build(),
+                HttpResponse<String> res = http.send(HttpRequest.newBuilder(URI.create(base + uri)).timeout(Duration.ofSeconds(20)).build(),
                         HttpResponse.BodyHandlers.ofString());
                 assertTrue(res.statusCode() >= 400, uri);
                 assertFalse(res.body().contains(dir.toAbsolutePath().toString()) || res.body().contains(dir.getFileName().toString()),
