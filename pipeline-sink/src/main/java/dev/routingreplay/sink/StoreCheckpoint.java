@@ -1,12 +1,8 @@
 package dev.routingreplay.sink;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.Properties;
 
 /**
@@ -36,9 +32,8 @@ public record StoreCheckpoint(long journalLastIndex, long requestsLastIndex) {
         if (!Files.exists(file)) {
             return NONE;
         }
-        Properties p = new Properties();
-        try (InputStream in = Files.newInputStream(file)) {
-            p.load(in);
+        try {
+            Properties p = PropertiesFile.read(file);
             return new StoreCheckpoint(Long.parseLong(p.getProperty("journal.lastIndex")), Long.parseLong(p.getProperty("requests.lastIndex")));
         } catch (IOException | RuntimeException e) {
             throw new StoreException(file, "cannot read the store checkpoint", e);
@@ -55,16 +50,8 @@ public record StoreCheckpoint(long journalLastIndex, long requestsLastIndex) {
         p.setProperty("journal.lastIndex", Long.toString(journalLastIndex));
         p.setProperty("requests.lastIndex", Long.toString(requestsLastIndex));
         Path file = dir.resolve(FILE);
-        Path tmp = dir.resolve(FILE + ".tmp");
         try {
-            try (OutputStream out = Files.newOutputStream(tmp)) {
-                p.store(out, "R3 routing store: last acknowledged indexes (hex in messages); do not edit");
-            }
-            try {
-                Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            } catch (AtomicMoveNotSupportedException e) {
-                Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING);
-            }
+            PropertiesFile.replace(file, p, "R3 routing store: last acknowledged indexes (hex in messages); do not edit");
         } catch (IOException e) {
             throw new StoreException(file, "cannot write the store checkpoint", e);
         }

@@ -2,12 +2,8 @@ package dev.routingreplay.sink;
 
 import dev.routingreplay.core.RoutingShape;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.Properties;
 import net.openhft.chronicle.queue.RollCycle;
 import net.openhft.chronicle.queue.RollCycles;
@@ -40,9 +36,9 @@ public record StoreManifest(RoutingShape shape, int slotCapacity, RollCycle roll
         if (!Files.isRegularFile(file)) {
             throw new StoreException(file, "not a routing store (no " + FILE + ")");
         }
-        Properties p = new Properties();
-        try (InputStream in = Files.newInputStream(file)) {
-            p.load(in);
+        Properties p;
+        try {
+            p = PropertiesFile.read(file);
         } catch (IOException | IllegalArgumentException e) {
             throw new StoreException(file, "cannot read the store manifest", e);
         }
@@ -136,16 +132,8 @@ public record StoreManifest(RoutingShape shape, int slotCapacity, RollCycle roll
             p.setProperty("rollCycle.format", rollCycle.format());
             p.setProperty("rollCycle.millis", Integer.toString(rollCycle.lengthInMillis()));
         }
-        Path tmp = dir.resolve(FILE + ".tmp");
         try {
-            try (OutputStream out = Files.newOutputStream(tmp)) {
-                p.store(out, "R3 routing store; do not edit");
-            }
-            try {
-                Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            } catch (AtomicMoveNotSupportedException e) {
-                Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING);
-            }
+            PropertiesFile.replace(file, p, "R3 routing store; do not edit");
         } catch (IOException e) {
             throw new StoreException(file, "cannot write the store manifest", e);
         }

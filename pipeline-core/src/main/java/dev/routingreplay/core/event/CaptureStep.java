@@ -30,14 +30,7 @@ public record CaptureStep(long stepId, int tokenCount, RoutingBuffer routing, Sl
      * forward pass wrote the buffer and before the next {@link RoutingBuffer#beginOverwrite()}.
      */
     public CaptureStep(long stepId, int tokenCount, RoutingBuffer routing, SlotMappingBuffer slotMapping) {
-        this(stepId, tokenCount, routing, slotMapping, generationOf(routing, stepId));
-    }
-
-    private static long generationOf(RoutingBuffer routing, long stepId) {
-        if (routing == null) {
-            throw new IllegalArgumentException("step " + stepId + ": routing and slotMapping must not be null");
-        }
-        return routing.generation();
+        this(stepId, tokenCount, routing, slotMapping, routing == null ? 0 : routing.generation()); // null: refused above
     }
 
     @Override

@@ -4,10 +4,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.routingreplay.core.RoutingShape;
-import dev.routingreplay.core.device.CapturedStep;
 import dev.routingreplay.core.event.EngineEvent;
 import dev.routingreplay.core.host.HostDevice;
 import dev.routingreplay.core.sink.MemoryRoutingSink;
+import dev.routingreplay.core.testing.HeldSink;
 import dev.routingreplay.core.testing.HostEngine;
 import dev.routingreplay.core.testing.Pipelines;
 import dev.routingreplay.core.testing.Routing;
@@ -69,22 +69,7 @@ class OperatorContractTest {
     @Test
     void everyEventTheEngineDeliveredIsAcknowledgedOrDiscardedOnCancel() throws Exception {
         HostDevice host = new HostDevice();
-        CountDownLatch inSink = new CountDownLatch(1);
-        CountDownLatch leave = new CountDownLatch(1);
-        MemoryRoutingSink sink = new MemoryRoutingSink(shape, 64) {
-            @Override
-            public int scatter(CapturedStep step) {
-                if (step.stepId() == 5) {
-                    inSink.countDown();
-                    try {
-                        leave.await();
-                    } catch (InterruptedException e) {
-                        Thread.currentThread().interrupt();
-                    }
-                }
-                return super.scatter(step);
-            }
-        };
+        HeldSink sink = new HeldSink(shape, 64, 5);
         try (HostEngine engine = new HostEngine(host, shape, 4); sink) {
             CapturePipeline pipeline = Pipelines.of(host, sink, 4, 4);
             AtomicInteger delivered = new AtomicInteger();
@@ -97,10 +82,10 @@ class OperatorContractTest {
                     .doOnNext(e -> acknowledged.incrementAndGet())
                     .doOnDiscard(EngineEvent.class, discarded::add)
                     .subscribe();
-            assertTrue(inSink.await(5, TimeUnit.SECONDS));
+            assertTrue(sink.awaitHeld(5));
             Thread.sleep(20); // the ring fills behind step 5
             run.dispose();
-            leave.countDown();
+            sink.release();
             pipeline.released().block(Duration.ofSeconds(5));
             assertTrue(discarded.size() >= 3, "the captures behind step 5 were discarded: " + discarded.size());
             assertEquals(delivered.get(), acknowledged.get() + discarded.size(),

@@ -15,6 +15,7 @@ import dev.routingreplay.core.event.RequestAdmitted;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.host.HostDevice;
 import dev.routingreplay.core.sink.MemoryRoutingSink;
+import dev.routingreplay.core.testing.HeldSink;
 import dev.routingreplay.core.testing.HostEngine;
 import dev.routingreplay.core.testing.Pipelines;
 import dev.routingreplay.core.testing.Routing;
@@ -25,7 +26,6 @@ import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.Test;
@@ -127,22 +127,7 @@ class RunLifecycleTest {
     @Test
     void releasedCompletesOnlyAfterTheRunningSinkCallReturnedAndTheRingIsFreed() throws Exception {
         HostDevice host = new HostDevice();
-        CountDownLatch inSink = new CountDownLatch(1);
-        AtomicBoolean leave = new AtomicBoolean();
-        AtomicBoolean insideScatter = new AtomicBoolean();
-        MemoryRoutingSink sink = new MemoryRoutingSink(shape, 64) {
-            @Override
-            public int scatter(CapturedStep step) {
-                insideScatter.set(true);
-                inSink.countDown();
-                while (!leave.get()) {
-                    Thread.onSpinWait();
-                }
-                int rows = super.scatter(step);
-                insideScatter.set(false);
-                return rows;
-            }
-        };
+        HeldSink sink = new HeldSink(shape, 64);
         try (HostEngine engine = new HostEngine(host, shape, 4)) {
             long engineBuffers = host.liveBuffers();
             CapturePipeline pipeline = Pipelines.of(host, sink, 4, 4);
@@ -150,14 +135,14 @@ class RunLifecycleTest {
                     .map(i -> (EngineEvent) engine.step(i, new long[] {i % 64}, (t, l, k) -> Routing.id(i, 0, l, k, 300)))
                     .transform(pipeline)
                     .subscribe();
-            assertTrue(inSink.await(5, TimeUnit.SECONDS));
+            assertTrue(sink.awaitHeld(5));
             run.dispose();
             CompletableFuture<Void> released = pipeline.released().toFuture();
             Thread.sleep(50);
             assertFalse(released.isDone(), "not released while the sink thread is inside scatter");
-            leave.set(true);
+            sink.release();
             released.get(5, TimeUnit.SECONDS);
-            assertFalse(insideScatter.get(), "released after the sink call returned");
+            assertFalse(sink.insideScatter(), "released after the sink call returned");
             assertFalse(pipeline.isRunning());
             assertEquals(engineBuffers, host.liveBuffers(), "the ring is freed when released completes");
             sink.close(); // safe now
@@ -168,30 +153,19 @@ class RunLifecycleTest {
     @Test
     void aSinkClosedUnderTheSinkThreadFailsThePipelineInsteadOfCrashingTheJvm() throws Exception {
         HostDevice host = new HostDevice();
-        CountDownLatch inSink = new CountDownLatch(1);
-        AtomicBoolean leave = new AtomicBoolean();
         CompletableFuture<Throwable> sinkThreadError = new CompletableFuture<>();
-        MemoryRoutingSink sink = new MemoryRoutingSink(shape, 64) {
-            @Override
-            public int scatter(CapturedStep step) {
-                inSink.countDown();
-                while (!leave.get()) {
-                    Thread.onSpinWait();
-                }
-                return super.scatter(step);
-            }
-        };
+        HeldSink sink = new HeldSink(shape, 64);
         try (HostEngine engine = new HostEngine(host, shape, 4)) {
             CapturePipeline pipeline = Pipelines.of(host, sink, 4, 4);
             Flux.range(0, 1000)
                     .map(i -> (EngineEvent) engine.step(i, new long[] {i % 64}, (t, l, k) -> Routing.id(i, 0, l, k, 300)))
                     .transform(pipeline)
                     .subscribe(e -> { }, sinkThreadError::complete);
-            assertTrue(inSink.await(5, TimeUnit.SECONDS));
+            assertTrue(sink.awaitHeld(5));
             // a careless caller closes the sink while the sink thread is about to write into it
             CompletableFuture<Void> closing = CompletableFuture.runAsync(sink::close);
             Thread.sleep(20);
-            leave.set(true);
+            sink.release();
             closing.get(5, TimeUnit.SECONDS);
             pipeline.released().block(Duration.ofSeconds(5));
             Throwable e = sinkThreadError.get(5, TimeUnit.SECONDS);
