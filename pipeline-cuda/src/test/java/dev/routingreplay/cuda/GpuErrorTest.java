@@ -18,9 +18,9 @@ import dev.routingreplay.core.sink.MemoryRoutingSink;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.time.Duration;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Order;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 import reactor.core.publisher.Flux;
 
 /**
@@ -29,18 +29,11 @@ import reactor.core.publisher.Flux;
  * the process's CUDA context, so the device is not closed and no GPU test may follow in this JVM. Needs a CUDA device;
  * skipped without.
  */
+@ExtendWith(GpuTestDevice.class)
 @Order(Integer.MAX_VALUE)
 class GpuErrorTest {
-    private static CudaDevice gpu;
-
-    @BeforeAll
-    static void openDevice() {
-        GpuTestDevice.assumeGpu(GpuErrorTest.class);
-        gpu = GpuTestDevice.open();
-    }
-
     @Test
-    void aCudaErrorSurfacesAsAnErrorSignalNamingTheStep() {
+    void aCudaErrorSurfacesAsAnErrorSignalNamingTheStep(CudaDevice gpu) {
         RoutingShape shape = ModelPreset.QWEN3_30B_A3B.shape();
         CudaBuffer bogus = CudaBuffer.wrap(gpu, 0x10000L, 1L << 30);
         CudaBuffer slots = gpu.allocate(8 * 8);

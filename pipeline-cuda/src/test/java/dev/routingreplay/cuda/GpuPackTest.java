@@ -20,8 +20,7 @@ import java.util.List;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
@@ -30,25 +29,11 @@ import org.junit.jupiter.params.provider.EnumSource;
  * and int64 ids and slots, token counts 0, 1, random and the ring capacity, with staging and pinned memory poisoned
  * first so an unwritten byte is caught, and with planted invalid ids and slots. Needs a CUDA device; skipped without.
  */
+@ExtendWith(GpuTestDevice.class)
 class GpuPackTest {
-    private static CudaDevice gpu;
-
-    @BeforeAll
-    static void openDevice() {
-        GpuTestDevice.assumeGpu(GpuPackTest.class);
-        gpu = GpuTestDevice.open();
-    }
-
-    @AfterAll
-    static void closeDevice() {
-        if (gpu != null) {
-            gpu.close();
-        }
-    }
-
     @ParameterizedTest(name = "{0}")
     @EnumSource(ModelPreset.class)
-    void packEqualsTheHostBackend(ModelPreset preset) throws Exception {
+    void packEqualsTheHostBackend(ModelPreset preset, CudaDevice gpu) throws Exception {
         HostDevice host = new HostDevice();
         Random rng = new Random(42 + preset.ordinal());
         int maxTokens = 4096;

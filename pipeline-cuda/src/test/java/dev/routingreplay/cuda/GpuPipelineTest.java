@@ -25,9 +25,8 @@ import java.util.concurrent.atomic.AtomicInteger;
 import jcuda.driver.CUstream;
 import jcuda.driver.CUstream_flags;
 import jcuda.driver.JCudaDriver;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 import reactor.core.publisher.Flux;
 
 /**
@@ -35,32 +34,18 @@ import reactor.core.publisher.Flux;
  * the gate produced (read back before the pipeline saw the step), keeps at most ring-depth captures in flight, also
  * under a slow sink, and also attached to an engine's own stream and memory. Needs a CUDA device; skipped without.
  */
+@ExtendWith(GpuTestDevice.class)
 class GpuPipelineTest {
     private static final int REQUESTS = 150;
     private static final int PER_STEP = 32;
     private static final int SEQ_LEN = 96;
-    private static CudaDevice gpu;
-
-    @BeforeAll
-    static void openDevice() {
-        GpuTestDevice.assumeGpu(GpuPipelineTest.class);
-        gpu = GpuTestDevice.open();
-    }
-
-    @AfterAll
-    static void closeDevice() {
-        if (gpu != null) {
-            gpu.close();
-        }
-    }
-
     @Test
-    void storesWhatTheGateProducedAtDepth3() {
+    void storesWhatTheGateProducedAtDepth3(CudaDevice gpu) {
         storesWhatTheGateProduced(gpu, gpu, 3);
     }
 
     @Test
-    void storesWhatTheGateProducedAtDepth2WithASlowSink() {
+    void storesWhatTheGateProducedAtDepth2WithASlowSink(CudaDevice gpu) {
         storesWhatTheGateProduced(gpu, gpu, 2);
     }
 
@@ -69,7 +54,7 @@ class GpuPipelineTest {
      * to that stream and wraps those addresses, as it would a framework's current stream and tensors.
      */
     @Test
-    void storesWhatTheGateProducedAttachedToAnEnginesStreamAndMemory() {
+    void storesWhatTheGateProducedAttachedToAnEnginesStreamAndMemory(CudaDevice gpu) {
         gpu.bind();
         CUstream engineStream = new CUstream();
         Cuda.check(JCudaDriver.cuStreamCreate(engineStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate(engine)");

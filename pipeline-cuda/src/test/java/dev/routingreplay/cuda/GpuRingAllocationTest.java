@@ -9,9 +9,8 @@ import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.device.RingSpec;
 import jcuda.driver.CUdeviceptr;
 import jcuda.driver.JCudaDriver;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 
 /**
  * A ring whose allocation fails part way (device memory runs out at its fourth slot) frees the slots, events and
@@ -22,24 +21,10 @@ import org.junit.jupiter.api.Test;
  * (stream, events, pinned memory) for good, which a failed open that came first would otherwise be blamed for (seen on
  * an H100 when this check first ran before any other GPU test, 2026-11-26).
  */
+@ExtendWith(GpuTestDevice.class)
 class GpuRingAllocationTest {
-    private static CudaDevice gpu;
-
-    @BeforeAll
-    static void openDevice() {
-        GpuTestDevice.assumeGpu(GpuRingAllocationTest.class);
-        gpu = GpuTestDevice.open();
-    }
-
-    @AfterAll
-    static void closeDevice() {
-        if (gpu != null) {
-            gpu.close();
-        }
-    }
-
     @Test
-    void aFailedRingAllocationFreesWhatItAllocated() {
+    void aFailedRingAllocationFreesWhatItAllocated(CudaDevice gpu) {
         gpu.bind();
         RoutingShape shape = ModelPreset.DEEPSEEK_V3.shape();
         int maxTokens = (256 << 20) / shape.rowBytes(); // about 256 MiB a ring slot
