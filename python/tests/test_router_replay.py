@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from r3.replay import (  # noqa: E402
     batch_routing,
     compare_routing,
+    SUPPORTED_ROUTERS,
     moe_routers,
     record_routing,
     replay_routing,
@@ -343,3 +344,158 @@ def test_nested_replay_is_refused(model, input_ids):
             with replay_routing(model, routing):
                 pass
         assert all(len(gate._forward_hooks) == 1 for gate in gates(model))
+
+
+# other router families ----------------------------------------------------------------------------------------------
+
+_SMALL = dict(vocab_size=128, hidden_size=HIDDEN, num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+
+
+def _softmax_renormalised(logits, ids, norm=True):
+    chosen = torch.softmax(logits, dim=-1, dtype=torch.float32).gather(1, ids)
+    return chosen / chosen.sum(dim=-1, keepdim=True) if norm else chosen
+
+
+FAMILIES = {
+    "mixtral": (
+        "MixtralConfig",
+        "MixtralForCausalLM",
+        dict(intermediate_size=32, num_hidden_layers=3, num_local_experts=EXPERTS, num_experts_per_tok=TOP_K),
+        lambda router, logits, ids: _softmax_renormalised(logits, ids),
+    ),
+    "qwen2_moe": (
+        "Qwen2MoeConfig",
+        "Qwen2MoeForCausalLM",
+        dict(
+            intermediate_size=64, moe_intermediate_size=32, shared_expert_intermediate_size=32, num_hidden_layers=3,
+            num_experts=EXPERTS, num_experts_per_tok=TOP_K, norm_topk_prob=False,
+        ),
+        lambda router, logits, ids: _softmax_renormalised(logits, ids, norm=False),
+    ),
+    "deepseek_v3": (
+        "DeepseekV3Config",
+        "DeepseekV3ForCausalLM",
+        dict(
+            intermediate_size=64, moe_intermediate_size=32, num_hidden_layers=3, first_k_dense_replace=1,
+            n_routed_experts=EXPERTS, num_experts_per_tok=TOP_K, n_group=2, topk_group=1, n_shared_experts=1,
+            q_lora_rank=None, kv_lora_rank=16, qk_rope_head_dim=8, qk_nope_head_dim=8, v_head_dim=16, head_dim=8,
+            routed_scaling_factor=2.5,
+        ),
+        lambda router, logits, ids: (lambda w: w / (w.sum(dim=-1, keepdim=True) + 1e-20) * 2.5)(
+            logits.sigmoid().gather(1, ids)
+        ),
+    ),
+    "gpt_oss": (
+        "GptOssConfig",
+        "GptOssForCausalLM",
+        dict(
+            intermediate_size=32, num_hidden_layers=2, num_local_experts=EXPERTS, num_experts_per_tok=TOP_K,
+            sliding_window=8, layer_types=["sliding_attention", "full_attention"],
+        ),
+        lambda router, logits, ids: torch.softmax(logits.gather(1, ids), dim=1),
+    ),
+}
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_other_router_families_replay_exactly(family):
+    config_name, model_name, sizes, rule = FAMILIES[family]
+    torch.manual_seed(0)
+    other = getattr(transformers, model_name)(getattr(transformers, config_name)(**{**_SMALL, **sizes})).eval()
+    routers = [router for _, router in moe_routers(other)]
+    with torch.no_grad():
+        for router in routers:
+            router.weight.normal_(0.0, 0.5)
+    input_ids = torch.randint(0, 128, (2, 6), generator=torch.Generator().manual_seed(1))
+    reference = other(input_ids).logits
+
+    with replay_routing(other, record_routing(other, input_ids)):
+        assert torch.equal(other(input_ids).logits, reference)
+
+    routing = torch.rand(input_ids.numel(), len(routers), EXPERTS).argsort(dim=-1)[..., :TOP_K]
+    with replay_routing(other, routing), Capture(routers) as seen:
+        assert not torch.allclose(other(input_ids).logits, reference)
+    for layer, router in enumerate(routers):
+        (hidden,), (logits, weights, ids) = seen.inputs[layer], seen.outputs[layer]
+        assert torch.equal(ids, routing[:, layer])
+        torch.testing.assert_close(weights, rule(router, logits, ids).to(weights.dtype))
+
+
+def _router_class(name: str):
+    """The installed transformers class called ``name``, or None."""
+    base = Path(transformers.__file__).parent / "models"
+    for path in base.glob("*/modeling_*.py"):
+        if f"class {name}(" in path.read_text():
+            module = __import__(f"transformers.models.{path.parent.name}.{path.stem}", fromlist=[name])
+            return getattr(module, name)
+    return None
+
+
+@pytest.mark.parametrize("name", SUPPORTED_ROUTERS)
+def test_every_supported_router_class_matches_its_rule(name):
+    cls = _router_class(name)
+    if cls is None:
+        pytest.skip(f"{name} is not in transformers {transformers.__version__}")
+    router = cls.__new__(cls)  # its own forward, with the attributes its __init__ would set
+    torch.nn.Module.__init__(router)
+    router.top_k, router.num_experts, router.hidden_dim = TOP_K, EXPERTS, 16
+    router.routed_scaling_factor, router.num_group, router.topk_group, router.topk_method = 2.5, 2, 1, "greedy"
+    router.weight = torch.nn.Parameter(torch.zeros(EXPERTS, 16))
+    router.bias = torch.nn.Parameter(torch.zeros(EXPERTS))
+    router.e_score_correction_bias = torch.nn.Buffer(torch.zeros(EXPERTS))
+    holder = torch.nn.Sequential(router)
+    for norm in (True, False):
+        for dtype in (torch.float32, torch.bfloat16):
+            router.norm_topk_prob = norm
+            holder.to(dtype)
+            hidden = torch.randn(2, 16, dtype=dtype)
+            with replay_routing(holder, torch.tensor([[[1, 6]], [[-1, -1]]])):  # the rule check runs on entry
+                _, weights, ids = router(hidden)
+            _, live_weights, live_ids = router(hidden)
+            assert ids[0].tolist() == [1, 6] and weights.dtype == live_weights.dtype and ids.dtype == live_ids.dtype
+            assert torch.equal(ids[1], live_ids[1]) and torch.equal(weights[1], live_weights[1])
+
+
+def test_a_router_whose_code_changed_is_refused():
+    class Qwen3MoeTopKRouter(torch.nn.Module):  # the name of a supported router, with other weights: sigmoid
+        __module__ = "transformers.models.qwen3_moe.modeling_qwen3_moe"
+        top_k, num_experts, norm_topk_prob = TOP_K, EXPERTS, True
+
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.randn(EXPERTS, 16))
+
+        def forward(self, hidden):
+            logits = torch.nn.functional.linear(hidden, self.weight)
+            weights, ids = torch.topk(logits.sigmoid(), TOP_K, dim=-1)
+            return logits, weights, ids
+
+    holder = torch.nn.Sequential(Qwen3MoeTopKRouter())
+    routing = torch.tensor([[[1, 6]]])
+    with pytest.raises(TypeError, match=r"Qwen3MoeTopKRouter \(0\) no longer computes its weights as replay assumes"):
+        with replay_routing(holder, routing):
+            pass
+    with replay_routing(holder, routing, check=False):  # the caller's own responsibility
+        assert holder[0](torch.randn(1, 16))[2].tolist() == [[1, 6]]
+
+
+def test_gradient_checkpointing_recomputes_with_the_replayed_routing(model, input_ids):
+    routing = random_routing(input_ids.numel(), seed=11)
+
+    def router_grads() -> list:
+        model.zero_grad(set_to_none=True)
+        with replay_routing(model, routing):
+            model(input_ids).logits.square().mean().backward()
+        return [gate.weight.grad.clone() for gate in gates(model)]
+
+    model.train()
+    try:
+        plain = router_grads()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        checkpointed = router_grads()
+    finally:
+        model.gradient_checkpointing_disable()
+        model.eval()
+        model.zero_grad(set_to_none=True)
+    for a, b in zip(plain, checkpointed):
+        torch.testing.assert_close(a, b)
