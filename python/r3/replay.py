@@ -19,7 +19,8 @@ Semantics, per MoE layer ``l`` and token ``n`` of the forward (``hidden_states.v
 - a row of ``-1`` (no routing recorded: padding, the final token, a missing request) keeps the router's own ids and
   weights for that token, bit for bit (NeMo-RL style fallback);
 - the router's outputs keep their tuple layout, shapes and dtypes, so the MoE block and the router-logits recorders
-  (auxiliary loss) work unchanged; the logits are the live logits.
+  work unchanged; the logits are the live logits (so transformers' auxiliary load-balancing loss, which takes its own
+  top-k of the logits, still counts the live choices, not the replayed ones).
 
 A "layer" is the n-th recognised router in ``model.named_modules()`` order, which for decoder-only models is the
 engine's MoE layer order (dense layers have no router and no routing).
@@ -219,7 +220,13 @@ def _check_rule(name: str, router: nn.Module, rule: _Rule) -> None:
     )
     hidden = rand(torch.Size((16, weight.shape[1])), weight.dtype, 1.0)
     with torch.no_grad():
-        output = type(router).forward(probe, hidden)
+        try:
+            output = type(router).forward(probe, hidden)
+        except Exception as error:  # e.g. parameters sharded by FSDP, so no longer [experts, hidden]
+            raise TypeError(
+                f"router replay: could not check {type(router).__name__} ({name}) on a random input ({error}); "
+                f"check=False skips this check"
+            ) from error
         logits, weights, ids = _unpack(name, output)
         rebuilt = rule.weights(probe, logits, ids, weights.dtype)
     if rebuilt.dtype != weights.dtype or not torch.allclose(rebuilt.float(), weights.float(), rtol=1e-2, atol=1e-6):
@@ -286,12 +293,9 @@ def batch_routing(
     arrays = [_as_ids(seq, f"sequence {i}") for i, seq in enumerate(sequences)]
     for i, array in enumerate(arrays):
         if array.dim() != 3 or array.shape[1:] != arrays[0].shape[1:]:
+            expected = "[tokens, layers, top_k]" if i == 0 else f"[tokens, {arrays[0].shape[1]}, {arrays[0].shape[2]}]"
             raise ValueError(
-                f"router replay: expected routing of sequence {i} of shape [tokens, {', '.join(map(str, arrays[0].shape[1:]))}]"
-                f", got {list(array.shape)}"
-                if array.dim() == 3
-                else f"router replay: expected routing of sequence {i} of shape [tokens, layers, top_k], "
-                f"got {list(array.shape)}"
+                f"router replay: expected routing of sequence {i} of shape {expected}, got {list(array.shape)}"
             )
     layers, top_k = arrays[0].shape[1:] if arrays else (0, 0)
     out = torch.full((batch, tokens, layers, top_k), MISSING, dtype=torch.int64, device=attention_mask.device)
@@ -347,20 +351,13 @@ def _validate(layers: list[_Layer], routing: RoutingLike) -> list[tuple[torch.Te
         any_missing, all_missing = missing_entry.any(dim=1), missing_entry.all(dim=1)
         ordered = ids.sort(dim=1).values
         duplicate = ((ordered[:, 1:] == ordered[:, :-1]) & ~any_missing[:, None]).any(dim=1)
-        stats.append(
-            torch.stack(
-                [
-                    ids.min() if ids.numel() else ids.new_tensor(0),
-                    ids.max() if ids.numel() else ids.new_tensor(0),
-                    (any_missing & ~all_missing).sum(),
-                    duplicate.sum(),
-                    all_missing.sum(),
-                ]
-            ).cpu()
-        )
+        low, high = (ids.min(), ids.max()) if ids.numel() else (ids.new_tensor(0), ids.new_tensor(0))
+        stats.append(torch.stack([low, high, (any_missing & ~all_missing).sum(), duplicate.sum(), all_missing.sum()]))
+    device = stats[0].device
+    summary = torch.stack([stat.to(device) for stat in stats]).tolist()  # one sync (per device), at set time only
     out = []
-    for i, (layer, ids, stat) in enumerate(zip(layers, per_layer, stats)):
-        low, high, partial, duplicates, missing = stat.tolist()  # one sync per layer, at set time only
+    for i, (layer, ids, stat) in enumerate(zip(layers, per_layer, summary)):
+        low, high, partial, duplicates, missing = stat
         where = f"router replay: MoE layer {i} ({layer.name})"
         if low < MISSING or high >= layer.num_experts:
             bad = ((ids < MISSING) | (ids >= layer.num_experts)).nonzero()[0].tolist()
@@ -407,7 +404,6 @@ class RouterReplay:
             self._layers.append(_Layer(name, router, rule, int(router.top_k), int(router.num_experts)))
         self.record_live = record_live
         self.live_topk: list[torch.Tensor | None] = [None] * len(self._layers)
-        self._routing: RoutingLike | None = None
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         if routing is not None:
             self.set_routing(routing)
@@ -429,17 +425,17 @@ class RouterReplay:
         return [layer.num_experts for layer in self._layers]
 
     def set_routing(self, routing: RoutingLike) -> None:
-        """Replay ``routing`` from the next forward on (e.g. the next micro-batch). Validates it (one sync per layer)."""
+        """Replay ``routing`` from the next forward on (e.g. the next micro-batch); validates it (one device sync)."""
         for layer, (ids, missing) in zip(self._layers, _validate(self._layers, routing)):
             layer.ids, layer.missing = ids, missing
-        self._routing = routing
 
     def mismatch(self) -> "RoutingMismatch":
         """How the routers' own choices in the latest forward differ from the replayed routing (needs record_live)."""
         if not self.record_live or any(live is None for live in self.live_topk):
             raise RuntimeError("router replay: mismatch() needs record_live=True and a forward inside the context")
-        live = torch.stack([t.to(self._layers[0].ids.device) for t in self.live_topk], dim=1)  # type: ignore[union-attr]
-        replayed = torch.stack([layer.ids.to(live.device) for layer in self._layers], dim=1)  # type: ignore[union-attr]
+        device = self.live_topk[0].device  # type: ignore[union-attr]
+        live = torch.stack([t.to(device) for t in self.live_topk], dim=1)  # type: ignore[union-attr]
+        replayed = torch.stack([layer.ids.to(device) for layer in self._layers], dim=1)  # type: ignore[union-attr]
         return compare_routing(live, replayed)
 
     def _attach(self) -> None:
@@ -566,7 +562,7 @@ def compare_routing(live: torch.Tensor, rollout: torch.Tensor) -> RoutingMismatc
 
 
 def record_routing(model: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
-    """Run ``model(*args, **kwargs)`` without grad and return the routers' own ids, ``[tokens, layers, top_k]`` int64."""
+    """Run ``model(*args, **kwargs)`` without grad; return the routers' own ids, ``[tokens, layers, top_k]`` int64."""
     replay = RouterReplay(model, None, record_live=True, check=False)
     replay._attach()
     try:

@@ -91,6 +91,25 @@ class Capture:
             handle.remove()
 
 
+def impostor(choose):
+    """A router named and placed like transformers' Qwen3MoeTopKRouter whose weights come from ``choose(logits)``."""
+
+    class Qwen3MoeTopKRouter(torch.nn.Module):
+        __module__ = "transformers.models.qwen3_moe.modeling_qwen3_moe"
+        top_k, num_experts, norm_topk_prob = TOP_K, EXPERTS, True
+
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.randn(EXPERTS, 16))
+
+        def forward(self, hidden):
+            logits = torch.nn.functional.linear(hidden, self.weight)
+            weights, ids = choose(logits)
+            return logits, weights, ids
+
+    return Qwen3MoeTopKRouter()
+
+
 def manual_weights(gate: torch.nn.Module, hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     """Qwen3-MoE's rule written out: fp32 softmax over all experts, gathered at ids, renormalised."""
     probs = torch.softmax(hidden.reshape(-1, HIDDEN) @ gate.weight.T, dim=-1, dtype=torch.float32)
@@ -219,6 +238,15 @@ def test_padded_batch_maps_each_request_to_its_tokens(model, padding):
         assert torch.equal(ids[~replayed], replay.live_topk[layer][~replayed])
 
 
+def test_hooks_registered_before_replay_see_the_replayed_routing(model, input_ids):
+    routing = random_routing(input_ids.numel(), seed=12)
+    with Capture(gates(model)) as earlier:  # e.g. an engine's capture hook, registered before the trainer replays
+        with replay_routing(model, routing):
+            model(input_ids)
+    for layer in range(LAYERS):
+        assert torch.equal(earlier.outputs[layer][2], routing[:, layer])
+
+
 # (e) ----------------------------------------------------------------------------------------------------------------
 
 
@@ -238,6 +266,21 @@ def test_missing_rows_fall_back_to_the_live_router(model, input_ids):
         assert torch.equal(replay.live_topk[layer], live_ids)
 
 
+def test_missing_rows_keep_the_routers_own_weights_bit_for_bit():
+    def off_by_1e4(logits):
+        weights, ids = torch.topk(torch.softmax(logits, dim=-1), TOP_K, dim=-1)
+        return weights / weights.sum(dim=-1, keepdim=True) * (1 + 1e-4), ids
+
+    router = impostor(off_by_1e4)  # a supported name; its weights are 1e-4 off the rule, within the rule check
+    holder, hidden = torch.nn.Sequential(router), torch.randn(2, 16)
+    _, live_weights, live_ids = holder(hidden)
+    with replay_routing(holder, torch.tensor([[[1, 6]], [[-1, -1]]])):
+        _, weights, ids = holder(hidden)
+    assert torch.equal(ids[1], live_ids[1]) and torch.equal(weights[1], live_weights[1])
+    probs = torch.softmax(hidden @ router.weight.T, dim=-1)[:1, [1, 6]]
+    torch.testing.assert_close(weights[:1], probs / probs.sum(dim=-1, keepdim=True), rtol=1e-6, atol=0)  # the rule
+
+
 def test_all_missing_routing_is_the_model_itself(model, input_ids):
     reference = model(input_ids).logits
     with replay_routing(model, torch.full((input_ids.numel(), LAYERS, TOP_K), -1)):
@@ -247,21 +290,31 @@ def test_all_missing_routing_is_the_model_itself(model, input_ids):
 # (f) ----------------------------------------------------------------------------------------------------------------
 
 
+def put(routing: torch.Tensor, index: tuple, value: int) -> torch.Tensor:
+    routing = routing.clone()
+    routing[index] = value
+    return routing
+
+
 @pytest.mark.parametrize(
     ("change", "error"),
     [
         (lambda r: r[:, :3], r"the model has 4 MoE layers, the routing has 3"),
-        (lambda r: torch.cat([r, r[..., :1]], dim=2), r"MoE layer 0 \(model\.layers\.0\.mlp\.gate\): expected ids of shape \[12, 2\] \(top_k 2\), got \[12, 3\]"),
-        (lambda r: r.index_put((torch.tensor(4), torch.tensor(2), torch.tensor(1)), torch.tensor(8)), r"MoE layer 2 .*expert id 8 at token 4 is out of range \[0, 8\)"),
-        (lambda r: r.index_put((torch.tensor(1), torch.tensor(3), torch.tensor(0)), torch.tensor(-2)), r"MoE layer 3 .*expert id -2 at token 1"),
-        (lambda r: r.index_put((torch.tensor(1), torch.tensor(0), torch.tensor(0)), torch.tensor(-1)), r"MoE layer 0 .*mix -1 with expert ids"),
-        (lambda r: r.index_put((torch.tensor(2), torch.tensor(1)), torch.tensor(5)), r"MoE layer 1 .*name the same expert twice"),
+        (
+            lambda r: torch.cat([r, r[..., :1]], dim=2),
+            r"MoE layer 0 \(model\.layers\.0\.mlp\.gate\): expected ids of shape \[12, 2\] \(top_k 2\), got \[12, 3\]",
+        ),
+        (lambda r: put(r, (4, 2, 1), 8), r"MoE layer 2 .*expert id 8 at token 4 is out of range \[0, 8\)"),
+        (lambda r: put(r, (1, 3, 0), -2), r"MoE layer 3 .*expert id -2 at token 1"),
+        (lambda r: put(r, (1, 0, 0), -1), r"MoE layer 0 .*1 token rows mix -1 with expert ids"),
+        (lambda r: put(r, (2, 1), 5), r"MoE layer 1 .*1 token rows name the same expert twice"),
         (lambda r: r.float(), r"expected integer expert ids for routing, got torch.float32"),
+        (lambda r: [r[:, layer] for layer in range(LAYERS - 1)] + [r[:5, 3]], r"MoE layer 3 .*got \[5, 2\]"),
     ],
-    ids=["layers", "top_k", "id_too_large", "id_negative", "partial_row", "duplicate", "float"],
+    ids=["layers", "top_k", "id_too_large", "id_negative", "partial_row", "duplicate", "float", "layer_tokens"],
 )
 def test_bad_routing_is_refused_with_a_clear_error(model, change, error):
-    routing = change(random_routing(12).clone())
+    routing = change(random_routing(12))
     with pytest.raises((ValueError, TypeError), match=error):
         with replay_routing(model, routing):
             pass
@@ -269,7 +322,11 @@ def test_bad_routing_is_refused_with_a_clear_error(model, change, error):
 
 def test_token_count_mismatch_names_layer_expected_and_got(model, input_ids):
     routing = random_routing(input_ids.numel() + 1)
-    with pytest.raises(ValueError, match=r"MoE layer 0 \(model\.layers\.0\.mlp\.gate\): expected routing for 12 tokens \(the forward's tokens\), got 13"):
+    expected = (
+        r"MoE layer 0 \(model\.layers\.0\.mlp\.gate\): "
+        r"expected routing for 12 tokens \(the forward's tokens\), got 13$"
+    )
+    with pytest.raises(ValueError, match=expected):
         with replay_routing(model, routing):
             model(input_ids)
 
@@ -457,20 +514,8 @@ def test_every_supported_router_class_matches_its_rule(name):
 
 
 def test_a_router_whose_code_changed_is_refused():
-    class Qwen3MoeTopKRouter(torch.nn.Module):  # the name of a supported router, with other weights: sigmoid
-        __module__ = "transformers.models.qwen3_moe.modeling_qwen3_moe"
-        top_k, num_experts, norm_topk_prob = TOP_K, EXPERTS, True
-
-        def __init__(self):
-            super().__init__()
-            self.weight = torch.nn.Parameter(torch.randn(EXPERTS, 16))
-
-        def forward(self, hidden):
-            logits = torch.nn.functional.linear(hidden, self.weight)
-            weights, ids = torch.topk(logits.sigmoid(), TOP_K, dim=-1)
-            return logits, weights, ids
-
-    holder = torch.nn.Sequential(Qwen3MoeTopKRouter())
+    sigmoid = lambda logits: torch.topk(logits.sigmoid(), TOP_K, dim=-1)  # noqa: E731
+    holder = torch.nn.Sequential(impostor(sigmoid))  # the name of a supported router, with sigmoid weights
     routing = torch.tensor([[[1, 6]]])
     with pytest.raises(TypeError, match=r"Qwen3MoeTopKRouter \(0\) no longer computes its weights as replay assumes"):
         with replay_routing(holder, routing):
