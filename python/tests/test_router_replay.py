@@ -30,6 +30,15 @@ from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM  # noqa: E402
 LAYERS, EXPERTS, TOP_K, HIDDEN = 4, 8, 2, 64
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is fastest, and stays fast on a loaded CI machine (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model() -> Qwen3MoeForCausalLM:
     torch.manual_seed(0)
