@@ -78,6 +78,11 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     return x[:, :, None].expand(b, h, n_rep, s, d).reshape(b, h * n_rep, s, d)
 
 
+def _mlp(layer, x):
+    out = layer.mlp(x)  # transformers 5.x: a tensor; 4.x returned (hidden, router_logits)
+    return out[0] if isinstance(out, tuple) else out
+
+
 def forward_manual(model, batch: StepBatch) -> torch.Tensor:
     """The same forward written over the model's submodules (the router hooks fire inside ``layer.mlp``)."""
     m = model.model
@@ -99,7 +104,7 @@ def forward_manual(model, batch: StepBatch) -> torch.Tensor:
         o = F.scaled_dot_product_attention(q, repeat_kv(k_all, rep), repeat_kv(v_all, rep), attn_mask=batch.mask,
                                            scale=attn.scaling)
         h = h + attn.o_proj(o.transpose(1, 2).reshape(1, T, -1))
-        h = h + layer.mlp(layer.post_attention_layernorm(h))
+        h = h + _mlp(layer, layer.post_attention_layernorm(h))
     return m.norm(h)[0]
 
 

@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import torch
 
+try:  # a Cache subclass passes any isinstance check of the model code; none of Cache's own state is used
+    from transformers.cache_utils import Cache as _CacheBase
+except ImportError:  # pragma: no cover - transformers without cache_utils
+    _CacheBase = object
+
 BLOCK_SIZE = 16
 
 
@@ -87,14 +92,15 @@ class PagedKVPool:
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
 
 
-class PagedStepCache:
+class PagedStepCache(_CacheBase):
     """One step's view of the pool, shaped like a Hugging Face cache for the attention modules: ``update(k, v,
     layer)`` with the step's new K/V ``[1, kv_heads, T, head_dim]`` (the flattened token order of the step) writes the
     rows of real tokens (slot >= 0) into the pool, then returns the K/V the step attends to, gathered by
     ``key_slots`` as ``[1, kv_heads, K, head_dim]``. The step's 4-D mask says which of those keys each token sees.
 
-    Duck-typed on purpose (only ``update`` and ``get_seq_length`` are called with a 4-D mask and explicit position
-    ids), so it does not depend on the Cache class layout of one transformers version."""
+    Only ``update`` and ``get_seq_length`` are called with a 4-D mask and explicit position ids; it subclasses
+    ``Cache`` for isinstance checks but never calls ``Cache.__init__``, so it does not depend on the Cache layout of
+    one transformers version."""
 
     is_compileable = False
 
@@ -118,3 +124,14 @@ class PagedStepCache:
 
     def get_seq_length(self, layer_idx: int = 0) -> int:  # only used to derive positions we pass explicitly
         return 0
+
+    # Cache's own versions read state this class does not have
+    def __len__(self) -> int:
+        return len(self.pool.k)
+
+    def __bool__(self) -> bool:
+        return True
+
+    @property
+    def is_sliding(self) -> list[bool]:
+        return [False] * len(self.pool.k)

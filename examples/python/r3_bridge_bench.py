@@ -130,7 +130,8 @@ class Bench:
             from r3.engine import RoutingCapture
             from sidecar_proc import SidecarProcess
             work = Path(a.work_dir or tempfile.mkdtemp(prefix="r3-bench-"))
-            self.sidecar = SidecarProcess(a.sidecar_cmd, work / "r3.sock", work / "store",
+            sock = Path(tempfile.mkdtemp(prefix="r3s-")) / "r3.sock"  # short: at most 107 bytes
+            self.sidecar = SidecarProcess(a.sidecar_cmd, sock, work / "store",
                                           "cuda" if self.cuda else "host", work / "sidecar.log")
             log(f"sidecar: {self.sidecar.command_line()} (slots used: [0, {self.num_slots}))")
             self.sidecar.start()
@@ -476,7 +477,11 @@ def main(argv=None) -> int:
                                                                      slice_s)
         memory = bench.memory()
     finally:
-        summary = bench.close()
+        try:
+            summary = bench.close()
+        except Exception as e:  # noqa: BLE001 - do not hide the run's own error
+            summary = f"close failed: {type(e).__name__}: {e}"
+            log(summary)
 
     import transformers
     result = {

@@ -408,8 +408,10 @@ def make_capture(args, hooks: RouterHooks, num_slots: int, work: Path, log):
     from r3.engine import RoutingCapture  # the repo's python/ module (branch pyengine)
     from sidecar_proc import SidecarProcess
     cuda = args.device.startswith("cuda")
-    side = SidecarProcess(args.sidecar_cmd, work / "r3.sock", work / "store", "cuda" if cuda else "host",
-                          work / "sidecar.log")
+    if (work / "store").exists() and any((work / "store").iterdir()):
+        raise SystemExit(f"{work / 'store'} holds a store from an earlier run: choose a new --work-dir")
+    sock = Path(tempfile.mkdtemp(prefix="r3s-")) / "r3.sock"  # short: a socket path has at most 107 bytes
+    side = SidecarProcess(args.sidecar_cmd, sock, work / "store", "cuda" if cuda else "host", work / "sidecar.log")
     log(f"sidecar: {side.command_line()} (slots used: [0, {num_slots}))")
     side.start()
     try:

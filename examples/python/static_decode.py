@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from paged_forward import rope_cos_sin, rotate_half
+from paged_forward import _mlp, rope_cos_sin, rotate_half
 
 
 class StaticDecoder:
@@ -71,7 +71,7 @@ class StaticDecoder:
             vc.scatter_(2, kv_at, v.unsqueeze(2))
             o = F.scaled_dot_product_attention(q.view(B, Hkv, G, D), kc, vc, attn_mask=mask, scale=attn.scaling)
             h = h + attn.o_proj(o.reshape(B, 1, self.q_heads * D))
-            h = h + layer.mlp(layer.post_attention_layernorm(h))
+            h = h + _mlp(layer, layer.post_attention_layernorm(h))
         h = m.norm(h)
         logits = self.model.lm_head(h[:, 0])
         return logits if return_logits else logits.argmax(-1)
