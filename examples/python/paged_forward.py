@@ -55,11 +55,12 @@ def forward_hf(model, batch: StepBatch) -> torch.Tensor:
     return out.last_hidden_state[0]
 
 
-def rope_cos_sin(model, positions: torch.Tensor, dtype):
+def rope_cos_sin(model, positions: torch.Tensor, dtype, inv_freq: torch.Tensor | None = None):
     """cos/sin of the model's rotary embedding at ``positions`` (any shape), shape ``positions.shape + [head_dim]``;
-    the same arithmetic as ``Qwen3MoeRotaryEmbedding.forward`` (default rope type)."""
+    the same arithmetic as ``Qwen3MoeRotaryEmbedding.forward`` (default rope type). ``inv_freq``: a float32 copy on
+    the positions' device (the graph path passes one, so no copy happens inside a capture)."""
     rot = model.model.rotary_emb
-    inv = rot.inv_freq.to(device=positions.device, dtype=torch.float32)
+    inv = inv_freq if inv_freq is not None else rot.inv_freq.to(device=positions.device, dtype=torch.float32)
     freqs = positions.to(torch.float32)[..., None] * inv
     emb = torch.cat((freqs, freqs), dim=-1)
     scale = getattr(rot, "attention_scaling", 1.0)

@@ -432,7 +432,7 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default="1,32,128,256", help="decode batch sizes (comma list; empty: none)")
     p.add_argument("--prefill-tokens", type=int, default=8192, help="one prefill chunk of this many tokens (0: none)")
     p.add_argument("--context", type=int, default=512, help="static KV positions per decode sequence")
-    p.add_argument("--steps", type=int, default=300, help="rounds per decode size (each round: one step per mode)")
+    p.add_argument("--steps", type=int, default=500, help="rounds per decode size (each round: one step per mode)")
     p.add_argument("--prefill-steps", type=int, default=12, help="rounds of the prefill chunk")
     p.add_argument("--warmup", type=int, default=10, help="untimed rounds per decode size")
     p.add_argument("--prefill-warmup", type=int, default=2)

@@ -42,6 +42,7 @@ class StaticDecoder:
         self.ids = torch.zeros(max_batch, dtype=torch.long, device=device)
         self.pos = torch.zeros(max_batch, dtype=torch.long, device=device)
         self.key_index = torch.arange(context, device=device)
+        self.inv_freq = model.model.rotary_emb.inv_freq.to(device=device, dtype=torch.float32).clone()
 
     @property
     def kv_bytes(self) -> int:
@@ -54,7 +55,7 @@ class StaticDecoder:
         ids, pos = self.ids[:B], self.pos[:B]
         Hkv, G, D = self.kv_heads, self.group, self.head_dim
         h = m.embed_tokens(ids)[:, None, :]                          # [B, 1, hidden]
-        cos, sin = rope_cos_sin(self.model, pos, h.dtype)             # [B, D]
+        cos, sin = rope_cos_sin(self.model, pos, h.dtype, self.inv_freq)  # [B, D]
         cos, sin = cos[:, None, :], sin[:, None, :]                   # [B, 1, D] over heads
         mask = (self.key_index[None, :] <= pos[:, None])[:, None, None, :]  # [B, 1, 1, ctx]
         kv_at = pos.view(B, 1, 1, 1).expand(B, Hkv, 1, D)

@@ -335,3 +335,24 @@ def test_default_export_cmd():
     cmd = "bundle/jre/bin/java $(cat bundle/jvm.flags) -cp bundle/r3-bundle.jar dev.routingreplay.examples.R3Command sidecar"
     assert default_export_cmd(cmd).endswith("R3Command export")
     assert default_export_cmd(cmd + " --slots 4096").endswith("R3Command export")
+
+
+def test_static_decode_step_has_no_data_dependent_ops():
+    """The graph-capture proxy that runs on a CPU: the decode step (hook copy included) runs under FakeTensorMode,
+    which refuses any op whose output depends on tensor values (nonzero, .item(), .tolist(): the host syncs that
+    break a CUDA graph capture). transformers' grouped_mm experts need bf16 here; the eager experts loop is refused."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    for impl, ok in [("grouped_mm", True), ("eager", False)]:
+        m = build_model(TINY, "cpu", torch.bfloat16, 0, impl, log=lambda *_: None)
+        hooks = RouterHooks(m)
+        dec = StaticDecoder(m, 4, 32, "cpu")
+        with torch.no_grad():
+            dec.forward(4)  # real run first (the hooks' one-time output check)
+        hooks.target = torch.zeros(8, hooks.layers, hooks.top_k, dtype=torch.int32)
+        try:
+            with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True):
+                dec.forward(4)
+            refused = None
+        except Exception as e:  # noqa: BLE001
+            refused = e
+        assert (refused is None) == ok, f"{impl}: {refused}"
