@@ -60,6 +60,7 @@ class Request:
     state: str = "waiting"            # waiting, running, finished, aborted
     admitted: bool = False
     preemptions: int = 0
+    not_before: int = 0               # earliest step of (re-)admission
     routing: np.ndarray | None = None     # [max_len - 1, layers, top_k] from the hooks (verify), -1 = not forwarded
     fwd_slots: np.ndarray | None = None   # slot each position had when it was forwarded
 
@@ -163,12 +164,15 @@ class ReferenceEngine:
                 self._preempt_done = True
 
     def _admit(self) -> None:
-        while self.waiting and len(self.running) < self.args.max_running:
-            r = self.waiting[0]
+        for r in list(self.waiting):
+            if len(self.running) >= self.args.max_running:
+                break
+            if r.not_before > self.step_no:  # a preempted request waits a few steps (others take its blocks)
+                continue
             first = min(len(r.tokens) - r.computed, self.args.chunk)
             if self.alloc.blocks_needed(r.block_table, r.computed + first) > self.alloc.free_blocks:
                 break
-            self.waiting.popleft()
+            self.waiting.remove(r)
             r.state = "running"
             self.running.append(r)
             if not r.admitted:
@@ -214,6 +218,11 @@ class ReferenceEngine:
                 tokens.append((r.tokens[p], p, slots[p], o))
             keys.extend((slots[p], p, o) for p in range(start + n))
         real = len(tokens)
+        for info in self.result.preempted:  # how much of a preempted request's old KV other requests overwrite
+            if "slots_after" not in info:
+                old = info["blocks_before_set"]
+                info["old_slots_rewritten_by_others"] += sum(
+                    1 for t in tokens if t[2] // BLOCK_SIZE in old and sched[t[3]][0].rid != info["rid"])
         pad_to = max(1, self.args.pad_to)
         padded = -(-real // pad_to) * pad_to
         for _ in range(padded - real):  # padding tokens (slot -1) at random places in the flattened order
@@ -298,7 +307,8 @@ class ReferenceEngine:
 
     def _preempt(self, r: Request, why: str) -> None:
         info = {"rid": r.rid, "step": self.step_no, "why": why, "computed": r.computed, "generated": r.generated,
-                "blocks_before": list(r.block_table),
+                "blocks_before": list(r.block_table), "blocks_before_set": set(r.block_table),
+                "old_slots_rewritten_by_others": 0,
                 "slots_before": slots_of(r.block_table, 0, r.computed)}
         self.log(f"step {self.step_no}: preempted {r.rid} ({why}): {r.computed} positions forwarded, {r.generated} "
                  f"tokens generated, blocks {r.block_table} freed")
@@ -310,7 +320,8 @@ class ReferenceEngine:
         if r.routing is not None:
             r.routing.fill(-1)  # its stored routing must be the re-run's
         r.fwd_slots.fill(-1)
-        self.waiting.append(r)  # at the back: others take its blocks first (LIFO free list)
+        r.not_before = self.step_no + self.args.readmit_after
+        self.waiting.append(r)  # at the back, and later: others take its blocks first (LIFO free list)
         self.result.preempted.append(info)
 
     def _abort(self, r: Request) -> None:
@@ -380,6 +391,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
     g.add_argument("--pad-to", type=int, default=8, help="pad each step to a multiple (padding: slot -1)")
     g.add_argument("--preempt-at", type=int, default=10, help="preempt a decoding request at this step (-1: never)")
     g.add_argument("--abort-at", type=int, default=6, help="abort a running request at this step (-1: never)")
+    g.add_argument("--readmit-after", type=int, default=4, help="steps a preempted request waits before re-admission")
     g.add_argument("--max-steps", type=int, default=100000)
     g.add_argument("--forward", choices=sorted(FORWARDS), default="hf",
                    help="hf: model.model() with a paged cache; manual: the same over the submodules")
@@ -456,7 +468,8 @@ def main(argv=None) -> int:
         f"{result.seconds:.1f} s; capture summary {summary}")
     status = 0
     report: dict = {"steps": result.steps, "tokens": result.tokens, "finished": result.finished,
-                    "aborted": result.aborted, "preempted": result.preempted, "capture": args.capture,
+                    "aborted": result.aborted, "capture": args.capture,
+                    "preempted": [{k: v for k, v in p.items() if k != "blocks_before_set"} for p in result.preempted],
                     "capture_summary": summary if isinstance(summary, dict) else str(summary)}
     if side is not None:
         rc = side.stop()
@@ -472,12 +485,13 @@ def main(argv=None) -> int:
         problems = compare_routing(result.expected, stored, result.aborted)
         for p in result.preempted:
             if "slots_after" in p:
-                reused = sorted(set(p["slots_before"]) - set(p["slots_after"]))
-                log(f"preempted {p['rid']}: {len(p['slots_before'])} positions on slots of blocks "
-                    f"{p['blocks_before']} before, re-run on new slots for "
-                    f"{len(set(p['slots_before']) - set(p['slots_after']))} of them")
-                if not reused:
-                    log(f"WARNING: {p['rid']} was re-run on exactly its old slots: a stale row would go unnoticed")
+                moved = len(set(p["slots_before"]) - set(p["slots_after"]))
+                log(f"preempted {p['rid']}: {len(p['slots_before'])} positions forwarded before (blocks "
+                    f"{p['blocks_before']}); other requests then wrote {p['old_slots_rewritten_by_others']} tokens into "
+                    f"those blocks; the re-run used other slots for {moved} of those positions")
+                if not moved and not p["old_slots_rewritten_by_others"]:
+                    log(f"WARNING: {p['rid']} was re-run on exactly its old, untouched slots: a stale row would go "
+                        "unnoticed")
         if problems:
             status = 1
             log(f"VERIFY FAILED ({args.capture}): {len(problems)} problems")
