@@ -421,7 +421,8 @@ def markdown(result: dict) -> str:
     lines += ["", "ratio vs a: median step time / median of (a); paired ratio: median over rounds of step / (a)'s step "
               "in the same round. Capture call: the engine thread's time in the capture code of a step (b: .cpu() "
               "+ scatter, includes waiting for the forward; c: D2D + D2H enqueue + event + previous step's scatter; "
-              "d: begin_step + slot H2D + end_step).", ""]
+              "d: begin_step + slot H2D + end_step). Mode d's own GPU work runs in the sidecar (pack + D2H on its "
+              "stream, after the engine's event) and may overlap the next step, which belongs to another mode.", ""]
     return "\n".join(lines)
 
 
