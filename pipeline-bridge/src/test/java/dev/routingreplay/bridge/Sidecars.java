@@ -7,6 +7,8 @@ import dev.routingreplay.core.sink.RoutingSink;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.BiFunction;
@@ -33,6 +35,20 @@ final class Sidecars implements AutoCloseable {
                     return s;
                 })
                 .bind();
+    }
+
+    /** The summary of the next session that ends (subscribe before the session ends). */
+    CompletableFuture<SessionSummary> nextSession() {
+        return server.sessions().next().toFuture();
+    }
+
+    /** Waits for {@code future} up to 60 s. */
+    static SessionSummary await(CompletableFuture<SessionSummary> future) {
+        try {
+            return future.get(60, TimeUnit.SECONDS);
+        } catch (Exception e) {
+            throw new AssertionError("no session summary within 60 s", e);
+        }
     }
 
     MemoryRoutingSink memorySink() {
