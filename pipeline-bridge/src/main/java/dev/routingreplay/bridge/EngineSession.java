@@ -15,6 +15,7 @@ import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFuture;
 import io.netty.channel.ChannelFutureListener;
+import java.io.IOException;
 import java.time.Duration;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutorService;
@@ -284,6 +285,8 @@ final class EngineSession {
             if (!ending) {
                 fail(p.code(), p.getMessage());
             }
+        } else if (e instanceof IOException) {
+            disconnect = "the engine disconnected without GOODBYE (" + e.getMessage() + ")";
         } else {
             disconnect = "connection error: " + e;
         }

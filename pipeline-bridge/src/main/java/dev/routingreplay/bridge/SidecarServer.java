@@ -4,6 +4,7 @@ import dev.routingreplay.core.device.InterprocessDevice;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelFutureListener;
+import io.netty.channel.ChannelOption;
 import java.net.UnixDomainSocketAddress;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -73,6 +74,8 @@ public final class SidecarServer implements AutoCloseable {
             this.server = TcpServer.create()
                     .runOn(loops, false) // NIO: java.nio's Unix domain sockets, no native transport needed
                     .bindAddress(() -> UnixDomainSocketAddress.of(socket))
+                    // a write to an engine that has gone must not close the channel before what it sent was read
+                    .childOption(ChannelOption.AUTO_CLOSE, false)
                     .doOnConnection(c -> c.addHandlerLast("r3-frames", FrameCodec.frameDecoder())
                             .addHandlerLast("r3-messages", new EngineMessageDecoder()))
                     .handle(this::connected)
