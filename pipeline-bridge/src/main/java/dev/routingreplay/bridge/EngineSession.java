@@ -72,6 +72,7 @@ final class EngineSession {
     private volatile Throwable pipelineError;
     private volatile String engineName = "";
     private volatile boolean welcomed;
+    private volatile boolean stopRequested;
     // written by the feed thread only; volatile so that progress lines read them from another thread
     private volatile long steps;
     private volatile long tokens;
@@ -137,15 +138,19 @@ final class EngineSession {
      * closes the connection and stores what it fed. Any thread; returns at once.
      */
     void shutdown() {
+        stopRequested = true;
         try {
-            feedThread.execute(() -> {
-                if (!ending) {
-                    ending = true;
-                    answer(new SidecarMessage.Failed(FailureCode.BUSY.code(), "the sidecar is shutting down"));
-                }
-            });
+            feedThread.execute(this::stopIfRequested);
         } catch (RejectedExecutionException | NullPointerException e) {
             // ended already, or never started
+        }
+    }
+
+    /** On the feed thread, between two messages: answers a requested shutdown. */
+    private void stopIfRequested() {
+        if (stopRequested && !ending) {
+            ending = true;
+            answer(new SidecarMessage.Failed(FailureCode.BUSY.code(), "the sidecar is shutting down"));
         }
     }
 
@@ -161,6 +166,7 @@ final class EngineSession {
     // ---------------------------------------------------------------- feed thread
 
     private void onMessage(EngineMessage m) {
+        stopIfRequested();
         if (ending) {
             return;
         }

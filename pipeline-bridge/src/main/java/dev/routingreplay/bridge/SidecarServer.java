@@ -61,11 +61,12 @@ public final class SidecarServer implements AutoCloseable {
 
     /** What every session of a server shares. */
     record Settings(InterprocessDevice device, Backend backend, int deviceOrdinal, int ringDepth, String storeName, Consumer<String> log,
-            Duration closeTimeout) {
+            Duration closeTimeout, Consumer<SessionSummary> onSessionEnd) {
     }
 
     private SidecarServer(Builder b) {
-        this.settings = new Settings(b.device, Backend.of(b.device), b.deviceOrdinal, b.ringDepth, b.storeName, b.log, b.closeTimeout);
+        this.settings = new Settings(b.device, Backend.of(b.device), b.deviceOrdinal, b.ringDepth, b.storeName, b.log, b.closeTimeout,
+                b.onSessionEnd);
         this.socket = b.socket;
         this.sink = new SharedSink(b.sinks);
         SocketFile.prepare(socket);
@@ -144,7 +145,11 @@ public final class SidecarServer implements AutoCloseable {
 
     private void ended(EngineSession session, SessionSummary summary) {
         active.compareAndSet(session, null);
-        summaries.tryEmitNext(summary);
+        try {
+            settings.onSessionEnd().accept(summary);
+        } finally {
+            summaries.tryEmitNext(summary);
+        }
     }
 
     private void logProgress() {
@@ -215,6 +220,7 @@ public final class SidecarServer implements AutoCloseable {
         private Duration progressInterval = Duration.ofSeconds(5);
         private Duration closeTimeout = Duration.ofSeconds(60);
         private Consumer<String> log = line -> LOG.log(System.Logger.Level.INFO, line);
+        private Consumer<SessionSummary> onSessionEnd = summary -> { };
 
         private Builder() {
         }
@@ -282,6 +288,15 @@ public final class SidecarServer implements AutoCloseable {
         /** Where log lines go (default: {@link System.Logger} {@code INFO}); called from any of the server's threads. */
         public Builder log(Consumer<String> log) {
             this.log = Objects.requireNonNull(log, "log");
+            return this;
+        }
+
+        /**
+         * Called with each session's summary as it ends, on the session's feed thread, before {@link #sessions()}
+         * emits it (a listener that cannot miss a session, not even one that ends right after binding).
+         */
+        public Builder onSessionEnd(Consumer<SessionSummary> listener) {
+            this.onSessionEnd = Objects.requireNonNull(listener, "listener");
             return this;
         }
 
