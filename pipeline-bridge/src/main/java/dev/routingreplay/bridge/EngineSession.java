@@ -66,7 +66,7 @@ final class EngineSession {
     private final Sinks.Empty<Void> ended = Sinks.empty();
     private final AtomicBoolean answered = new AtomicBoolean();
     private final CountDownLatch pipelineTerminated = new CountDownLatch(1);
-    private ExecutorService feedThread;
+    private final ExecutorService feedThread;
     private volatile String failure = "";
     private volatile ChannelFuture answerWritten;
     private volatile Throwable pipelineError;
@@ -95,6 +95,11 @@ final class EngineSession {
         this.settings = settings;
         this.sharedSink = sharedSink;
         this.onEnd = onEnd;
+        this.feedThread = Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "r3-sidecar-feed-" + id);
+            t.setDaemon(true);
+            return t;
+        });
     }
 
     /** This session's number in its server. */
@@ -110,11 +115,6 @@ final class EngineSession {
      * @return completes once the session ended (everything stored or failed, buffers closed)
      */
     Mono<Void> start(Flux<?> inbound) {
-        feedThread = Executors.newSingleThreadExecutor(r -> {
-            Thread t = new Thread(r, "r3-sidecar-feed-" + id);
-            t.setDaemon(true);
-            return t;
-        });
         Scheduler scheduler = Schedulers.fromExecutorService(feedThread, "r3-sidecar-feed-" + id);
         inbound.<EngineMessage>handle((o, sink) -> {
                     if (o instanceof EngineMessage m) {
@@ -128,9 +128,9 @@ final class EngineSession {
         return ended.asMono();
     }
 
-    /** Completes once the session ended. */
-    Mono<Void> ended() {
-        return ended.asMono();
+    /** Frees a session that was never started (its connection was refused). */
+    void discard() {
+        feedThread.shutdown();
     }
 
     /**
@@ -141,8 +141,8 @@ final class EngineSession {
         stopRequested = true;
         try {
             feedThread.execute(this::stopIfRequested);
-        } catch (RejectedExecutionException | NullPointerException e) {
-            // ended already, or never started
+        } catch (RejectedExecutionException e) {
+            // ended already
         }
     }
 

@@ -125,6 +125,7 @@ public final class SidecarServer implements AutoCloseable {
         EngineSession session = new EngineSession(id, channel, settings, sink, this::ended);
         EngineSession current = active.compareAndExchange(null, session);
         if (current != null) {
+            session.discard();
             return refuse(conn.get(), id, "busy: engine session " + current.id() + " is connected, and the sidecar serves one engine at a time");
         }
         Mono<Void> end = session.start(in.receiveObject());
