@@ -2,6 +2,7 @@ package dev.routingreplay.sink;
 
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.sink.RequestRouting;
+import io.netty.channel.EventLoop;
 import io.netty.handler.codec.http.HttpMethod;
 import io.netty.handler.codec.http.HttpResponseStatus;
 import java.nio.ByteBuffer;
@@ -17,6 +18,7 @@ import java.util.function.BiFunction;
 import org.reactivestreams.Publisher;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
+import reactor.core.scheduler.Schedulers;
 import reactor.netty.DisposableServer;
 import reactor.netty.http.server.HttpServer;
 import reactor.netty.http.server.HttpServerRequest;
@@ -198,7 +200,7 @@ public final class ReplayServer implements AutoCloseable {
                 return error(res, HttpResponseStatus.UNAUTHORIZED, refused);
             }
             if (path.equals("/manifest")) {
-                route = (rq, rs) -> Mono.fromCallable(this::manifestJson).subscribeOn(ReplayCursor.READERS)
+                route = (rq, rs) -> onLoop(Mono.fromCallable(this::manifestJson).subscribeOn(ReplayCursor.READERS), rs)
                         .flatMap(body -> Mono.from(json(rs, body)));
             } else if (path.equals("/requests")) {
                 route = (rq, rs) -> list(query, rs);
@@ -273,7 +275,7 @@ public final class ReplayServer implements AutoCloseable {
         Mono<Optional<Rejection>> check = cursor < 0 ? Mono.just(Optional.empty())
                 : replay.at(cursor).map(r -> Optional.<Rejection>empty())
                         .onErrorResume(StoreException.class, e -> unknownIndex("after", cursor).map(Optional::of));
-        return check.flatMap(rejection -> {
+        return onLoop(check, res).flatMap(rejection -> {
             if (rejection.isPresent()) {
                 return Mono.from(error(res, rejection.get().status(), rejection.get().message()));
             }
@@ -295,8 +297,26 @@ public final class ReplayServer implements AutoCloseable {
             if (follow) {
                 lines = lines.doFinally(signal -> followers.decrementAndGet());
             }
-            return Mono.from(res.header("content-type", "application/x-ndjson").sendString(lines));
+            return Mono.from(res.header("content-type", "application/x-ndjson").sendString(lines.publishOn(loop(res), 32)));
         });
+    }
+
+    /**
+     * The connection's event loop as a scheduler, or null when the response has no connection. A response started or
+     * completed on another thread (a replay reader's) races Netty's end of the previous response: on a kept-alive
+     * connection the request after next could then go unanswered (seen with /manifest or a .npy, then two 404s;
+     * {@code ReplayServerKeepAliveTest}). So every answer is started, and its body completed, on the event loop; the
+     * reading and the producing of bytes stay on the replay readers.
+     */
+    private static reactor.core.scheduler.Scheduler loop(HttpServerResponse res) {
+        EventLoop[] loop = new EventLoop[1];
+        res.withConnection(c -> loop[0] = c.channel().eventLoop());
+        return loop[0] == null ? Schedulers.immediate() : Schedulers.fromExecutor(loop[0]);
+    }
+
+    /** {@code mono}'s signals moved to the connection's event loop ({@link #loop}). */
+    private static <T> Mono<T> onLoop(Mono<T> mono, HttpServerResponse res) {
+        return mono.publishOn(loop(res));
     }
 
     /** A record index in hex (1 to 16 digits, not negative), or -1 when {@code text} is not one. */
@@ -414,15 +434,17 @@ public final class ReplayServer implements AutoCloseable {
         } catch (FetchOptions.BadParameter e) {
             return error(res, HttpResponseStatus.BAD_REQUEST, address.describe() + ": " + e.getMessage());
         }
-        return Mono.fromCallable(() -> resolve(address))
-                .subscribeOn(ReplayCursor.READERS)
-                .flatMap(found -> {
-                    if (found.rejection() != null) {
-                        return Mono.from(error(res, found.rejection().status(), found.rejection().message()));
-                    }
-                    return Mono.fromCallable(() -> prepare(found.found(), options)).subscribeOn(ReplayCursor.READERS)
-                            .flatMap(prepared -> Mono.from(send(prepared, found.found(), res)));
-                });
+        Mono<Answer> ready = Mono.fromCallable(() -> {
+            Resolved found = resolve(address);
+            return new Answer(found, found.rejection() == null ? prepare(found.found(), options) : null);
+        }).subscribeOn(ReplayCursor.READERS);
+        return onLoop(ready, res).flatMap(answer -> {
+            Resolved found = answer.resolved();
+            if (found.rejection() != null) {
+                return Mono.from(error(res, found.rejection().status(), found.rejection().message()));
+            }
+            return Mono.from(send(answer.prepared(), found.found(), res));
+        });
     }
 
     /** A record found, or why not. */
@@ -430,6 +452,10 @@ public final class ReplayServer implements AutoCloseable {
         static Resolved of(Rejection r) {
             return new Resolved(null, r);
         }
+    }
+
+    /** What a replay reader found for a {@code .npy} route, handed to the event loop to send. */
+    private record Answer(Resolved resolved, Prepared prepared) {
     }
 
     /** The body to send, or the 400 of a start past the record's end. */
@@ -454,8 +480,10 @@ public final class ReplayServer implements AutoCloseable {
         }
         RoutingReplay.Stored stored = found.stored();
         RequestRecords.Header h = stored.header();
+        // chunked, no content-length: a client that has the whole body sends its next request only after the server's
+        // final chunk, so never while Netty still ends this response (with a content-length it could, and on a
+        // kept-alive connection the request after that then went unanswered now and then: ReplayServerKeepAliveTest)
         res.header("content-type", "application/octet-stream")
-                .header("content-length", Long.toString(prepared.body().length()))
                 .header("x-r3-request-id", PathSegments.encode(h.requestId()))
                 .header("x-r3-index", Long.toHexString(stored.index()))
                 .header("x-r3-ordinal", Long.toString(found.ordinal()))
@@ -465,7 +493,7 @@ public final class ReplayServer implements AutoCloseable {
         if (h.hasRowsCrc()) {
             res.header("x-r3-crc32c", Crc32c.hex((int) h.rowsCrc()));
         }
-        return res.sendByteArray(prepared.body().chunks().subscribeOn(ReplayCursor.READERS));
+        return res.sendByteArray(prepared.body().chunks().subscribeOn(ReplayCursor.READERS).publishOn(loop(res), 2));
     }
 
     /** Finds the record of {@code address} (on a replay reader's thread). */
