@@ -25,7 +25,7 @@ import json
 import os
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -134,7 +134,7 @@ def _apply(op: Sequence[int], x: int) -> int:
     return r
 
 
-def _compose(a: Sequence[int], b: Sequence[int]) -> list:
+def _compose(a: Sequence[int], b: Sequence[int]) -> List[int]:
     """The operator ``a`` after ``b``."""
     return [_apply(a, c) for c in b]
 
@@ -143,7 +143,7 @@ def _compose(a: Sequence[int], b: Sequence[int]) -> list:
 _POWERS = [[_raw(1 << i, b"\0") for i in range(32)]]
 
 
-def _zeros_op(n: int) -> list:
+def _zeros_op(n: int) -> List[int]:
     """The operator of feeding ``n`` zero bytes."""
     op = None
     k = 0
@@ -404,8 +404,8 @@ class ReplayClient:
             params.append(("follow", "true"))
         return "/requests" + ("?" + urllib.parse.urlencode(params) if params else "")
 
-    def list_requests(self, after: Union[None, str, RequestInfo] = None, limit: Optional[int] = None) -> list:
-        """The finished requests stored now, in write order (``list[RequestInfo]``).
+    def list_requests(self, after: Union[None, str, RequestInfo] = None, limit: Optional[int] = None) -> List[RequestInfo]:
+        """The finished requests stored now, in write order.
 
         Args:
             after: start after this record (a :class:`RequestInfo`, or its hex ``index``); ``None`` from the first.

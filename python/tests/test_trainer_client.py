@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import http.server
 import io
-import json
 import os
 import queue
 import shutil
@@ -22,7 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List
 
 import numpy as np
 import pytest

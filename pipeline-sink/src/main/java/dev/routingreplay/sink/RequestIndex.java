@@ -69,6 +69,8 @@ final class RequestIndex implements AutoCloseable {
     private long deletedEntries;
     private boolean warnedBackwards;
     private boolean closed;
+    /** Why indexing stopped (a damaged file), or null. */
+    private String stuckAt;
 
     /** Indexes every record of {@code queue} now (headers only), then keeps up once a second until closed. */
     RequestIndex(SingleChronicleQueue queue, Path queuePath) {
@@ -99,16 +101,29 @@ final class RequestIndex implements AutoCloseable {
         trim();
     }
 
-    /** Indexes the records written since the last call. */
+    /**
+     * Indexes the records written since the last call. A queue file Chronicle cannot read on (a cut or damaged file)
+     * ends the index there, with one warning: the records before it keep their ordinals and ids, the others stay
+     * reachable by their index only.
+     */
     private void catchUp() {
+        if (stuckAt != null) {
+            return;
+        }
         tailer.singleThreadedCheckReset();
-        for (;;) {
-            try (DocumentContext dc = tailer.readingDocument()) {
-                if (!dc.isPresent()) {
-                    return;
+        try {
+            for (;;) {
+                try (DocumentContext dc = tailer.readingDocument()) {
+                    if (!dc.isPresent()) {
+                        return;
+                    }
+                    add(dc.index(), RequestRecords.peek(dc.wire().bytes(), peek));
                 }
-                add(dc.index(), RequestRecords.peek(dc.wire().bytes(), peek));
             }
+        } catch (RuntimeException | AssertionError | InternalError e) {
+            stuckAt = e.toString();
+            LOG.log(System.Logger.Level.WARNING, queuePath + ": cannot index the request queue past index " + Long.toHexString(lastIndex)
+                    + " (damaged or truncated queue file: " + e + "); later records are served by /requests/index/<hex>.npy only");
         }
     }
 

@@ -126,6 +126,32 @@ class TrainerServerTest {
     }
 
     @Test
+    void aCutRequestFileStillServesTheRecordsBeforeTheCut() throws Exception {
+        TrainerStores.write(dir);
+        Path file;
+        try (var files = Files.list(dir.resolve("requests"))) {
+            file = files.filter(f -> f.toString().endsWith(".cq4")).findFirst().orElseThrow();
+        }
+        byte[] all = Files.readAllBytes(file);
+        int last = -1;
+        for (int i = 0; i + 5 <= all.length; i++) {
+            if (all[i] == 0x52 && all[i + 1] == 0x33 && all[i + 2] == 0x52 && all[i + 3] == 0x51 && all[i + 4] == RecordFormat.REQUEST_VERSION) {
+                last = i;
+            }
+        }
+        try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {
+            f.setLength(last + 20); // inside the last record's header
+        }
+        try (ReplayServer server = ReplayServer.start(dir, "127.0.0.1", 0)) {
+            TrainerStores.Npy first = get(server, "/requests/0.npy", null);
+            assertEquals(200, first.status(), first.text());
+            assertEquals(200, get(server, "/requests/by-id/c.npy", null).status());
+            int status = text(server, "/requests/4.npy", null).statusCode();
+            assertTrue(status == 404 || status == 500, "the cut record: " + status);
+        }
+    }
+
+    @Test
     void recordsDeletedByRetentionAre410AndTheRestKeepTheirOrdinals() throws Exception {
         StoreConfig config = StoreConfig.of(dir, TestStores.SHAPE, 64).withMinFreeBytes(0).withRollCycle(TestRollCycles.TEST_SECONDLY)
                 .withRetention(List.of(), Duration.ofMillis(500));
