@@ -21,7 +21,7 @@ import reactor.core.Disposable;
  * ordinals and indexes both go up by one, one run per queue file in practice: memory grows with the files, not the
  * records.
  *
- * <p><b>Ids</b> are kept as hashes ({@link IdTable}, 8 to 16 bytes per record); a lookup returns candidate records,
+ * <p><b>Ids</b> are kept as hashes ({@link IdTable}, 11 to 22 bytes per record); a lookup returns candidate records,
  * newest first, and the caller compares the ids of the records it reads. A repeated id finds its newest record.
  *
  * <p>What retention deleted: ordinals below the first record still stored are {@link Where#DELETED}; an id whose
