@@ -18,8 +18,6 @@ import io.netty.channel.ChannelFutureListener;
 import java.io.IOException;
 import java.time.Duration;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
@@ -66,7 +64,12 @@ final class EngineSession {
     private final Sinks.Empty<Void> ended = Sinks.empty();
     private final AtomicBoolean answered = new AtomicBoolean();
     private final CountDownLatch pipelineTerminated = new CountDownLatch(1);
-    private final ExecutorService feedThread;
+    /**
+     * The session's feed thread: a bounded-elastic scheduler of one thread, so the feed may block (a full ring) and
+     * the Netty thread that hands messages over never does (its work queue never locks on offer, unlike a plain
+     * executor's LinkedBlockingQueue, which BlockHound caught).
+     */
+    private final Scheduler feedThread;
     private volatile String failure = "";
     private volatile ChannelFuture answerWritten;
     private volatile Throwable pipelineError;
@@ -95,11 +98,7 @@ final class EngineSession {
         this.settings = settings;
         this.sharedSink = sharedSink;
         this.onEnd = onEnd;
-        this.feedThread = Executors.newSingleThreadExecutor(r -> {
-            Thread t = new Thread(r, "r3-sidecar-feed-" + id);
-            t.setDaemon(true);
-            return t;
-        });
+        this.feedThread = Schedulers.newBoundedElastic(1, Integer.MAX_VALUE, "r3-sidecar-feed-" + id, 60, true);
     }
 
     /** This session's number in its server. */
@@ -115,7 +114,6 @@ final class EngineSession {
      * @return completes once the session ended (everything stored or failed, buffers closed)
      */
     Mono<Void> start(Flux<?> inbound) {
-        Scheduler scheduler = Schedulers.fromExecutorService(feedThread, "r3-sidecar-feed-" + id);
         inbound.<EngineMessage>handle((o, sink) -> {
                     if (o instanceof EngineMessage m) {
                         sink.next(m);
@@ -123,14 +121,14 @@ final class EngineSession {
                         sink.error(e);
                     }
                 })
-                .publishOn(scheduler, PREFETCH)
+                .publishOn(feedThread, PREFETCH)
                 .subscribe(this::onMessage, this::onInboundError, this::onInboundComplete);
         return ended.asMono();
     }
 
     /** Frees a session that was never started (its connection was refused). */
     void discard() {
-        feedThread.shutdown();
+        feedThread.disposeGracefully().subscribe();
     }
 
     /**
@@ -140,7 +138,7 @@ final class EngineSession {
     void shutdown() {
         stopRequested = true;
         try {
-            feedThread.execute(this::stopIfRequested);
+            feedThread.schedule(this::stopIfRequested);
         } catch (RejectedExecutionException e) {
             // ended already
         }
@@ -315,7 +313,7 @@ final class EngineSession {
                 channel.close();
             }
             ended.tryEmitEmpty();
-            feedThread.shutdown();
+            feedThread.disposeGracefully().subscribe();
         }
     }
 
