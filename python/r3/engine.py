@@ -349,10 +349,10 @@ class _CudaBuffers:
             self.ready = [torch.cuda.Event(enable_timing=False, interprocess=True) for _ in range(n)]
             self._ready_handles = [bytes(e.ipc_handle()) for e in self.ready]
             torch.cuda.current_stream(device).synchronize()  # the fills are done before the sidecar maps the memory
+            self._routing_handle, self._routing_at = _cuda_memory_handle(self.routing, "routing")
+            self._slots_handle, self._slots_at = _cuda_memory_handle(self.slots, "slots")
         self.routing_bytes = self.routing[0].numel() * self.routing.element_size()
         self.slots_bytes = self.slots[0].numel() * self.slots.element_size()
-        self._routing_handle, self._routing_at = _cuda_memory_handle(self.routing, "routing")
-        self._slots_handle, self._slots_at = _cuda_memory_handle(self.slots, "slots")
         self.consumed: list[Any] = []
 
     def handles(self) -> list[BufferHandles]:
@@ -522,6 +522,7 @@ class RoutingCapture:
         hello = Hello(protocol.VERSION, backend.backend, backend.ordinal, layers, top_k, num_experts, id_bytes,
                       backend.slots_bytes // max_tokens, max_tokens, engine_name, tuple(backend.handles()))
         frame = protocol.encode_hello(hello)
+        sock = None
         try:
             sock, welcome = _handshake(os.fspath(socket_path), frame, connect_timeout_s)
             if welcome.version != protocol.VERSION or welcome.backend != backend.backend:
@@ -535,6 +536,8 @@ class RoutingCapture:
             except ProtocolError as e:
                 raise SidecarError(str(e)) from e
         except BaseException:
+            if sock is not None:
+                sock.close()
             backend.close()
             raise
         return cls(sock, backend, welcome, layers=layers, top_k=top_k, max_tokens=max_tokens, on_failure=on_failure,
@@ -588,6 +591,8 @@ class RoutingCapture:
         (policy ``raise``; with ``drop`` the step is counted in ``stats.dropped_steps``).
         """
         start = time.perf_counter()
+        if self._closed:
+            raise RuntimeError("the capture is closed")
         if self._open is None:
             raise RuntimeError("end_step without begin_step")
         _check_range("num_tokens", num_tokens, 0, self._max_tokens)
@@ -905,7 +910,10 @@ def _handshake(path: str, hello: bytes, timeout_s: float) -> tuple[socket.socket
         time.sleep(0.05)
     try:
         sock.settimeout(max(0.001, deadline - time.monotonic()))
-        sock.sendall(hello)
+        try:
+            sock.sendall(hello)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a sidecar that refuses (busy) may close before reading HELLO: its FAILED is still to be read
         reader = protocol.FrameReader()
         while True:
             sock.settimeout(max(0.001, deadline - time.monotonic()))

@@ -37,6 +37,8 @@ class FakeSidecar:
     ``fail_at_step``: on this STEP, send FAILED code 3 with ``fail_message`` and close.
     ``refuse_hello``: (code, message) to answer HELLO with FAILED.
     ``before_consume``: called with the step id before its CONSUMED is sent (tests use it to hold acks back).
+    ``busy``: answer FAILED code 4 at once and close, without reading HELLO (another engine is connected).
+    ``stall_s``: after WELCOME, read nothing for this long (the real sidecar stops reading while its ring is full).
     """
 
     path: str
@@ -47,6 +49,8 @@ class FakeSidecar:
     fail_message: str = "expert id 300 out of range (num_experts 64) at token 3, layer 1"
     refuse_hello: tuple[int, str] | None = None
     before_consume: Callable[[int], None] | None = None
+    busy: bool = False
+    stall_s: float = 0.0
     store: str = "/fake/store"
 
     hello: Hello | None = None
@@ -108,6 +112,9 @@ class FakeSidecar:
             self.error = e
 
     def _session(self, conn: socket.socket) -> None:
+        if self.busy:
+            conn.sendall(protocol.encode_failed(4, "another engine is connected"))
+            return
         reader = protocol.FrameReader()
         frames = self._frames(conn, reader)
         hello = protocol.decode(next(frames))
@@ -130,6 +137,7 @@ class FakeSidecar:
             assert b.ready_event_handle == b""
         conn.sendall(protocol.encode_welcome(Welcome(protocol.VERSION, protocol.BACKEND_HOST,
                                                      tuple(b"" for _ in hello.buffers), self.store)))
+        time.sleep(self.stall_s)
         tokens = 0
         for body in frames:
             msg = protocol.decode(body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import time
 from typing import Iterator
@@ -257,11 +258,43 @@ def test_no_consumed_within_the_ack_timeout_under_drop_detaches(start, socket_pa
 
 
 def test_connect_fails_when_no_sidecar_listens(socket_path: str) -> None:
+    before = set(os.listdir(tempfile_folder()))
     t0 = time.monotonic()
     with pytest.raises(SidecarError, match="no sidecar listening at .* within connect_timeout_s=0.3s"):
         connect(socket_path, connect_timeout_s=0.3)
     assert time.monotonic() - t0 < 2.0
-    assert not [f for f in os.listdir("/dev/shm") if f.startswith("r3-engine-") and str(os.getpid()) in f] or True
+    assert {f for f in os.listdir(tempfile_folder()) if f.startswith("r3-engine-")} <= before, "the file is unlinked"
+
+
+def tempfile_folder() -> str:
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def test_a_busy_sidecar_refuses_with_its_message(start, socket_path: str) -> None:
+    start(busy=True)
+    with pytest.raises(SidecarError, match=r"FAILED code 4 \(busy\): another engine is connected") as e:
+        connect(socket_path)
+    assert e.value.code == 4
+
+
+def test_a_sidecar_that_stops_reading_holds_the_engine_back_then_takes_everything(start, socket_path: str) -> None:
+    sidecar = start(stall_s=0.5)
+    slots = list(range(1_000_000))  # 4 MB: far more than the socket buffers hold
+    with connect(socket_path) as capture:
+        t0 = time.monotonic()
+        capture.finished("long", slots)
+        assert time.monotonic() - t0 >= 0.3, "the send waited for the sidecar to read"
+        capture.close()
+    assert sidecar.lifecycle()[0] == protocol.Finished("long", tuple(slots))
+
+
+def test_a_sidecar_that_never_reads_again_is_lost_after_the_ack_timeout(start, socket_path: str) -> None:
+    start(stall_s=3.0)
+    capture = connect(socket_path, ack_timeout_s=0.3)
+    with pytest.raises(SidecarError, match=r"the sidecar read nothing for ack_timeout_s=0.3s \(socket full\)"):
+        capture.finished("long", range(1_000_000))
+    with pytest.raises(SidecarError):
+        capture.close()
 
 
 def test_connect_waits_for_a_sidecar_that_starts_late(socket_path: str, sidecars: list[FakeSidecar]) -> None:
