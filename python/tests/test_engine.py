@@ -120,7 +120,7 @@ def test_the_engine_blocks_on_buffer_reuse_until_consumed_and_meters_the_wait(st
 def test_no_wait_when_the_sidecar_keeps_up(start, socket_path: str) -> None:
     start()
     rng = np.random.default_rng(2)
-    with connect(socket_path, buffers=2) as capture:
+    with connect(socket_path, buffers=4) as capture:
         for _ in range(40):
             capture.capture(*random_step(rng, 8))
             time.sleep(0.01)  # the engine's forward: the sidecar consumes meanwhile
