@@ -24,14 +24,10 @@ import time
 import weakref
 from array import array
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 from r3 import protocol
 from r3.protocol import BufferHandles, Consumed, Failed, Farewell, Hello, ProtocolError, Welcome
-
-if TYPE_CHECKING:  # pragma: no cover
-    import numpy
-    import torch
 
 __all__ = ["RoutingCapture", "SidecarError", "CaptureStats", "Timing", "Farewell", "slots_from_block_table"]
 
@@ -448,7 +444,8 @@ class RoutingCapture:
     Failure policy ``raise``: once the sidecar is lost (FAILED, connection closed, no answer within
     ``ack_timeout_s``), every later call raises :class:`SidecarError`. Policy ``drop``: the capture detaches once
     (one warning logged), never waits again, and counts each later step in ``stats.dropped_steps``; ``begin_step``
-    still returns writable buffers so hooks keep working. Calls that merely read the socket never block.
+    still returns writable buffers so hooks keep working. Only :meth:`begin_step` (a buffer not yet consumed) and
+    :meth:`close` (FAREWELL) wait for the sidecar's answer; every call reads what the sidecar sent without blocking.
     """
 
     def __init__(self, sock: socket.socket, buffers: _HostBuffers | _CudaBuffers, welcome: Welcome, *,
@@ -585,7 +582,7 @@ class RoutingCapture:
     def end_step(self, num_tokens: int, step_id: int | None = None) -> int:
         """Hands the begun step's first ``num_tokens`` rows to the sidecar: records ready (CUDA), sends STEP.
 
-        Never blocks on the sidecar (a full socket is waited for up to ``ack_timeout_s``, as a dead sidecar after).
+        Waits for no answer (only for socket space while the sidecar is not reading, at most ``ack_timeout_s``).
         Returns the step id (``step_id`` or the previous one plus 1). Raises ``ValueError`` for ``num_tokens`` outside
         ``0..max_tokens``, ``RuntimeError`` without a begun step, :class:`SidecarError` when the sidecar is lost
         (policy ``raise``; with ``drop`` the step is counted in ``stats.dropped_steps``).
@@ -656,8 +653,8 @@ class RoutingCapture:
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
     def admitted(self, request_id: str) -> None:
-        """Sends ADMITTED. Never blocks on the sidecar; raises as :meth:`end_step` does (``ValueError`` for an id over
-        65535 UTF-8 bytes)."""
+        """Sends ADMITTED. Waits for no answer; raises as :meth:`end_step` does (``ValueError`` for an id over 65535
+        UTF-8 bytes)."""
         self._lifecycle(lambda: protocol.encode_admitted(request_id))
 
     def finished(self, request_id: str, slots: Sequence[int] | Any = None, *, block_table: Sequence[int] | Any = None,
@@ -667,7 +664,8 @@ class RoutingCapture:
         Give either ``slots`` (one per token: prompt then output, without the final token, which was never forwarded)
         or ``block_table`` with ``block_size`` and ``seq_len`` (the tokens that have routing): slot of position
         ``pos < seq_len`` is ``block_table[pos // block_size] * block_size + pos % block_size``. Send it before the
-        request's KV blocks are reused. Never blocks on the sidecar; raises ``ValueError`` for bad slots or block
+        request's KV blocks are reused. Waits for no answer (a 32k-token request is 128 kB: while the sidecar is
+        not reading, the send waits for socket space, at most ``ack_timeout_s``); raises ``ValueError`` for bad slots or block
         table arguments, and as :meth:`end_step` does when the sidecar is lost.
         """
         if (slots is None) == (block_table is None):
@@ -679,16 +677,16 @@ class RoutingCapture:
         self._lifecycle(lambda: protocol.encode_finished(request_id, slots))
 
     def aborted(self, request_id: str) -> None:
-        """Sends ABORTED (the request's routing is not gathered). Never blocks on the sidecar."""
+        """Sends ABORTED (the request's routing is not gathered). Waits for no answer."""
         self._lifecycle(lambda: protocol.encode_aborted(request_id))
 
     def slots_moved(self, source: Sequence[int] | Any, destination: Sequence[int] | Any) -> None:
         """Sends SLOTS_MOVED: the rows of ``source[i]`` now belong to ``destination[i]`` (KV blocks copied or swapped).
-        ``ValueError`` when the lengths differ or a slot is outside int32. Never blocks on the sidecar."""
+        ``ValueError`` when the lengths differ or a slot is outside int32. Waits for no answer."""
         self._lifecycle(lambda: protocol.encode_slots_moved(source, destination))
 
     def round_cleared(self, round_id: int) -> None:
-        """Sends ROUND_CLEARED for ``round_id`` (a u64). Never blocks on the sidecar."""
+        """Sends ROUND_CLEARED for ``round_id`` (a u64). Waits for no answer."""
         self._lifecycle(lambda: protocol.encode_round_cleared(round_id))
 
     def _lifecycle(self, encode: Any) -> None:
