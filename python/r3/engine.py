@@ -419,7 +419,11 @@ def _resolve_device(device: Any) -> tuple[Any, Any]:
     """(torch, torch.device) for a CUDA device, (None, None) for ``"host"``."""
     if isinstance(device, str) and device == "host":
         return None, None
-    import torch
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(f'device={device!r} needs PyTorch, which cannot be imported here ({e}); device="host" '
+                          "runs on mapped files without it") from e
 
     dev = torch.device(device)
     if dev.type != "cuda":

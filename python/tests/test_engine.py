@@ -440,3 +440,10 @@ def test_close_with_an_exception_in_flight_keeps_that_exception(start, socket_pa
             capture.capture(*random_step(np.random.default_rng(), 1))
             raise KeyError("the engine's own error")
     assert capture.closed
+
+
+def test_a_cuda_device_without_pytorch_says_so(socket_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError, match="device='cuda:0' needs PyTorch, which cannot be imported here"):
+        connect(socket_path, device="cuda:0")
