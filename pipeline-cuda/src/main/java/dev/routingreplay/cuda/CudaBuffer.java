@@ -12,21 +12,24 @@ public final class CudaBuffer implements DeviceBuffer {
     private final long bytes;
     private final AtomicBoolean closed = new AtomicBoolean();
     private final boolean owned;
+    private final Runnable release;
 
     CudaBuffer(CudaDevice device, long bytes) {
         this.device = device;
         this.bytes = bytes;
         this.pointer = new CUdeviceptr();
         this.owned = true;
+        this.release = null;
         device.bind();
         Cuda.check(JCudaDriver.cuMemAlloc(pointer, Math.max(1, bytes)), "cuMemAlloc(" + bytes + ")");
     }
 
-    private CudaBuffer(CudaDevice device, CUdeviceptr pointer, long bytes) {
+    CudaBuffer(CudaDevice device, CUdeviceptr pointer, long bytes, Runnable release) {
         this.device = device;
         this.bytes = bytes;
         this.pointer = pointer;
         this.owned = false;
+        this.release = release;
     }
 
     /**
@@ -39,7 +42,7 @@ public final class CudaBuffer implements DeviceBuffer {
         if (address == 0 || bytes < 0) {
             throw new IllegalArgumentException("cannot wrap device address " + address + " of " + bytes + " bytes");
         }
-        return new CudaBuffer(device, new CUdeviceptr().withByteOffset(address), bytes);
+        return new CudaBuffer(device, new CUdeviceptr().withByteOffset(address), bytes, null);
     }
 
     /** The raw device address (to hand to another library). */
@@ -66,9 +69,13 @@ public final class CudaBuffer implements DeviceBuffer {
 
     @Override
     public void close() {
-        if (closed.compareAndSet(false, true) && owned) {
-            device.bind();
-            Cuda.check(JCudaDriver.cuMemFree(pointer), "cuMemFree");
+        if (closed.compareAndSet(false, true)) {
+            if (owned) {
+                device.bind();
+                Cuda.check(JCudaDriver.cuMemFree(pointer), "cuMemFree");
+            } else if (release != null) {
+                release.run();
+            }
         }
     }
 }

@@ -3,7 +3,8 @@ package dev.routingreplay.cuda;
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.memory.DeviceBuffer;
 import dev.routingreplay.core.device.RingSpec;
-import dev.routingreplay.core.device.RoutingDevice;
+import dev.routingreplay.core.device.InterprocessDevice;
+import dev.routingreplay.core.device.InterprocessEvent;
 import dev.routingreplay.core.device.StagingRing;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
@@ -21,7 +22,7 @@ import jcuda.driver.JCudaDriver;
  *
  * <p>Thread-safe to call from any thread: every entry point makes the context current first.
  */
-public final class CudaDevice implements RoutingDevice {
+public final class CudaDevice implements InterprocessDevice {
     private final int ordinal;
     private final CUdevice device = new CUdevice();
     private final CUcontext context = new CUcontext();
@@ -30,6 +31,7 @@ public final class CudaDevice implements RoutingDevice {
     private final CudaKernels kernels;
     private final CompletionStrategy completion;
     private final String name;
+    private final CudaImportedMemory imported = new CudaImportedMemory(this);
 
     private CudaDevice(int ordinal, CompletionStrategy completion, long engineStream) {
         Cuda.init();
@@ -177,6 +179,37 @@ public final class CudaDevice implements RoutingDevice {
         long threads = (long) tokens * shape.moeLayers();
         int blocks = (int) Math.min((threads + 127) / 128, 132L * 16);
         Cuda.check(JCudaDriver.cuLaunchKernel(kernels.gate, blocks, 1, 1, 128, 1, 1, 0, computeStream, params, null), "cuLaunchKernel(r3_gate)");
+    }
+
+    /**
+     * Opens a slice of an allocation another process on this GPU exported ({@code cudaIpcGetMemHandle}; PyTorch:
+     * {@code tensor.untyped_storage()._share_cuda_()}): {@code handle} is the 64-byte {@code cudaIpcMemHandle_t},
+     * {@code offset} the slice's byte offset in that allocation. Each allocation is mapped once however many slices
+     * are open; closing the last slice unmaps it. The exporter's memory is never freed from here.
+     *
+     * @throws IllegalArgumentException for a handle that is not 64 bytes or a range outside the allocation
+     * @throws CudaException when the driver refuses the handle (another GPU, a freed allocation, this same process)
+     */
+    @Override
+    public CudaBuffer openExportedBuffer(byte[] handle, long offset, long bytes) {
+        return imported.open(handle, offset, bytes);
+    }
+
+    /** How many exported allocations are mapped into this context now (each once, however many slices are open). */
+    public int importedAllocations() {
+        return imported.mappedAllocations();
+    }
+
+    /** Opens another process's interprocess event from its 64-byte {@code cudaIpcEventHandle_t}. */
+    @Override
+    public InterprocessEvent openExportedEvent(byte[] handle) {
+        return CudaInterprocessEvent.open(this, handle);
+    }
+
+    /** Creates an interprocess event (timing disabled) whose handle another process on this GPU can open. */
+    @Override
+    public InterprocessEvent createExportedEvent() {
+        return CudaInterprocessEvent.create(this);
     }
 
     /** Waits for the compute stream. */
