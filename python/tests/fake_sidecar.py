@@ -39,6 +39,7 @@ class FakeSidecar:
     ``before_consume``: called with the step id before its CONSUMED is sent (tests use it to hold acks back).
     ``busy``: answer FAILED code 4 at once and close, without reading HELLO (another engine is connected).
     ``stall_s``: after WELCOME, read nothing for this long (the real sidecar stops reading while its ring is full).
+    ``wrong_consumed``: acknowledge each step with the next step's id (a broken sidecar).
     """
 
     path: str
@@ -51,6 +52,7 @@ class FakeSidecar:
     before_consume: Callable[[int], None] | None = None
     busy: bool = False
     stall_s: float = 0.0
+    wrong_consumed: bool = False
     store: str = "/fake/store"
 
     hello: Hello | None = None
@@ -159,7 +161,7 @@ class FakeSidecar:
                 if self.before_consume is not None:
                     self.before_consume(msg.step_id)
                 self.consumed_at[msg.step_id] = time.monotonic()
-                conn.sendall(protocol.encode_consumed(msg.step_id, msg.buffer))
+                conn.sendall(protocol.encode_consumed(msg.step_id + self.wrong_consumed, msg.buffer))
             elif isinstance(msg, Goodbye):
                 self.got_goodbye = True
                 finished = sum(isinstance(m, protocol.Finished) for m in self.messages)

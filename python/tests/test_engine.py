@@ -257,6 +257,18 @@ def test_no_consumed_within_the_ack_timeout_under_drop_detaches(start, socket_pa
     assert capture.close() is None
 
 
+def test_a_consumed_for_another_step_is_a_protocol_error(start, socket_path: str) -> None:
+    start(wrong_consumed=True)
+    capture = connect(socket_path, buffers=1)
+    capture.capture(*random_step(np.random.default_rng(), 1), step_id=4)
+    with pytest.raises(SidecarError, match=r"protocol error from the sidecar: CONSUMED\(step 5, buffer 0\) but that "
+                                           r"buffer holds step 4") as raised:
+        capture.begin_step()
+    assert raised.value.code == 1
+    with pytest.raises(SidecarError):
+        capture.close()
+
+
 def test_connect_fails_when_no_sidecar_listens(socket_path: str) -> None:
     before = set(os.listdir(tempfile_folder()))
     t0 = time.monotonic()
