@@ -5,8 +5,8 @@ import dev.routingreplay.core.host.HostDevice;
 import dev.routingreplay.cuda.CudaDevice;
 import dev.routingreplay.cuda.CudaException;
 
-/** Opens a device backend by name. */
-final class Backends {
+/** Opens a device backend by name (the {@code --backend} option of {@code r3 run} and {@code r3 sidecar}). */
+public final class Backends {
     private Backends() {
     }
 
@@ -16,12 +16,21 @@ final class Backends {
      * @throws IllegalArgumentException naming the backend when it is unknown or unavailable (no driver, no device)
      */
     static RoutingDevice open(String name) {
+        return open(name, 0);
+    }
+
+    /**
+     * {@code host}: the embedded host backend. {@code cuda}: the CUDA backend on device {@code ordinal}.
+     *
+     * @throws IllegalArgumentException naming the backend when it is unknown or unavailable (no driver, no device)
+     */
+    public static RoutingDevice open(String name, int ordinal) {
         switch (name) {
             case "host":
                 return new HostDevice();
             case "cuda":
                 try {
-                    return CudaDevice.open(0);
+                    return CudaDevice.open(ordinal);
                 } catch (CudaException e) {
                     throw new IllegalArgumentException("backend 'cuda': " + e.getMessage(), e);
                 }
