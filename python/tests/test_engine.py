@@ -269,17 +269,23 @@ def test_a_consumed_for_another_step_is_a_protocol_error(start, socket_path: str
         capture.close()
 
 
-def test_connect_fails_when_no_sidecar_listens(socket_path: str) -> None:
-    before = set(os.listdir(tempfile_folder()))
+def test_connect_fails_when_no_sidecar_listens(socket_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[str] = []
+
+    def mkstemp(*args, **kwargs):
+        fd, path = real_mkstemp(*args, **kwargs)
+        made.append(path)
+        return fd, path
+
+    real_mkstemp = tempfile.mkstemp
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     t0 = time.monotonic()
     with pytest.raises(SidecarError, match="no sidecar listening at .* within connect_timeout_s=0.3s"):
         connect(socket_path, connect_timeout_s=0.3)
     assert time.monotonic() - t0 < 2.0
-    assert {f for f in os.listdir(tempfile_folder()) if f.startswith("r3-engine-")} <= before, "the file is unlinked"
-
-
-def tempfile_folder() -> str:
-    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    assert len(made) == 1 and os.path.basename(made[0]).startswith("r3-engine-")
+    assert os.path.dirname(made[0]) == ("/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir())
+    assert not os.path.exists(made[0]), "the buffers' file is unlinked when connect fails"
 
 
 def test_a_busy_sidecar_refuses_with_its_message(start, socket_path: str) -> None:
