@@ -253,3 +253,19 @@ def test_kill_9_of_the_sidecar_mid_run(sidecar: Sidecar, policy: str) -> None:
         assert 17 <= stats.dropped_steps <= 20, stats
         assert capture.close() is None
     assert time.monotonic() - t0 < 10.0, "losing the sidecar never costs the ack timeout"
+
+
+def test_a_pipeline_failure_reaches_the_engine_as_sidecar_error(sidecar: Sidecar) -> None:
+    capture = connect(sidecar, buffers=2)
+    ids = np.zeros((3, LAYERS, TOP_K), np.int32)
+    ids[1, 2, 1] = EXPERTS  # one past the last expert
+    with pytest.raises(SidecarError) as raised:
+        capture.capture(ids, np.array([0, 1, 2]))
+        for _ in range(10):  # the FAILED arrives with a later call, at the latest when buffer 0 is needed again
+            capture.capture(np.zeros((1, LAYERS, TOP_K), np.int32), np.array([3]))
+    e = raised.value
+    assert e.code == 3, e
+    assert "FAILED code 3 (pipeline)" in str(e) and f"expert id {EXPERTS}" in str(e), e
+    with pytest.raises(SidecarError, match=f"expert id {EXPERTS}"):
+        capture.close()
+    assert sidecar.wait() == 1, "--once exits 1 after a session that did not end with FAREWELL"
