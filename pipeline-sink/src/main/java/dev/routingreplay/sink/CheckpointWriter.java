@@ -30,7 +30,7 @@ final class CheckpointWriter {
 
     /** Writes the checkpoint now. */
     void write() {
-        new StoreCheckpoint(journal.lastIndex(), requests.lastIndex()).write(dir);
+        new StoreCheckpoint(journal.lastIndex(), requests.lastIndex(), requests.lastOrdinal()).write(dir);
         lastNanos = System.nanoTime();
     }
 

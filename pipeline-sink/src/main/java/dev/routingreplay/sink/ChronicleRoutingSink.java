@@ -82,7 +82,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             this.recovery = recovered.recover();
             this.round = recovered.round();
             this.journalWriter = new JournalWriter(j, config.journalDir(), space, recovered.lastJournalIndex());
-            this.requestWriter = new RequestWriter(r, config.requestsDir(), space, slots, shape, recovered.lastRequestIndex());
+            this.requestWriter = new RequestWriter(r, config.requestsDir(), space, slots, shape, recovered.lastRequestIndex(),
+                    recovered.lastRequestOrdinal());
             retention.resolveLimit();
             this.checkpoints = new CheckpointWriter(config.dir(), journalWriter, requestWriter);
             checkpoints.write();

@@ -37,6 +37,7 @@ final class JournalRecovery {
     private final Set<String> finishedThisRound;
     private long lastJournalIndex = -1;
     private long lastRequestIndex = -1;
+    private long lastRequestOrdinal = -1;
     private long round;
 
     JournalRecovery(StoreConfig config, SlotStore store, SingleChronicleQueue journal, SingleChronicleQueue requests, QueueBytes journalBytes,
@@ -59,6 +60,7 @@ final class JournalRecovery {
         long[] replayed = replayJournal();
         long records = scanRequests();
         StoreCheckpoint acknowledged = StoreCheckpoint.read(config.dir());
+        lastRequestOrdinal = Math.max(lastRequestOrdinal, acknowledged.requestsLastOrdinal());
         List<String> losses = new ArrayList<>();
         String lost = StoreCheckpoint.lost("journal", config.journalDir(), lastJournalIndex, acknowledged.journalLastIndex());
         if (lost != null) {
@@ -79,6 +81,14 @@ final class JournalRecovery {
     /** The index of the journal's last excerpt, or -1. */
     long lastJournalIndex() {
         return lastJournalIndex;
+    }
+
+    /**
+     * The ordinal the last record has (stored in a version 3 record; a version 2 record's is its predecessor's plus
+     * one, counting from 0), at least the checkpoint's, or -1.
+     */
+    long lastRequestOrdinal() {
+        return lastRequestOrdinal;
     }
 
     /** The index of the request queue's last record, or -1. */
@@ -211,6 +221,7 @@ final class JournalRecovery {
                     RequestRecords.readChecked(in, path, dc.index(), header);
                     RequestRecords.Header h = header[0];
                     lastRequestIndex = dc.index();
+                    lastRequestOrdinal = h.ordinal() >= 0 ? h.ordinal() : lastRequestOrdinal + 1;
                     if (!h.shape().equals(shape)) {
                         throw new StoreException(path, "request record " + h.requestId() + " has shape " + h.shape().describe()
                                 + ", the store " + shape.describe());

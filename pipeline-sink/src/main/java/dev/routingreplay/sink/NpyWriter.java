@@ -18,8 +18,12 @@ public final class NpyWriter {
 
     /** The {@code .npy} header for {@code routing}: magic, version, length, and the padded dict. */
     static byte[] header(RequestRouting routing) {
-        String dict = "{'descr': '" + routing.dtype().numpyDescr() + "', 'fortran_order': False, 'shape': (" + routing.seqLen() + ", "
-                + routing.shape().moeLayers() + ", " + routing.shape().topK() + "), }";
+        return header(routing.dtype().numpyDescr(), routing.seqLen(), routing.shape().moeLayers(), routing.shape().topK());
+    }
+
+    /** The {@code .npy} header of a C-order array of numpy dtype {@code descr} (e.g. {@code <i8}) and 3-d shape. */
+    static byte[] header(String descr, long rows, long layers, long topK) {
+        String dict = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': (" + rows + ", " + layers + ", " + topK + "), }";
         int unpadded = 10 + dict.length() + 1;
         int padding = (64 - unpadded % 64) % 64;
         String text = dict + " ".repeat(padding) + "\n";

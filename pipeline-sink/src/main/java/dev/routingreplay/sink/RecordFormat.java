@@ -17,9 +17,10 @@ import net.openhft.chronicle.bytes.Bytes;
  *   ABORT  u8 3, i32 idBytes, utf8 requestId
  *   MOVE   u8 4, i32 n, i32 src[n], i32 dst[n]
  *   CLEAR  u8 5, i64 round (the store's round after the clear), i64 engineRound
- * requests (one excerpt per finished request, self-describing):
- *   i32 MAGIC, u8 VERSION, i32 idBytes, utf8 requestId, i64 round, i32 seqLen, i32 moeLayers, i32 topK,
- *   i32 numExperts, u8 dtypeBytes, rows[seqLen * moeLayers * topK * dtypeBytes]
+ * requests (one excerpt per finished request, self-describing), version 3 (written since the trainer server):
+ *   i32 MAGIC, u8 3, i32 idBytes, utf8 requestId, i64 round, i64 ordinal, i32 seqLen, i32 moeLayers, i32 topK,
+ *   i32 numExperts, u8 dtypeBytes, i32 rowsCrc32c, rows[seqLen * moeLayers * topK * dtypeBytes]
+ * version 2 (still read): the same without ordinal and rowsCrc32c.
  * every excerpt then ends with i32 crc32c of all its bytes before it.
  * </pre>
  */
@@ -31,7 +32,10 @@ final class RecordFormat {
     static final byte CLEAR = 5;
     /** "R3RQ" little endian. */
     static final int REQUEST_MAGIC = 0x51523352;
-    static final byte REQUEST_VERSION = 2;
+    /** The request record version this build writes: with the record's ordinal and the CRC32C of its rows. */
+    static final byte REQUEST_VERSION = 3;
+    /** The request record version before {@link #REQUEST_VERSION}: no ordinal, no rows checksum; still read. */
+    static final byte REQUEST_VERSION_2 = 2;
     /** Bytes of the trailing checksum. */
     static final int CRC_BYTES = 4;
 

@@ -14,9 +14,13 @@ import net.openhft.chronicle.wire.DocumentContext;
 
 /**
  * Writes a finished request's record to the request queue: gathers its rows from the slot index in token order into
- * a reusable heap buffer, then appends the self-describing record ({@link RequestRecords}: header, rows, CRC32C)
- * inside a Chronicle document context, its bytes preallocated first; a failed append is rolled back and thrown as a
- * {@link StoreException} naming the queue file.
+ * a reusable heap buffer, then appends the self-describing record ({@link RequestRecords}, version 3: header with the
+ * record's ordinal and the CRC32C of its rows, rows, CRC32C of the excerpt) inside a Chronicle document context, its
+ * bytes preallocated first; a failed append is rolled back and thrown as a {@link StoreException} naming the queue file.
+ *
+ * <p>The rows are checksummed once: the excerpt's checksum is combined from the header's and the rows'
+ * ({@link Crc32c#combine}). Ordinals count the records written to the store, 0, 1, 2, ...; a rolled-back write takes
+ * none.
  *
  * <p>Threading: the sink thread only ({@link #claim} moves the appender to a new sink thread).
  */
@@ -33,8 +37,10 @@ final class RequestWriter {
     private ByteBuffer gatherBuffer = ByteBuffer.wrap(gatherBytes);
     private ExcerptAppender appender;
     private long lastIndex;
+    private long lastOrdinal;
 
-    RequestWriter(SingleChronicleQueue requests, Path dir, WriteSpace space, SlotStore store, RoutingShape shape, long lastIndex) {
+    RequestWriter(SingleChronicleQueue requests, Path dir, WriteSpace space, SlotStore store, RoutingShape shape, long lastIndex,
+            long lastOrdinal) {
         this.requests = requests;
         this.dir = dir;
         this.space = space;
@@ -42,6 +48,7 @@ final class RequestWriter {
         this.shape = shape;
         this.rowBytes = shape.rowBytes();
         this.lastIndex = lastIndex;
+        this.lastOrdinal = lastOrdinal;
     }
 
     /** Bytes the record of request {@code id} of {@code seqLen} tokens takes at most, checksum included. */
@@ -73,6 +80,11 @@ final class RequestWriter {
         return lastIndex;
     }
 
+    /** The ordinal of the last record written or recovered, or -1. */
+    long lastOrdinal() {
+        return lastOrdinal;
+    }
+
     /** Gathers and appends the record of {@code request} in {@code round}; returns its index. */
     long write(RequestFinished request, long round, ChronicleRoutingSink.WriteProbe probe) {
         String id = request.requestId();
@@ -84,12 +96,16 @@ final class RequestWriter {
             gatherBuffer = ByteBuffer.wrap(gatherBytes).order(ByteOrder.LITTLE_ENDIAN);
         }
         store.gatherInto(request, gatherBuffer);
+        crc.reset();
+        crc.update(gatherBytes, 0, total);
+        int rowsCrc = (int) crc.getValue();
+        long ordinal = lastOrdinal + 1;
         ByteBuffer head = header.clear(headerMax);
-        RequestRecords.putHeader(head, id, round, shape, n);
+        RequestRecords.putHeader(head, id, round, ordinal, shape, n, rowsCrc);
         byte[] headerBytes = header.array();
         crc.reset();
         crc.update(headerBytes, 0, head.position());
-        crc.update(gatherBytes, 0, total);
+        int excerptCrc = Crc32c.combine((int) crc.getValue(), rowsCrc, total);
         Preallocation prealloc = space.requests();
         try (DocumentContext dc = appender.writingDocument()) {
             try {
@@ -97,7 +113,7 @@ final class RequestWriter {
                 prealloc.ensure(appender.cycle(), b, head.position() + (long) total + RecordFormat.CRC_BYTES);
                 b.write(headerBytes, 0, head.position());
                 b.write(gatherBytes, 0, total);
-                b.writeInt((int) crc.getValue());
+                b.writeInt(excerptCrc);
                 probe.beforeCommit(dir, ChronicleRoutingSink.WriteProbe.REQUEST);
             } catch (Throwable e) {
                 dc.rollbackOnClose();
@@ -105,6 +121,7 @@ final class RequestWriter {
             }
         }
         lastIndex = appender.lastIndexAppended();
+        lastOrdinal = ordinal;
         return lastIndex;
     }
 }

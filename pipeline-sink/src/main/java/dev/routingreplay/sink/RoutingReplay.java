@@ -97,6 +97,47 @@ public final class RoutingReplay implements AutoCloseable {
         }).subscribeOn(ReplayCursor.READERS);
     }
 
+    /** A record with its header, as the replay server reads it. */
+    record Stored(long index, RequestRecords.Header header, RequestRouting routing) {
+    }
+
+    /**
+     * Reads and checks the record at {@code index} on the calling thread (the server calls it on a replay reader's
+     * thread); null when there is no record at that index (never written, or deleted by retention).
+     *
+     * @throws StoreException naming the queue and the index when the record is corrupt or truncated
+     */
+    Stored readAt(long index) {
+        try (ExcerptTailer tailer = queue.createTailer()) {
+            if (!tailer.moveToIndex(index)) {
+                return null;
+            }
+            try (DocumentContext dc = tailer.readingDocument()) {
+                if (!dc.isPresent() || dc.index() != index) {
+                    return null;
+                }
+                RequestRecords.Header[] header = new RequestRecords.Header[1];
+                RequestRouting routing = RequestRecords.read(dc.wire().bytes(), queuePath, index, header);
+                return new Stored(index, header[0], routing);
+            } catch (StoreException e) {
+                throw e;
+            } catch (RuntimeException | AssertionError | InternalError e) {
+                throw new StoreException(queuePath, "cannot read the request record at index " + Long.toHexString(index)
+                        + " (damaged or truncated queue file)", e);
+            }
+        }
+    }
+
+    /** The read-only request queue (the replay server's {@link RequestIndex} reads its headers). */
+    SingleChronicleQueue queue() {
+        return queue;
+    }
+
+    /** The request queue's folder. */
+    Path queuePath() {
+        return queuePath;
+    }
+
     /** Only requests written from now on, waiting for each; never completes on its own. */
     public Flux<ReplayedRequest> live() {
         return read(ExcerptTailer::toEnd, true, null);

@@ -13,12 +13,15 @@ import java.util.Properties;
  *
  * @param journalLastIndex Chronicle index of the last acknowledged journal excerpt, or -1
  * @param requestsLastIndex Chronicle index of the last acknowledged request record, or -1
+ * @param requestsLastOrdinal ordinal of the last acknowledged request record, or -1 (also for checkpoints written before
+ *     records had ordinals); a reopened writer never gives a new record an ordinal at or below it, even when the
+ *     records up to it were lost
  */
-public record StoreCheckpoint(long journalLastIndex, long requestsLastIndex) {
+public record StoreCheckpoint(long journalLastIndex, long requestsLastIndex, long requestsLastOrdinal) {
     /** The checkpoint file name. */
     public static final String FILE = "checkpoint.properties";
     /** No checkpoint: nothing acknowledged yet, or a store written before checkpoints. */
-    public static final StoreCheckpoint NONE = new StoreCheckpoint(-1, -1);
+    public static final StoreCheckpoint NONE = new StoreCheckpoint(-1, -1, -1);
     /** Chronicle writes a header and index arrays well beyond this at the start of every queue file. */
     private static final long MIN_QUEUE_FILE_BYTES = 4096;
 
@@ -34,7 +37,8 @@ public record StoreCheckpoint(long journalLastIndex, long requestsLastIndex) {
         }
         try {
             Properties p = PropertiesFile.read(file);
-            return new StoreCheckpoint(Long.parseLong(p.getProperty("journal.lastIndex")), Long.parseLong(p.getProperty("requests.lastIndex")));
+            return new StoreCheckpoint(Long.parseLong(p.getProperty("journal.lastIndex")), Long.parseLong(p.getProperty("requests.lastIndex")),
+                    Long.parseLong(p.getProperty("requests.lastOrdinal", "-1")));
         } catch (IOException | RuntimeException e) {
             throw new StoreException(file, "cannot read the store checkpoint", e);
         }
@@ -49,6 +53,7 @@ public record StoreCheckpoint(long journalLastIndex, long requestsLastIndex) {
         Properties p = new Properties();
         p.setProperty("journal.lastIndex", Long.toString(journalLastIndex));
         p.setProperty("requests.lastIndex", Long.toString(requestsLastIndex));
+        p.setProperty("requests.lastOrdinal", Long.toString(requestsLastOrdinal));
         Path file = dir.resolve(FILE);
         try {
             PropertiesFile.replace(file, p, "R3 routing store: last acknowledged indexes (hex in messages); do not edit");

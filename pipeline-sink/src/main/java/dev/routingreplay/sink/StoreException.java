@@ -19,6 +19,13 @@ public class StoreException extends RuntimeException {
         this.path = path;
     }
 
+    /** The message without the path: what is wrong, for answers that must not show where the store is. */
+    public String problem() {
+        String message = getMessage();
+        String prefix = path + ": ";
+        return message.startsWith(prefix) ? message.substring(prefix.length()) : message;
+    }
+
     /** The file or folder the problem is in. */
     public Path path() {
         return path;

@@ -61,7 +61,7 @@ class ReplayServerErrorsTest {
             List<String> idx = indexes(send(server, "GET", "/requests").body());
             assertEquals(2, idx.size(), idx.toString());
             String past = Long.toHexString(Long.parseLong(idx.get(1), 16) + 5);
-            for (String uri : List.of("/requests?after=" + past, "/requests?after=" + past + "&follow=true", "/requests/" + past + ".npy")) {
+            for (String uri : List.of("/requests?after=" + past, "/requests?after=" + past + "&follow=true", "/requests/index/" + past + ".npy")) {
                 HttpResponse<String> res = send(server, "GET", uri);
                 assertEquals(404, res.statusCode(), uri + ": " + res.body());
                 assertTrue(res.body().contains("=" + past + ": no record at that index"), uri + ": " + res.body());
@@ -93,7 +93,7 @@ class ReplayServerErrorsTest {
             List<String> idx = indexes(send(server, "GET", "/requests").body());
             assertEquals(1, idx.size(), "the old record was deleted: " + idx);
             String hex = Long.toHexString(pruned);
-            for (String uri : List.of("/requests?after=" + hex, "/requests?after=" + hex + "&follow=true", "/requests/" + hex + ".npy")) {
+            for (String uri : List.of("/requests?after=" + hex, "/requests?after=" + hex + "&follow=true", "/requests/index/" + hex + ".npy")) {
                 HttpResponse<String> res = send(server, "GET", uri);
                 assertEquals(410, res.statusCode(), uri + ": " + res.body());
                 assertTrue(res.body().contains(hex) && res.body().contains("first record still stored, " + idx.get(0)), res.body());
@@ -106,7 +106,8 @@ class ReplayServerErrorsTest {
         TestStores.write(StoreConfig.of(dir, TestStores.SHAPE, 64).withMinFreeBytes(0), "a");
         try (ReplayServer server = ReplayServer.start(dir, "127.0.0.1", 0)) {
             String index = indexes(send(server, "GET", "/requests").body()).get(0);
-            for (String path : List.of("/manifest", "/requests", "/requests?after=zz", "/requests/" + index + ".npy")) {
+            for (String path : List.of("/health", "/manifest", "/requests", "/requests?after=zz", "/requests/index/" + index + ".npy", "/requests/0.npy",
+                    "/requests/by-id/a.npy")) {
                 for (String method : List.of("POST", "PUT", "DELETE", "PATCH", "HEAD")) {
                     HttpResponse<String> res = send(server, method, path);
                     assertEquals(405, res.statusCode(), method + " " + path + ": " + res.body());

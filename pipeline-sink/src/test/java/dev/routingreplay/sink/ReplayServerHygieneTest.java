@@ -143,8 +143,9 @@ class ReplayServerHygieneTest {
             String first = http.send(HttpRequest.newBuilder(URI.create(base + "/requests")).timeout(Duration.ofSeconds(20)).build(), HttpResponse.BodyHandlers.ofString())
                     .body().lines().findFirst().orElseThrow().replaceAll(".*\"index\":\"([0-9a-f]+)\".*", "$1");
             String past = Long.toHexString(Long.parseLong(first, 16) + 0x100);
-            for (String uri : List.of("/requests/" + past + ".npy", "/requests/0.npy", "/requests?after=" + past, "/requests?after=0",
-                    "/requests?after=zz", "/requests/zz.npy", "/requests/x.txt", "/nothing", "/requests/a/b")) {
+            for (String uri : List.of("/requests/index/" + past + ".npy", "/requests/index/0.npy", "/requests/99.npy", "/requests?after=" + past,
+                    "/requests?after=0", "/requests?after=zz", "/requests/zz.npy", "/requests/x.txt", "/nothing", "/requests/a/b",
+                    "/requests/by-id/nobody.npy", "/requests/by-id/%FF.npy", "/requests/0.npy?layers=9:12", "/requests/0.npy?start=99")) {
                 HttpResponse<String> res = http.send(HttpRequest.newBuilder(URI.create(base + uri)).timeout(Duration.ofSeconds(20)).build(),
                         HttpResponse.BodyHandlers.ofString());
                 assertTrue(res.statusCode() >= 400, uri);

@@ -64,17 +64,18 @@ class ReplayServerTest {
                 HttpClient client = HttpClient.create().baseUrl("http://127.0.0.1:" + server.port());
                 Tuple2<Integer, String> manifest = get(client, "/manifest");
                 assertEquals(200, manifest.getT1());
-                assertEquals("{\"moeLayers\":3,\"topK\":2,\"numExperts\":300,\"dtype\":\"uint16\",\"slotCapacity\":64}", manifest.getT2());
+                assertEquals("{\"moeLayers\":3,\"topK\":2,\"numExperts\":300,\"dtype\":\"uint16\",\"sentinel\":65535,\"slotCapacity\":64,"
+                        + "\"firstOrdinal\":0,\"lastOrdinal\":1}", manifest.getT2());
 
                 Tuple2<Integer, String> listing = get(client, "/requests");
                 assertEquals(200, listing.getT1());
                 String[] lines = listing.getT2().strip().split("\n");
                 assertEquals(2, lines.length, listing.getT2());
                 assertTrue(lines[0].contains("\"requestId\":\"first \\\"quoted\\\"\""), lines[0]);
-                assertTrue(lines[1].contains("\"requestId\":\"second\",\"round\":0,\"seqLen\":2"), lines[1]);
+                assertTrue(lines[1].contains("\"ordinal\":1,\"requestId\":\"second\",\"round\":0,\"seqLen\":2"), lines[1]);
                 String firstIndex = lines[0].replaceAll(".*\"index\":\"([0-9a-f]+)\".*", "$1");
 
-                byte[] npy = client.get().uri("/requests/" + firstIndex + ".npy").responseContent().aggregate().asByteArray()
+                byte[] npy = client.get().uri("/requests/index/" + firstIndex + ".npy").responseContent().aggregate().asByteArray()
                         .block(Duration.ofSeconds(10));
                 List<RequestRouting> stored = RoutingReplay.open(dir).requests().collectList().block(Duration.ofSeconds(10));
                 RequestRouting first = stored.get(0);
@@ -92,13 +93,14 @@ class ReplayServerTest {
                             + "a = np.load(io.BytesIO(urllib.request.urlopen(sys.argv[1]).read()))\n"
                             + "print(a.dtype, a.shape, int(a[1, 2, 1]))";
                     Process py = new ProcessBuilder("python3", "-c", script,
-                            "http://127.0.0.1:" + server.port() + "/requests/" + firstIndex + ".npy").redirectErrorStream(true).start();
+                            "http://127.0.0.1:" + server.port() + "/requests/0.npy").redirectErrorStream(true).start();
                     String printed = new String(py.getInputStream().readAllBytes(), StandardCharsets.UTF_8).strip();
                     assertTrue(py.waitFor(60, TimeUnit.SECONDS));
                     assertEquals("uint16 (2, 3, 2) " + Routing.id(0, 1, 2, 1, 300), printed);
                 }
 
-                assertEquals(404, get(client, "/requests/" + Long.toHexString(Long.parseLong(firstIndex, 16) + 0x1000) + ".npy").getT1());
+                assertEquals(404, get(client, "/requests/index/" + Long.toHexString(Long.parseLong(firstIndex, 16) + 0x1000) + ".npy").getT1());
+                assertEquals(404, get(client, "/requests/2.npy").getT1());
                 assertEquals(400, get(client, "/requests/zz.npy").getT1());
                 assertEquals(400, get(client, "/requests?limit=-3").getT1());
                 Tuple2<Integer, String> after = get(client, "/requests?after=" + firstIndex);

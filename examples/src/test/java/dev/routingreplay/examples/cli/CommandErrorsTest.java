@@ -81,6 +81,25 @@ class CommandErrorsTest {
     }
 
     @Test
+    void aBadTokenIsAUsageErrorNamingItsSourceNeverTheToken() throws Exception {
+        String store = store().toString();
+        Path missing = tmp.resolve("no-token");
+        serve("--store", store, "--token-file", missing.toString()).assertFails(ExitStatus.USAGE, "serve: ", "--token-file", missing.toString());
+        Path empty = Files.writeString(tmp.resolve("empty-token"), "\n");
+        serve("--store", store, "--token-file", empty.toString()).assertFails(ExitStatus.USAGE, "serve: Invalid bearer token in --token-file",
+                "it is empty");
+        Path spaced = Files.writeString(tmp.resolve("spaced-token"), "sec ret\n");
+        CommandRun bad = serve("--store", store, "--token-file", spaced.toString());
+        bad.assertFails(ExitStatus.USAGE, "serve: Invalid bearer token in --token-file", "7 characters given (not shown)");
+        assertFalse(bad.err().contains("sec ret"), bad.err());
+        ServeCommand command = new ServeCommand();
+        command.environment = name -> name.equals(ServeCommand.TOKEN_ENV) ? "bad token" : null;
+        CommandRun env = CommandRun.of(CommandErrors.install(new CommandLine(command)), "--store", store);
+        env.assertFails(ExitStatus.USAGE, "serve: Invalid bearer token in the environment variable R3_TOKEN", "(not shown)");
+        assertFalse(env.err().contains("bad token"), env.err());
+    }
+
+    @Test
     void aPortInUseIsStatus6() throws Exception {
         try (ServerSocket taken = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
             serve("--store", store().toString(), "--port", Integer.toString(taken.getLocalPort()))

@@ -1,0 +1,546 @@
+"""Trainer side of R3: fetch the routing a rollout recorded from an ``r3 serve`` replay server.
+
+Pure Python and numpy (torch only if you ask for tensors). One class, :class:`ReplayClient`::
+
+    from r3.trainer import ReplayClient
+    client = ReplayClient("http://127.0.0.1:8787")            # token: argument, else $R3_TOKEN, else none
+    routing = client.fetch("req-42", drop_last=True, dtype="int64")   # numpy int64 [S-1, layers, top_k]
+
+What a fetch guarantees (see docs/trainer.md for the whole contract):
+
+* the array is ``[S', L', K]`` in token order (prompt, then output): ``S' = S - start`` rows, or ``S - 1 - start``
+  with ``drop_last``; ``L'`` MoE layers ``layers[0] .. layers[1]-1`` (0-based, dense layers not counted); ``K`` = top-k;
+* ``dtype="native"`` is the store's compact dtype (uint8, uint16 or int32; a missing id is the store's sentinel,
+  :attr:`Manifest.sentinel`); ``"int32"``/``"int64"`` are signed and a missing id is ``missing`` (-1 unless asked);
+* the bytes were checked: the CRC32C of the response body must equal the server's ``X-R3-Body-CRC32C``, and a whole
+  native fetch's array bytes must equal the writer's ``X-R3-CRC32C``; otherwise :class:`ChecksumError`;
+* every failure names the request and carries the server's one-line reason (:class:`ReplayError` and subclasses).
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import os
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = [
+    "ReplayClient",
+    "Manifest",
+    "RequestInfo",
+    "ReplayError",
+    "BadRequest",
+    "Unauthorized",
+    "RequestNotFound",
+    "RequestDeleted",
+    "ServerBusy",
+    "ChecksumError",
+    "crc32c",
+    "crc32c_combine",
+]
+
+TOKEN_ENV = "R3_TOKEN"
+DTYPES = ("native", "int32", "int64")
+
+
+# --------------------------------------------------------------------------------------------------------- errors
+
+
+class ReplayError(Exception):
+    """A request the server refused or could not answer.
+
+    Attributes:
+        request: what was asked for, as the message names it (``"ordinal 7"``, ``"request 'req-1'"``, ``"/manifest"``).
+        status: the HTTP status (0 when the server could not be reached or the answer was not HTTP).
+        server_message: the server's one-line reason ("" when it gave none).
+    """
+
+    def __init__(self, request: str, status: int, server_message: str, detail: str = "") -> None:
+        self.request = request
+        self.status = status
+        self.server_message = server_message
+        text = f"{request}: HTTP {status}: {server_message}" if status else f"{request}: {server_message}"
+        super().__init__(text + (f" ({detail})" if detail else ""))
+
+
+class BadRequest(ReplayError):
+    """400: a malformed or out-of-range option; the message names the parameter and value."""
+
+
+class Unauthorized(ReplayError):
+    """401: the server needs a bearer token (``token=`` or ``$R3_TOKEN``), or another one."""
+
+
+class RequestNotFound(ReplayError):
+    """404: no record with that ordinal, id or index (never written, or not yet)."""
+
+
+class RequestDeleted(ReplayError):
+    """410: the record was deleted by the store's retention."""
+
+
+class ServerBusy(ReplayError):
+    """503: too many live followers (``--max-followers``); retry later."""
+
+
+class ChecksumError(ReplayError):
+    """The bytes received do not match the checksum the server sent: nothing of them is returned."""
+
+
+_BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: RequestNotFound, 410: RequestDeleted, 503: ServerBusy}
+
+
+# --------------------------------------------------------------------------------------------------------- CRC32C
+
+_POLY = 0x82F63B78
+
+
+def _table() -> "np.ndarray":
+    t = np.zeros(256, dtype=np.uint32)
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ _POLY if c & 1 else c >> 1
+        t[i] = c
+    return t
+
+
+_TABLE = _table()
+_TABLE_LIST = [int(x) for x in _TABLE]
+
+
+def _raw(state: int, data: bytes) -> int:
+    """The CRC register after ``data`` from ``state`` (no pre- or post-inversion), a byte at a time."""
+    t = _TABLE_LIST
+    for b in data:
+        state = t[(state ^ b) & 0xFF] ^ (state >> 8)
+    return state
+
+
+def _apply(op: Sequence[int], x: int) -> int:
+    """A GF(2) 32x32 operator (its 32 columns) applied to ``x``."""
+    r = 0
+    i = 0
+    while x:
+        if x & 1:
+            r ^= op[i]
+        x >>= 1
+        i += 1
+    return r
+
+
+def _compose(a: Sequence[int], b: Sequence[int]) -> List[int]:
+    """The operator ``a`` after ``b``."""
+    return [_apply(a, c) for c in b]
+
+
+# feeding one zero byte into the register is linear in the register: its operator, then 2, 4, 8, ... bytes
+_POWERS = [[_raw(1 << i, b"\0") for i in range(32)]]
+
+
+def _zeros_op(n: int) -> List[int]:
+    """The operator of feeding ``n`` zero bytes."""
+    op = None
+    k = 0
+    while n:
+        while len(_POWERS) <= k:
+            _POWERS.append(_compose(_POWERS[-1], _POWERS[-1]))
+        if n & 1:
+            op = _POWERS[k] if op is None else _compose(_POWERS[k], op)
+        n >>= 1
+        k += 1
+    return op if op is not None else [1 << i for i in range(32)]
+
+
+def crc32c_combine(crc_a: int, crc_b: int, length_b: int) -> int:
+    """The CRC32C of ``A + B`` from ``crc32c(A)``, ``crc32c(B)`` and ``len(B)``, without the bytes."""
+    if length_b <= 0:
+        return crc_a
+    return _apply(_zeros_op(length_b), crc_a) ^ crc_b
+
+
+def _apply_vec(op: Sequence[int], x: "np.ndarray") -> "np.ndarray":
+    out = np.zeros_like(x)
+    for i in range(32):
+        out ^= ((x >> np.uint32(i)) & np.uint32(1)) * np.uint32(op[i])
+    return out
+
+
+def _crc32c_numpy(data: "np.ndarray") -> int:
+    """CRC32C with numpy: many lanes a byte at a time in parallel, then their CRCs combined pairwise."""
+    n = data.size
+    if n < 1024:
+        return _raw(0xFFFFFFFF, data.tobytes()) ^ 0xFFFFFFFF
+    lanes = 1 << max(4, min(14, (n // 256).bit_length() - 1))
+    length = n // lanes
+    cols = np.ascontiguousarray(data[: lanes * length].reshape(lanes, length).T)
+    state = np.zeros(lanes, dtype=np.uint32)
+    table = _TABLE
+    mask = np.uint32(0xFF)
+    eight = np.uint32(8)
+    for j in range(length):
+        state = table[(state ^ cols[j]) & mask] ^ (state >> eight)
+    op = _zeros_op(length)
+    while state.size > 1:
+        state = _apply_vec(op, state[0::2]) ^ state[1::2]
+        op = _compose(op, op)
+    raw = _apply(op, 0xFFFFFFFF) ^ int(state[0])
+    raw = _raw(raw, data[lanes * length:].tobytes())
+    return raw ^ 0xFFFFFFFF
+
+
+def _native_crc32c() -> Any:
+    try:
+        import crc32c as _c  # type: ignore[import-not-found]
+
+        return lambda b: _c.crc32c(b)
+    except ImportError:
+        pass
+    try:
+        import google_crc32c as _g  # type: ignore[import-not-found]
+
+        return lambda b: _g.value(bytes(b))
+    except ImportError:
+        return None
+
+
+_FAST = _native_crc32c()
+
+
+def crc32c(data: Union[bytes, bytearray, memoryview]) -> int:
+    """CRC32C (Castagnoli, as Java's ``java.util.zip.CRC32C``) of ``data``.
+
+    Uses the ``crc32c`` or ``google-crc32c`` package when installed (GB/s), else numpy (about 200 MB/s).
+    """
+    if _FAST is not None:
+        return int(_FAST(data))
+    return _crc32c_numpy(np.frombuffer(data, dtype=np.uint8))
+
+
+# --------------------------------------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The store's shape: every record is ``[seq_len, moe_layers, top_k]`` in ``dtype``.
+
+    ``sentinel`` is the native dtype's "no expert" value; ``first_ordinal``/``last_ordinal`` the records stored when
+    the manifest was read (-1 when there is none).
+    """
+
+    moe_layers: int
+    top_k: int
+    num_experts: int
+    dtype: str
+    sentinel: int
+    slot_capacity: int
+    first_ordinal: int
+    last_ordinal: int
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """One finished request as ``/requests`` lists it: ``fetch(info)`` fetches exactly this record."""
+
+    index: str
+    ordinal: int
+    request_id: str
+    round: int
+    seq_len: int
+
+    @staticmethod
+    def _of(line: Mapping[str, Any]) -> "RequestInfo":
+        return RequestInfo(str(line["index"]), int(line["ordinal"]), str(line["requestId"]), int(line["round"]), int(line["seqLen"]))
+
+
+RequestRef = Union[int, str, RequestInfo]
+
+
+def _describe(request: RequestRef) -> str:
+    if isinstance(request, RequestInfo):
+        return f"request {request.request_id!r} (ordinal {request.ordinal}, index {request.index})"
+    if isinstance(request, str):
+        return f"request {request!r}"
+    return f"ordinal {request}"
+
+
+def _layers_query(layers: Any) -> Optional[Tuple[int, int]]:
+    if layers is None:
+        return None
+    if isinstance(layers, str):
+        parts = layers.split(":")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"layers={layers!r}: want 'FROM:TO' (both given), a (FROM, TO) pair, range(FROM, TO) or slice(FROM, TO)")
+        lo, hi = int(parts[0]), int(parts[1])
+    elif isinstance(layers, range):
+        if layers.step != 1:
+            raise ValueError(f"layers={layers!r}: want a step of 1")
+        lo, hi = layers.start, layers.stop
+    elif isinstance(layers, slice):
+        if layers.step not in (None, 1) or layers.start is None or layers.stop is None:
+            raise ValueError(f"layers={layers!r}: want slice(FROM, TO) with both ends and no step")
+        lo, hi = layers.start, layers.stop
+    else:
+        try:
+            lo, hi = layers
+        except (TypeError, ValueError):
+            raise ValueError(f"layers={layers!r}: want a (FROM, TO) pair, 'FROM:TO', range(FROM, TO) or slice(FROM, TO)") from None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (lo, hi)) or not 0 <= lo < hi:
+        raise ValueError(f"layers={layers!r}: want whole numbers with 0 <= FROM < TO (a half-open range of MoE layers)")
+    return int(lo), int(hi)
+
+
+# --------------------------------------------------------------------------------------------------------- client
+
+
+class ReplayClient:
+    """A client of one ``r3 serve`` server. Thread-safe: every call opens its own connection.
+
+    Args:
+        url: the server, e.g. ``http://127.0.0.1:8787`` (``http`` or ``https``).
+        token: the bearer token; ``None`` takes ``$R3_TOKEN`` if set, else none. Never logged or put in messages.
+        timeout_s: connect and read timeout of every call, in seconds (a :meth:`follow` waiting for new records uses
+            its own ``read_timeout_s``).
+    """
+
+    def __init__(self, url: str, token: Optional[str] = None, timeout_s: float = 30.0) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"url={url!r}: want http://HOST:PORT or https://HOST:PORT")
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s={timeout_s!r}: want a positive number of seconds")
+        self.url = url.rstrip("/")
+        self._scheme = parsed.scheme
+        self._host = parsed.hostname
+        self._port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        self._prefix = parsed.path.rstrip("/")
+        if token is None:
+            token = os.environ.get(TOKEN_ENV) or None
+        self._token = token.strip() if token else None
+        self.timeout_s = float(timeout_s)
+
+    def __repr__(self) -> str:
+        return f"ReplayClient({self.url!r}, token={'set' if self._token else None}, timeout_s={self.timeout_s})"
+
+    # ------------------------------------------------------------------------------------------ transport
+
+    def _open(self, path: str, what: str, read_timeout_s: Optional[float] = None) -> Tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
+        conn = cls(self._host, self._port, timeout=self.timeout_s)
+        headers = {"Accept": "*/*"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        try:
+            conn.request("GET", self._prefix + path, headers=headers)
+            res = conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            raise ReplayError(what, 0, f"cannot reach {self.url}: {e}") from e
+        if res.status != 200:
+            try:
+                message = res.read(64 * 1024).decode("utf-8", "replace").strip()
+            except (OSError, http.client.HTTPException):
+                message = ""
+            finally:
+                conn.close()
+            raise _BY_STATUS.get(res.status, ReplayError)(what, res.status, message or res.reason)
+        if read_timeout_s is not None and conn.sock is not None:
+            conn.sock.settimeout(read_timeout_s)
+        return conn, res
+
+    def _get(self, path: str, what: str) -> Tuple[http.client.HTTPResponse, bytearray]:
+        conn, res = self._open(path, what)
+        try:
+            length = res.getheader("content-length")
+            if length is not None:
+                body = bytearray(int(length))
+                view = memoryview(body)
+                got = 0
+                while got < len(body):
+                    n = res.readinto(view[got:])
+                    if not n:
+                        raise ReplayError(what, res.status, f"the answer ended after {got} of {len(body)} bytes")
+                    got += n
+            else:
+                body = bytearray(res.read())
+            return res, body
+        except (OSError, http.client.HTTPException) as e:
+            raise ReplayError(what, res.status, f"reading the answer failed: {e}") from e
+        finally:
+            conn.close()
+
+    # ------------------------------------------------------------------------------------------ routes
+
+    def health(self) -> bool:
+        """Whether the server answers ``/health`` (needs no token)."""
+        try:
+            res, body = self._get("/health", "/health")
+        except ReplayError:
+            return False
+        return json.loads(body.decode("utf-8")).get("status") == "ok"
+
+    def manifest(self) -> Manifest:
+        """The store's shape, dtype, sentinel and the ordinals stored now."""
+        _, body = self._get("/manifest", "/manifest")
+        m = json.loads(body.decode("utf-8"))
+        return Manifest(int(m["moeLayers"]), int(m["topK"]), int(m["numExperts"]), str(m["dtype"]), int(m["sentinel"]),
+                        int(m["slotCapacity"]), int(m["firstOrdinal"]), int(m["lastOrdinal"]))
+
+    @staticmethod
+    def _listing_query(after: Union[None, str, RequestInfo], limit: Optional[int], follow: bool) -> str:
+        params = []
+        if after is not None:
+            params.append(("after", after.index if isinstance(after, RequestInfo) else str(after)))
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 0:
+                raise ValueError(f"limit={limit!r}: want a whole number 0 or more")
+            params.append(("limit", str(int(limit))))
+        if follow:
+            params.append(("follow", "true"))
+        return "/requests" + ("?" + urllib.parse.urlencode(params) if params else "")
+
+    def list_requests(self, after: Union[None, str, RequestInfo] = None, limit: Optional[int] = None) -> List[RequestInfo]:
+        """The finished requests stored now, in write order.
+
+        Args:
+            after: start after this record (a :class:`RequestInfo`, or its hex ``index``); ``None`` from the first.
+            limit: at most this many.
+        """
+        query = self._listing_query(after, limit, follow=False)
+        _, body = self._get(query, "/requests")
+        return [RequestInfo._of(json.loads(line)) for line in body.decode("utf-8").splitlines() if line.strip()]
+
+    def follow(self, after: Union[None, str, RequestInfo] = None, limit: Optional[int] = None,
+               read_timeout_s: Optional[float] = None) -> Iterator[RequestInfo]:
+        """Every stored request, then each new one as it finishes (a generator over the live NDJSON listing).
+
+        Ends after ``limit`` records, or never; closing the generator (``break``, ``.close()``) closes the connection
+        and frees the server's follower place. With ``read_timeout_s``, waiting longer than that for the next record
+        raises :class:`TimeoutError`. Raises :class:`ServerBusy` when the server has ``--max-followers`` already.
+        """
+        query = self._listing_query(after, limit, follow=True)
+        conn, res = self._open(query, "/requests?follow=true", read_timeout_s=read_timeout_s)
+        try:
+            while True:
+                try:
+                    line = res.readline()
+                except TimeoutError as e:
+                    raise TimeoutError(f"/requests?follow=true: no new record within {read_timeout_s} s") from e
+                except OSError as e:
+                    if "timed out" in str(e):
+                        raise TimeoutError(f"/requests?follow=true: no new record within {read_timeout_s} s") from e
+                    raise ReplayError("/requests?follow=true", res.status, f"the listing broke off: {e}") from e
+                if not line:
+                    return
+                if line.strip():
+                    yield RequestInfo._of(json.loads(line))
+        finally:
+            conn.close()
+
+    def fetch(self, request: RequestRef, *, start: int = 0, layers: Any = None, drop_last: bool = False,
+              dtype: str = "native", missing: int = -1, as_tensor: bool = False) -> Any:
+        """One request's routing ``[S', L', K]``, checked against the server's checksums.
+
+        Args:
+            request: an ordinal (``int``, 0..N-1 in write order), a request id (``str``; the newest record with it), or
+                a :class:`RequestInfo` from :meth:`list_requests`/:meth:`follow` (exactly that record).
+            start: the first token position (only a new turn's rows: ``start`` = the earlier turns' length).
+            layers: MoE layers ``(FROM, TO)`` half-open (also ``"FROM:TO"``, ``range``, ``slice``); all when None.
+            drop_last: without the last position (the final token was never forwarded): ``S - 1`` rows.
+            dtype: ``"native"`` (the stored uint8/uint16/int32, sentinel kept), ``"int32"`` or ``"int64"``.
+            missing: the value of a missing id in ``int32``/``int64`` (-1 as served; another value is set here).
+            as_tensor: return a ``torch.Tensor`` (sharing the array's memory) instead of a numpy array.
+
+        Raises:
+            ValueError: a malformed argument (nothing is sent).
+            ChecksumError: the bytes do not match ``X-R3-Body-CRC32C`` (or, for a whole native fetch, ``X-R3-CRC32C``).
+            BadRequest, Unauthorized, RequestNotFound, RequestDeleted, ReplayError: the server's answer, naming the
+                request and carrying the server's reason.
+        """
+        what = _describe(request)
+        if isinstance(request, RequestInfo):
+            path = f"/requests/index/{request.index}.npy"
+        elif isinstance(request, str):
+            if not request:
+                raise ValueError("request id is empty")
+            path = f"/requests/by-id/{urllib.parse.quote(request, safe='')}.npy"
+        elif isinstance(request, (int, np.integer)) and not isinstance(request, bool) and request >= 0:
+            path = f"/requests/{int(request)}.npy"
+        else:
+            raise ValueError(f"request={request!r}: want an ordinal (int >= 0), a request id (str) or a RequestInfo")
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+            raise ValueError(f"start={start!r}: want a token position, a whole number 0 or more")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype={dtype!r}: want one of {', '.join(DTYPES)}")
+        if isinstance(missing, bool) or not isinstance(missing, (int, np.integer)):
+            raise ValueError(f"missing={missing!r}: want an int")
+        if dtype == "native" and missing != -1:
+            raise ValueError(f"missing={missing!r} needs dtype='int32' or 'int64' (the native dtype keeps the store's sentinel)")
+        span = _layers_query(layers)
+        params = []
+        if start:
+            params.append(("start", str(int(start))))
+        if span is not None:
+            params.append(("layers", f"{span[0]}:{span[1]}"))
+        if drop_last:
+            params.append(("drop_last", "true"))
+        if dtype != "native":
+            params.append(("dtype", dtype))
+        query = "?" + urllib.parse.urlencode(params) if params else ""
+        res, body = self._get(path + query, what)
+        array = self._checked_array(what, res, body, whole=not params)
+        rows = int(res.getheader("x-r3-seq-len", "-1"))
+        if rows >= 0:
+            want = max(rows - 1, 0) if drop_last else rows
+            if array.shape[0] != want - start or (span is not None and array.shape[1] != span[1] - span[0]):
+                raise ReplayError(what, res.status, f"the server sent shape {array.shape} for seq_len {rows} with start={start}, "
+                                                    f"layers={span}, drop_last={drop_last}")
+        if dtype != "native" and missing != -1:
+            array[array == -1] = missing
+        if as_tensor:
+            try:
+                import torch  # type: ignore[import-not-found]
+            except ImportError as e:
+                raise ImportError("as_tensor=True needs torch; install it, or take the numpy array (as_tensor=False)") from e
+            return torch.from_numpy(array)
+        return array
+
+    @staticmethod
+    def _checked_array(what: str, res: http.client.HTTPResponse, body: bytearray, whole: bool) -> "np.ndarray":
+        sent = res.getheader("x-r3-body-crc32c")
+        if sent is None:
+            raise ChecksumError(what, res.status, "the answer has no X-R3-Body-CRC32C header: cannot check it (a server older "
+                                                  "than this client, or a proxy that drops headers)")
+        # where the array starts, from the .npy preamble alone (magic, version, header length), so the checksum is
+        # checked before numpy parses a header that may be damaged
+        view = memoryview(body)
+        if len(body) >= 10 and bytes(view[:6]) == b"\x93NUMPY" and body[6] in (1, 2, 3):
+            offset = 10 + int.from_bytes(view[8:10], "little") if body[6] == 1 else 12 + int.from_bytes(view[8:12], "little")
+            offset = min(offset, len(body))
+        else:
+            offset = 0
+        data_crc = crc32c(view[offset:])
+        body_crc = crc32c_combine(crc32c(view[:offset]), data_crc, len(body) - offset)
+        if body_crc != int(sent, 16):
+            raise ChecksumError(what, res.status, f"body CRC32C {body_crc:08x}, the server sent X-R3-Body-CRC32C {sent}: the bytes "
+                                                  "changed on the way")
+        if offset == 0:
+            raise ReplayError(what, res.status, "the answer is not a .npy file")
+        stream = io.BytesIO(bytes(view[:offset]))
+        try:
+            version = np.lib.format.read_magic(stream)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, descr = reader(stream)
+        except Exception as e:  # numpy raises ValueError, SyntaxError and others for a header it cannot read
+            raise ReplayError(what, res.status, f"not a .npy answer: {e}") from e
+        stored = res.getheader("x-r3-crc32c")
+        if whole and stored is not None and data_crc != int(stored, 16):
+            raise ChecksumError(what, res.status, f"rows CRC32C {data_crc:08x}, the writer stored X-R3-CRC32C {stored}")
+        if fortran or len(shape) != 3:
+            raise ReplayError(what, res.status, f"unexpected array: shape {shape}, fortran_order {fortran}")
+        return np.frombuffer(body, dtype=descr, offset=offset).reshape(shape)
