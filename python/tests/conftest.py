@@ -1,7 +1,8 @@
 """Bounds every test in time and gives each a short folder for Unix sockets.
 
-No test may hang: past its limit (60 s, or ``@pytest.mark.timeout(s)``) faulthandler prints every thread's traceback
-and ends the run with exit status 1, which fails the build. pytest-timeout is not needed for that.
+No test may hang: past its limit (``@pytest.mark.timeout(s)`` on the test or its module, else 300 s) faulthandler
+prints every thread's traceback and ends the run with exit status 1, which fails the build. pytest-timeout is not
+needed for that. Module- and session-scoped fixtures are set up before the clock starts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_TIMEOUT_S = 300.0
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,8 @@ from fake_sidecar import FakeSidecar
 from r3 import protocol
 from r3.engine import RoutingCapture, SidecarError, slots_from_block_table
 
+pytestmark = pytest.mark.timeout(60)
+
 LAYERS, TOP_K, EXPERTS, MAX_TOKENS = 3, 2, 16, 32
 
 

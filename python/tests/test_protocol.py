@@ -11,6 +11,8 @@ from r3.protocol import (Aborted, Admitted, BufferHandles, Consumed, Failed, Far
                          Hello, ProtocolError, RoundCleared, SlotsMoved, Step, Welcome)
 
 
+pytestmark = pytest.mark.timeout(60)
+
 def body(frame: bytes) -> bytes:
     (n,) = struct.unpack_from("<I", frame)
     assert n == len(frame) - 4, "the length prefix counts the body"
