@@ -10,8 +10,8 @@ from r3 import protocol
 from r3.protocol import (Aborted, Admitted, BufferHandles, Consumed, Failed, Farewell, Finished, FrameReader, Goodbye,
                          Hello, ProtocolError, RoundCleared, SlotsMoved, Step, Welcome)
 
-
 pytestmark = pytest.mark.timeout(60)
+
 
 def body(frame: bytes) -> bytes:
     (n,) = struct.unpack_from("<I", frame)

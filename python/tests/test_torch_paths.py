@@ -15,8 +15,8 @@ from fake_sidecar import FakeSidecar  # noqa: E402
 from r3 import engine  # noqa: E402
 from r3.engine import RoutingCapture  # noqa: E402
 
-
 pytestmark = pytest.mark.timeout(60)
+
 
 def on_cuda0(x) -> bool:
     return isinstance(x, torch.Tensor) and x.device == torch.device("cuda:0")
