@@ -19,3 +19,17 @@ jlink_bin="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v javac)
   --strip-debug --no-man-pages --no-header-files --compress=2 --output bundle/jre
 sed -n "s:.*<r3.jvm.flags>\(.*\)</r3.jvm.flags>.*:\1:p" pom.xml | sed "s: --add-exports=jdk.compiler[^ ]*::" > bundle/jvm.flags
 du -sh bundle bundle/jre bundle/r3-bundle.jar
+# smoke: the bundled JRE and shaded jar can start the sidecar on a Unix socket (a shaded jar loses multi-release classes
+# unless its manifest says Multi-Release: true; Reactor Netty's Java 17 socket support lives there)
+smoke=$(mktemp -d)
+bundle/jre/bin/java $(cat bundle/jvm.flags) -cp bundle/r3-bundle.jar dev.routingreplay.examples.R3Command sidecar \
+  --socket "$smoke/r3.sock" --store "$smoke/store" --backend host --once > "$smoke/log" 2>&1 &
+pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$smoke/log" && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+kill $pid 2>/dev/null || true
+wait $pid 2>/dev/null || true
+if ! grep -q "listening on" "$smoke/log"; then
+  echo "bundle smoke failed: the sidecar did not listen:"; cat "$smoke/log"; rm -rf "$smoke"; exit 1
+fi
+rm -rf "$smoke"
+echo "bundle smoke: r3 sidecar listens on a Unix socket"
