@@ -51,10 +51,12 @@ class OracleCapture:
         self.slots[b].fill_(-1)
         return self.routing[b], self.slots[b]
 
-    def end_step(self, num_tokens: int) -> int:
+    def end_step(self, num_tokens: int, *, slot_mapping: torch.Tensor | None = None) -> int:
         b = self._open_buffer
         if b is None:
             raise OracleCaptureError("end_step without begin_step")
+        if slot_mapping is not None:
+            self.slots[b][:num_tokens].copy_(slot_mapping)
         self._open_buffer = None
         return self._take(self.routing[b][:num_tokens], self.slots[b][:num_tokens])
 

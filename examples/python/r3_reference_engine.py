@@ -231,8 +231,7 @@ class ReferenceEngine:
         batch = build_step_batch(self.pool, tokens, keys, self.device)
 
         if self.capture is not None:
-            routing, slot_buf = self.capture.begin_step()
-            slot_buf[:T].copy_(torch.tensor([t[2] for t in tokens], dtype=slot_buf.dtype))
+            routing, _ = self.capture.begin_step()
             self.hooks.target = routing
         if self.args.verify:
             self.hooks.start_record()
@@ -253,7 +252,8 @@ class ReferenceEngine:
         rec = self.hooks.take_record().numpy() if self.args.verify else None
         self.hooks.target = None
         if self.capture is not None:
-            self.capture.end_step(T)
+            # the slots go with end_step, after the forward was launched: off the path before the launch
+            self.capture.end_step(T, slot_mapping=torch.tensor([t[2] for t in tokens], dtype=torch.int64))
 
         for i, (tid, p, s, o) in enumerate(tokens):
             if o < 0:

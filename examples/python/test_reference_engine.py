@@ -162,12 +162,12 @@ def test_engine_manual_forward_block_table_finish(tmp_path):
 class _DropsAStep(OracleCapture):
     """A capture that loses the rows of step 5 (as a drop under backpressure would)."""
 
-    def end_step(self, num_tokens):
+    def end_step(self, num_tokens, slot_mapping=None):
         if self._next_step == 5:
             self._open_buffer = None
             self._next_step += 1
             return 5
-        return super().end_step(num_tokens)
+        return super().end_step(num_tokens, slot_mapping=slot_mapping)
 
 
 class _StoresAborted(OracleCapture):
@@ -181,11 +181,10 @@ class _StoresAborted(OracleCapture):
 class _IgnoresSlotMappingOrder(OracleCapture):
     """A capture that reverses the token order of a step's slots (rows land on the wrong slots)."""
 
-    def end_step(self, num_tokens):
-        b = self._open_buffer
+    def end_step(self, num_tokens, slot_mapping=None):
         if self._next_step == 4:
-            self.slots[b][:num_tokens] = self.slots[b][:num_tokens].flip(0)
-        return super().end_step(num_tokens)
+            slot_mapping = slot_mapping.flip(0)
+        return super().end_step(num_tokens, slot_mapping=slot_mapping)
 
 
 @pytest.mark.parametrize("faulty,expect", [(_DropsAStep, "positions differ"), (_StoresAborted, "aborted"),

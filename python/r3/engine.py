@@ -194,6 +194,16 @@ def _check_step_tensors(topk_ids: Any, slot_mapping: Any, *, layers: int, top_k:
     return n
 
 
+def _check_slot_mapping(slot_mapping: Any, n: int, *, device: str, accepted: Any) -> None:
+    """``ValueError`` naming the slot mapping unless it is int32/int64 ``[n]`` and ``accepted`` takes its device."""
+    shape = getattr(slot_mapping, "shape", None)
+    ok = (shape is not None and accepted(slot_mapping)
+          and _dtype_name(getattr(slot_mapping, "dtype", "")) in _INT_DTYPES and tuple(int(d) for d in shape) == (n,))
+    if not ok:
+        raise ValueError(f"expected int32 or int64 slot mapping of shape [{n}] (num_tokens) on {device} or the cpu, "
+                         f"got {_describe(slot_mapping)}")
+
+
 def slots_from_block_table(block_table: Sequence[int] | Any, block_size: int, seq_len: int) -> array:
     """The KV-cache slots of positions ``0 .. seq_len-1``: ``block_table[pos // block_size] * block_size + pos % block_size``.
 
@@ -284,8 +294,19 @@ class _HostBuffers:
         self.routing[b, :n] = topk_ids
         self.slots[b, :n] = slot_mapping
 
+    def accepts_slots(self, x: Any) -> bool:
+        return self.on_device(x)
+
+    def copy_slots(self, b: int, n: int, slot_mapping: Any) -> None:
+        if not isinstance(slot_mapping, self._np.ndarray):
+            slot_mapping = slot_mapping.numpy()
+        self.slots[b, :n] = slot_mapping
+
     def wait_consumed(self, b: int) -> None:
         """Host work is ordered by the messages themselves: the sidecar read the buffer before sending CONSUMED."""
+
+    def current_stream(self) -> None:
+        """The host backend has no streams."""
 
     def record_ready(self, b: int) -> None:
         """Nothing to record: the writes are in the mapped file before STEP is sent."""
@@ -350,6 +371,10 @@ class _CudaBuffers:
         self.routing_bytes = self.routing[0].numel() * self.routing.element_size()
         self.slots_bytes = self.slots[0].numel() * self.slots.element_size()
         self.consumed: list[Any] = []
+        # end_step(slot_mapping=<cpu tensor>): copied into pinned staging first (the caller may reuse its tensor at
+        # once), then to the device without blocking; a staging buffer is rewritten only after its last copy ran.
+        self._staging: list[Any] = []
+        self._staged: list[Any] = []
 
     def handles(self) -> list[BufferHandles]:
         return [BufferHandles(self._routing_handle, self._routing_at + b * self.routing_bytes, self.routing_bytes,
@@ -371,8 +396,32 @@ class _CudaBuffers:
         self.routing[b, :n].copy_(topk_ids)
         self.slots[b, :n].copy_(slot_mapping)
 
-    def wait_consumed(self, b: int) -> None:
-        self.torch.cuda.current_stream(self.device).wait_event(self.consumed[b])
+    def accepts_slots(self, x: Any) -> bool:
+        return isinstance(x, self.torch.Tensor) and (x.device == self.device or x.device.type == "cpu")
+
+    def copy_slots(self, b: int, n: int, slot_mapping: Any) -> None:
+        torch = self.torch
+        if slot_mapping.device.type != "cpu":
+            self.slots[b, :n].copy_(slot_mapping)
+            return
+        if not self._staging:
+            n_buffers, max_tokens = self.slots.shape
+            self._staging = [torch.empty(max_tokens, dtype=self.slot_dtype, pin_memory=True) for _ in range(n_buffers)]
+            self._staged = [torch.cuda.Event(enable_timing=False) for _ in range(n_buffers)]
+        self._staged[b].synchronize()  # the copy out of this staging buffer N steps ago has run (it has, long since)
+        self._staging[b][:n].copy_(slot_mapping)
+        stream = torch.cuda.current_stream(self.device)
+        self.slots[b, :n].copy_(self._staging[b][:n], non_blocking=True)
+        self._staged[b].record(stream)
+
+    def wait_consumed(self, b: int) -> Any:
+        """Makes the current stream wait on buffer b's consumed event; returns that stream."""
+        stream = self.torch.cuda.current_stream(self.device)
+        stream.wait_event(self.consumed[b])
+        return stream
+
+    def current_stream(self) -> Any:
+        return self.torch.cuda.current_stream(self.device)
 
     def record_ready(self, b: int) -> None:
         self.ready[b].record(self.torch.cuda.current_stream(self.device))
@@ -470,6 +519,7 @@ class RoutingCapture:
         self._poll_send.register(sock, select.POLLIN | select.POLLOUT)
         self._outstanding: list[int | None] = [None] * self._n
         self._unwaited = [False] * self._n
+        self._waited_on: list[Any] = [None] * self._n  # the stream that waited on buffer b's consumed event
         self._sequence = 0
         self._next_step_id = 0
         self._open: int | None = None
@@ -572,7 +622,9 @@ class RoutingCapture:
 
         If the buffer still holds a step the sidecar has not consumed, blocks (metered in ``stats.wait_seconds``) until
         its CONSUMED arrives, at most ``ack_timeout_s``; on CUDA then makes the current stream wait on the sidecar's
-        consumed event, so the forward must write the buffer on that stream (or one ordered after it). Write rows
+        consumed event, so the forward must write the buffer on that stream (or one ordered after it). The previous
+        :meth:`end_step` usually did both already (the wait on the stream current then), so in steady state this call
+        only hands out the views; it waits again if the current stream has changed since. Write rows
         ``[:tokens]`` (slot -1 for padding tokens), then call :meth:`end_step`. Raises :class:`SidecarError` when the
         sidecar is lost (policy ``raise``), ``RuntimeError`` when a step is already begun or the capture is closed.
         """
@@ -583,13 +635,18 @@ class RoutingCapture:
         self._call.record(time.perf_counter() - start - waited)
         return views
 
-    def end_step(self, num_tokens: int, step_id: int | None = None) -> int:
+    def end_step(self, num_tokens: int, step_id: int | None = None, *, slot_mapping: Any = None) -> int:
         """Hands the begun step's first ``num_tokens`` rows to the sidecar: records ready (CUDA), sends STEP.
 
-        Waits for no answer (only for socket space while the sidecar is not reading, at most ``ack_timeout_s``).
-        Returns the step id (``step_id`` or the previous one plus 1). Raises ``ValueError`` for ``num_tokens`` outside
-        ``0..max_tokens``, ``RuntimeError`` without a begun step, :class:`SidecarError` when the sidecar is lost
-        (policy ``raise``; with ``drop`` the step is counted in ``stats.dropped_steps``).
+        ``slot_mapping`` (optional): the step's ``[num_tokens]`` int32/int64 slots, copied into the buffer's slots
+        here, after the forward was launched, so the copy is off the path before the launch (on CUDA a CPU tensor goes
+        through pinned staging without blocking and may be reused at once; a CUDA tensor is copied on the current
+        stream); without it the slots view that :meth:`begin_step` returned must hold them. Waits for no answer (only
+        for socket space while the sidecar is not reading, at most ``ack_timeout_s``). Returns the step id
+        (``step_id`` or the previous one plus 1). Raises ``ValueError`` for ``num_tokens`` outside
+        ``0..max_tokens`` or a bad slot mapping (nothing is sent), ``RuntimeError`` without a begun step,
+        :class:`SidecarError` when the sidecar is lost (policy ``raise``; with ``drop`` the step is counted in
+        ``stats.dropped_steps``).
         """
         start = time.perf_counter()
         if self._closed:
@@ -598,6 +655,11 @@ class RoutingCapture:
             raise RuntimeError("end_step without begin_step")
         _check_range("num_tokens", num_tokens, 0, self._max_tokens)
         self._check_step_id(step_id)
+        if slot_mapping is not None:
+            _check_slot_mapping(slot_mapping, int(num_tokens), device=self._buffers.device_name,
+                                accepted=self._buffers.accepts_slots)
+            if not self._detached:
+                self._buffers.copy_slots(self._open, int(num_tokens), slot_mapping)
         result = self._end(int(num_tokens), step_id)
         self._call.record(time.perf_counter() - start)
         return result
@@ -611,7 +673,8 @@ class RoutingCapture:
         step = self._next_step_id  # the step about to be written, unless end_step names another
         waited = 0.0
         if not self._detached:
-            self._drain(step)
+            if self._outstanding[b] is not None:
+                self._drain(step)  # end_step drained last time: usually this buffer's CONSUMED is in already
             if self._outstanding[b] is not None and not self._detached:
                 t0 = time.perf_counter()
                 try:
@@ -622,9 +685,13 @@ class RoutingCapture:
                     self._wait.record(waited)
             else:
                 self._wait.record(0.0)
-            if self._unwaited[b] and not self._detached:
-                self._buffers.wait_consumed(b)
-                self._unwaited[b] = False
+            if not self._detached:
+                if self._unwaited[b]:
+                    self._waited_on[b] = self._buffers.wait_consumed(b)
+                    self._unwaited[b] = False
+                elif self._waited_on[b] is not None and self._waited_on[b] != self._buffers.current_stream():
+                    # end_step made another stream wait: this one must too, it is the one that writes the buffer
+                    self._waited_on[b] = self._buffers.wait_consumed(b)
         else:
             self._wait.record(0.0)
         self._open = b
@@ -648,6 +715,13 @@ class RoutingCapture:
         self._send(protocol.encode_step(step, b, n), step)
         if self._detached:
             self._dropped += 1
+            return step
+        # Ready the next buffer now, while the GPU runs this step, so begin_step has nothing left to do before the
+        # next forward: its CONSUMED is usually in already (the drain above), then the stream's wait is enqueued here.
+        nb = self._sequence % self._n
+        if self._outstanding[nb] is None and self._unwaited[nb]:
+            self._waited_on[nb] = self._buffers.wait_consumed(nb)
+            self._unwaited[nb] = False
         return step
 
     def _check_step_id(self, step_id: int | None) -> None:

@@ -33,6 +33,7 @@ MEMSETS = 40
 
 
 class Handle(ctypes.Structure):
+    """A CUDA IPC handle by value. Build it with ``from_buffer_copy``: the c_char field's setter stops at the first NUL."""
     _fields_ = [("reserved", ctypes.c_char * 64)]
 
 
@@ -110,7 +111,7 @@ def main(socket_path: str, result_path: str) -> None:
         assert len(handle) == 64, f"a memory handle of {len(handle)} bytes"
         if handle not in mapped:
             ptr = u64()
-            cuIpcOpenMemHandle(ctypes.byref(ptr), Handle(handle), CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS)
+            cuIpcOpenMemHandle(ctypes.byref(ptr), Handle.from_buffer_copy(handle), CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS)
             mapped[handle] = ptr.value
         return mapped[handle]
 
@@ -119,7 +120,7 @@ def main(socket_path: str, result_path: str) -> None:
         routing.append(open_memory(b.routing_handle) + b.routing_offset)
         slots.append(open_memory(b.slots_handle) + b.slots_offset)
         e = vp()
-        cuIpcOpenEventHandle(ctypes.byref(e), Handle(b.ready_event_handle))
+        cuIpcOpenEventHandle(ctypes.byref(e), Handle.from_buffer_copy(b.ready_event_handle))
         ready.append(e)
         c = vp()
         cuEventCreate(ctypes.byref(c), CU_EVENT_DISABLE_TIMING | CU_EVENT_INTERPROCESS)

@@ -88,6 +88,31 @@ def test_steps_reach_the_sidecar_as_written_and_close_returns_the_farewell(start
     assert os.path.dirname(path) == ("/dev/shm" if os.access("/dev/shm", os.W_OK) else os.path.dirname(path))
 
 
+def test_end_step_copies_a_slot_mapping_given_after_the_forward(start, socket_path: str) -> None:
+    sidecar = start()
+    rng = np.random.default_rng(3)
+    written = []
+    with connect(socket_path) as capture:
+        for k in range(5):
+            ids, slots = random_step(rng, int(rng.integers(1, MAX_TOKENS + 1)))
+            routing, slot_view = capture.begin_step()
+            slot_view[:] = 99  # stale values: end_step's slot mapping replaces the first num_tokens of them
+            routing[:len(ids)] = ids
+            capture.end_step(len(ids), slot_mapping=slots)
+            written.append((ids, slots))
+        routing, _ = capture.begin_step()
+        with pytest.raises(ValueError, match=r"slot mapping of shape \[3\] \(num_tokens\).*got float64 \[3\]"):
+            capture.end_step(3, slot_mapping=np.zeros(3))
+        with pytest.raises(ValueError, match=r"slot mapping of shape \[3\].*got int64 \[2\]"):
+            capture.end_step(3, slot_mapping=np.zeros(2, dtype=np.int64))
+        capture.end_step(0)
+        capture.close()
+    assert len(sidecar.steps) == 6, "a refused slot mapping sends nothing"
+    for seen, (ids, slots) in zip(sidecar.steps, written):
+        np.testing.assert_array_equal(seen.routing, ids)
+        np.testing.assert_array_equal(seen.slots, slots)
+
+
 def test_the_engine_blocks_on_buffer_reuse_until_consumed_and_meters_the_wait(start, socket_path: str) -> None:
     release = threading.Event()
     order: list[str] = []
