@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufUtil;
 import io.netty.buffer.Unpooled;
 import io.netty.channel.embedded.EmbeddedChannel;
 import java.nio.charset.StandardCharsets;
@@ -118,6 +119,77 @@ class FrameCodecTest {
         Object error = channel.readInbound();
         assertTrue(error instanceof ProtocolException p && p.getMessage().startsWith("frame too long"), String.valueOf(error));
         channel.finishAndReleaseAll();
+    }
+
+    @ParameterizedTest(name = "{1}")
+    @CsvSource(delimiter = '|', value = {
+        "                        | empty frame",
+        "02                      | unknown message type 2 (sidecar messages are 101 to 104)",
+        "66 0700000000000000     | CONSUMED: truncated at field buffer (needs 2 bytes, 0 left)",
+        "66 0700000000000000 0300 00 | CONSUMED: 1 bytes after the last field",
+        "65 0100 01 0100 4000 00 | WELCOME: truncated at field consumed_event_handle[0] (needs 64 bytes, 1 left)",
+        "65 0100 01 0000 0100    | WELCOME: truncated at field store (needs 1 bytes, 0 left)",
+        "67 0300 0200 c328       | FAILED: field message is not valid UTF-8",
+        "68 0100000000000000 0200000000000000 | FAREWELL: truncated at field requests_finished (needs 8 bytes, 0 left)",
+    })
+    void malformedSidecarBodiesNameTheMessageAndField(String hex, String expected) {
+        byte[] body = hex == null ? new byte[0] : hex(hex);
+        ProtocolException e = assertThrows(ProtocolException.class, () -> FrameCodec.decodeSidecar(Unpooled.wrappedBuffer(body)));
+        assertEquals(FailureCode.PROTOCOL, e.code());
+        assertTrue(e.getMessage().startsWith(expected), e.getMessage());
+    }
+
+    @Test
+    void sidecarFramesAreLittleEndianAtTheDocumentedOffsets() {
+        ByteBuf b = Unpooled.buffer();
+        FrameCodec.encode(new SidecarMessage.Failed(0x0203, "é"), b);
+        assertArrayEquals(new byte[] {7, 0, 0, 0, 103, 3, 2, 2, 0, (byte) 0xC3, (byte) 0xA9}, ByteBufUtil.getBytes(b));
+        b.clear();
+        FrameCodec.encode(new SidecarMessage.Farewell(0x0102, 3, 4), b);
+        assertArrayEquals(new byte[] {25, 0, 0, 0, 104, 2, 1, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0},
+                ByteBufUtil.getBytes(b));
+        b.clear();
+        FrameCodec.encode(new SidecarMessage.Welcome(1, 1, List.of(new byte[] {7}), "s"), b);
+        assertArrayEquals(new byte[] {12, 0, 0, 0, 101, 1, 0, 1, 1, 0, 1, 0, 7, 1, 0, 's'}, ByteBufUtil.getBytes(b));
+        b.release();
+    }
+
+    @Test
+    void aHelloIsLittleEndianAtTheDocumentedOffsets() {
+        EngineMessage.ExportedBuffer buffer = new EngineMessage.ExportedBuffer(new byte[] {9}, 0x10, 0x20, new byte[0], 0x30, 0x40, new byte[] {8});
+        ByteBuf b = Unpooled.buffer();
+        FrameCodec.encode(new EngineMessage.Hello(1, 1, -2, 0x0102, 8, 0x01000000, 4, 8, 0x2000, "e", List.of(buffer)), b);
+        byte[] expected = hex("4300 0000 01 0100 01 feffffff 0201 0800 00000001 04 08 00200000 0100 0100 65"
+                + " 0100 09 1000000000000000 2000000000000000 0000 3000000000000000 4000000000000000 0100 08");
+        assertArrayEquals(expected, ByteBufUtil.getBytes(b));
+        b.release();
+    }
+
+    @Test
+    void encodingRefusesBodiesStringsAndBlobsPastTheirLimits() {
+        ByteBuf b = Unpooled.buffer();
+        // 1 type + 2 + 1 id byte + 4 count + 4 x n: exactly 16 MiB passes, 4 bytes more is refused
+        int n = (FrameCodec.MAX_BODY_BYTES - 8) / 4;
+        FrameCodec.encode(new EngineMessage.Finished("r", new int[n]), b);
+        assertEquals(FrameCodec.MAX_BODY_BYTES, b.readIntLE());
+        b.clear();
+        IllegalArgumentException body = assertThrows(IllegalArgumentException.class,
+                () -> FrameCodec.encode(new EngineMessage.Finished("r", new int[n + 1]), b));
+        assertTrue(body.getMessage().contains("body of 16777220 bytes exceeds the 16777216-byte limit"), body.getMessage());
+        b.clear();
+        FrameCodec.encode(new EngineMessage.Admitted("x".repeat(0xFFFF)), b);
+        assertEquals(1 + 2 + 0xFFFF, b.readIntLE());
+        b.clear();
+        IllegalArgumentException string = assertThrows(IllegalArgumentException.class,
+                () -> FrameCodec.encode(new EngineMessage.Admitted("x".repeat(0x10000)), b));
+        assertTrue(string.getMessage().startsWith("string of 65536 UTF-8 bytes exceeds 65535"), string.getMessage());
+        b.clear();
+        FrameCodec.encode(new SidecarMessage.Welcome(1, 0, List.of(new byte[0xFFFF]), ""), b);
+        b.clear();
+        IllegalArgumentException blob = assertThrows(IllegalArgumentException.class,
+                () -> FrameCodec.encode(new SidecarMessage.Welcome(1, 0, List.of(new byte[0x10000]), ""), b));
+        assertEquals("blob of 65536 bytes exceeds 65535", blob.getMessage());
+        b.release();
     }
 
     private static byte[] hex(String s) {
