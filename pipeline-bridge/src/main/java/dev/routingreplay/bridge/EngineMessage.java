@@ -114,7 +114,11 @@ public sealed interface EngineMessage {
         }
     }
 
-    /** @param requestId a request entered the engine */
+    /**
+     * A request entered the engine (ADMITTED); fed to the pipeline after every STEP sent before it.
+     *
+     * @param requestId the request, not empty
+     */
     record Admitted(String requestId) implements EngineMessage {
         @Override
         public String name() {
@@ -161,7 +165,11 @@ public sealed interface EngineMessage {
         }
     }
 
-    /** @param requestId a request ended without a record */
+    /**
+     * A request ended without a record (ABORTED): nothing of it is stored.
+     *
+     * @param requestId the request
+     */
     record Aborted(String requestId) implements EngineMessage {
         @Override
         public String name() {
@@ -215,7 +223,11 @@ public sealed interface EngineMessage {
         }
     }
 
-    /** @param round an RL round ended ({@code u64}) */
+    /**
+     * An RL round ended and the engine's prefix cache was reset (ROUND_CLEARED).
+     *
+     * @param round the round ({@code u64})
+     */
     record RoundCleared(long round) implements EngineMessage {
         @Override
         public String name() {

@@ -99,6 +99,8 @@ class FrameCodecTest {
         "06 01000000 01000000    | SLOTS_MOVED: truncated at field destination (needs 4 bytes, 0 left)",
         "05 0200 c328            | ABORTED: field request_id is not valid UTF-8",
         "07 0102                 | ROUND_CLEARED: truncated at field round (needs 8 bytes, 2 left)",
+        "01 0100                 | HELLO: truncated at field backend (needs 1 bytes, 0 left)",
+        "01 0100 00 0000         | HELLO: truncated at field device (needs 4 bytes, 2 left)",
         "01 0100 00 00000000 0200 0200 10000000 04 08 08000000 0100 0000 | HELLO: truncated at field buffer[0].routing_handle length (needs 2 bytes, 0 left)",
     })
     void malformedBodiesNameTheMessageAndField(String hex, String expected) {
@@ -163,6 +165,19 @@ class FrameCodecTest {
                 + " 0100 09 1000000000000000 2000000000000000 0000 3000000000000000 4000000000000000 0100 08");
         assertArrayEquals(expected, ByteBufUtil.getBytes(b));
         b.release();
+    }
+
+    @Test
+    void aBodyOfExactlySixteenMibPassesTheFrameDecoder() {
+        EmbeddedChannel channel = new EmbeddedChannel(FrameCodec.frameDecoder(), new EngineMessageDecoder());
+        int n = (FrameCodec.MAX_BODY_BYTES - 8) / 4; // 1 type + 2 + 1 id byte + 4 count + 4 x n
+        int[] slots = new int[n];
+        slots[n - 1] = 7;
+        ByteBuf frame = Unpooled.buffer();
+        FrameCodec.encode(new EngineMessage.Finished("r", slots), frame);
+        channel.writeInbound(frame);
+        assertEquals(new EngineMessage.Finished("r", slots), (Object) channel.readInbound());
+        channel.finishAndReleaseAll();
     }
 
     @Test

@@ -67,6 +67,7 @@ class HelloCheckTest {
 
     @Test
     void theShapeAndMaxTokensAreRefusedOnePastTheirLimits() {
+        refused(hello(0, 0, 0, 2, 16, 4, 8, 8, List.of(GOOD)), Backend.HOST, 0, "layers=0 must be positive");
         refused(hello(0, 0, 2, 0, 16, 4, 8, 8, List.of(GOOD)), Backend.HOST, 0, "top_k=0 must be positive");
         refused(hello(0, 0, 2, 2, 0, 4, 8, 8, List.of(GOOD)), Backend.HOST, 0, "num_experts=0 is not in 1..2147483647");
         refused(hello(0, 0, 2, 2, 1L << 31, 4, 8, 8, List.of(GOOD)), Backend.HOST, 0, "num_experts=2147483648 is not in 1..");
