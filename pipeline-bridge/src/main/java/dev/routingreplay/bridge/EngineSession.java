@@ -67,7 +67,8 @@ final class EngineSession {
     /**
      * The session's feed thread: a bounded-elastic scheduler of one thread, so the feed may block (a full ring) and
      * the Netty thread that hands messages over never does (its work queue never locks on offer, unlike a plain
-     * executor's LinkedBlockingQueue, which BlockHound caught).
+     * executor's LinkedBlockingQueue, which BlockHound caught). Its task queue has no cap, but holds at most the
+     * {@code publishOn} drain task and a shutdown request: the bound on memory is the prefetch of {@value #PREFETCH}.
      */
     private final Scheduler feedThread;
     private volatile String failure = "";

@@ -42,8 +42,9 @@ import reactor.netty.tcp.TcpServer;
  * ends with one summary line and a {@link SessionSummary} on {@link #sessions()}.
  *
  * <p>Threads: one Netty event loop ({@code r3-sidecar-*}) reads and decodes; each session feeds on
- * {@code r3-sidecar-feed-N}; progress lines come from {@code r3-sidecar-progress}. {@link #close()} may be called
- * from any thread but a session's feed thread.
+ * {@code r3-sidecar-feed-N}; progress lines come from {@code r3-sidecar-progress}. No blocking call runs on the event
+ * loop: whatever may wait (the ring, the store, the end of a session) runs on the feed thread. {@link #close()} blocks
+ * and may be called from any thread but a session's feed thread and the server's event loop.
  */
 public final class SidecarServer implements AutoCloseable {
     private final Settings settings;

@@ -207,6 +207,20 @@ class FrameCodecTest {
         b.release();
     }
 
+    @Test
+    void failureCodesAreTheDocumentedNumbers() {
+        assertEquals(List.of(1, 2, 3, 4), java.util.Arrays.stream(FailureCode.values()).map(FailureCode::code).toList());
+        for (FailureCode c : FailureCode.values()) {
+            assertEquals(c, FailureCode.of(c.code()));
+        }
+        IllegalArgumentException unknown = assertThrows(IllegalArgumentException.class, () -> FailureCode.of(5));
+        assertEquals("unknown failure code 5", unknown.getMessage());
+        ByteBuf b = Unpooled.buffer();
+        FrameCodec.encode(new SidecarMessage.Failed(FailureCode.PIPELINE.code(), ""), b);
+        assertEquals(3, b.getUnsignedShortLE(5), "FAILED carries code 3 for a pipeline failure");
+        b.release();
+    }
+
     private static byte[] hex(String s) {
         String h = s.replace(" ", "");
         byte[] out = new byte[h.length() / 2];
