@@ -1,5 +1,5 @@
 """The model: Hugging Face ``Qwen3MoeForCausalLM`` with random weights and the real Qwen3-30B-A3B routing shape
-(48 MoE layers, 128 experts, top 8; the full config of /work/shared/GPU.md fits one H100 in bf16), shrinkable
+(48 MoE layers, 128 experts, top 8; the full config fits one H100 in bf16), shrinkable
 from the command line for CPU smoke runs and device-time limits."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """CPU smoke tests of the reference engine, its forwards, the oracle verification and the benchmark's CPU path.
 
-Run: /work/venv-torch/bin/python -m pytest examples/python -q
+Run: python3 -m pytest examples/python -q
 Skipped (with the reason shown by -rs) where torch or transformers cannot be imported, as in CI.
 """
 from __future__ import annotations
