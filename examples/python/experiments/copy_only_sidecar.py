@@ -15,44 +15,17 @@ import socket
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "python"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "python", "tests"))
 
 from r3 import protocol  # noqa: E402
 from r3.protocol import Goodbye, Hello, Step, Welcome  # noqa: E402
 
-cu = ctypes.CDLL("libcuda.so.1")
-u64, vp, P = ctypes.c_uint64, ctypes.c_void_p, ctypes.POINTER
-
-
-class Handle(ctypes.Structure):
-    _fields_ = [("reserved", ctypes.c_char * 64)]
-
-
-def fn(name: str, *argtypes):
-    f = getattr(cu, name + "_v2", None) if name in ("cuIpcOpenMemHandle", "cuMemAllocHost", "cuMemcpyDtoHAsync") else None
-    f = f or getattr(cu, name)
-    f.argtypes, f.restype = list(argtypes), ctypes.c_int
-
-    def call(*args):
-        rc = f(*args)
-        if rc:
-            raise RuntimeError(f"{name}: CUresult {rc}")
-    return call
-
-
-cuInit = fn("cuInit", ctypes.c_uint)
-cuDeviceGet = fn("cuDeviceGet", P(ctypes.c_int), ctypes.c_int)
-cuDevicePrimaryCtxRetain = fn("cuDevicePrimaryCtxRetain", P(vp), ctypes.c_int)
-cuCtxSetCurrent = fn("cuCtxSetCurrent", vp)
-cuIpcOpenMemHandle = fn("cuIpcOpenMemHandle", P(u64), Handle, ctypes.c_uint)
-cuIpcOpenEventHandle = fn("cuIpcOpenEventHandle", P(vp), Handle)
-cuIpcGetEventHandle = fn("cuIpcGetEventHandle", P(Handle), vp)
-cuEventCreate = fn("cuEventCreate", P(vp), ctypes.c_uint)
-cuEventRecord = fn("cuEventRecord", vp, vp)
-cuStreamCreate = fn("cuStreamCreate", P(vp), ctypes.c_uint)
-cuStreamWaitEvent = fn("cuStreamWaitEvent", vp, vp, ctypes.c_uint)
-cuStreamSynchronize = fn("cuStreamSynchronize", vp)
-cuMemAllocHost = fn("cuMemAllocHost", P(vp), ctypes.c_size_t)
-cuMemcpyDtoHAsync = fn("cuMemcpyDtoHAsync", vp, u64, ctypes.c_size_t, vp)
+# the driver API bindings of the test sidecar (ctypes over libcuda)
+from cuda_sidecar import (CU_EVENT_DISABLE_TIMING, CU_EVENT_INTERPROCESS,  # noqa: E402
+                          CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS, CU_STREAM_NON_BLOCKING, Handle, cuCtxSetCurrent,
+                          cuDeviceGet, cuDevicePrimaryCtxRetain, cuEventCreate, cuEventRecord, cuInit,
+                          cuIpcGetEventHandle, cuIpcOpenEventHandle, cuIpcOpenMemHandle, cuMemAllocHost,
+                          cuMemcpyDtoHAsync, cuStreamCreate, cuStreamSynchronize, cuStreamWaitEvent, u64, vp)
 
 
 def main(socket_path: str) -> None:
@@ -82,7 +55,7 @@ def main(socket_path: str) -> None:
     def open_memory(handle: bytes) -> int:
         if handle not in mapped:
             ptr = u64()
-            cuIpcOpenMemHandle(ctypes.byref(ptr), Handle.from_buffer_copy(handle), 1)
+            cuIpcOpenMemHandle(ctypes.byref(ptr), Handle.from_buffer_copy(handle), CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS)
             mapped[handle] = ptr.value
         return mapped[handle]
 
@@ -94,13 +67,13 @@ def main(socket_path: str) -> None:
         cuIpcOpenEventHandle(ctypes.byref(e), Handle.from_buffer_copy(b.ready_event_handle))
         ready.append(e)
         c = vp()
-        cuEventCreate(ctypes.byref(c), 0x2 | 0x4)
+        cuEventCreate(ctypes.byref(c), CU_EVENT_DISABLE_TIMING | CU_EVENT_INTERPROCESS)
         consumed.append(c)
         h = Handle()
         cuIpcGetEventHandle(ctypes.byref(h), c)
         handles.append(ctypes.string_at(ctypes.byref(h), 64))
     stream = vp()
-    cuStreamCreate(ctypes.byref(stream), 1)
+    cuStreamCreate(ctypes.byref(stream), CU_STREAM_NON_BLOCKING)
     row = hello.layers * hello.top_k * hello.id_bytes
     host_r, host_s = [], []
     for _ in hello.buffers:
