@@ -53,8 +53,13 @@ class SizeRetentionTest {
         return Long.parseLong(lines[lines.length - 1].split("\\s+")[0]);
     }
 
-    /** Writes {@code seconds} cycles of {@link #PER_SECOND} requests "q<n>" (request n on slot n), one cycle a second. */
+    /**
+     * Writes {@code seconds} cycles of {@link #PER_SECOND} requests "q<n>" (request n on slot n), one cycle a second. Starts
+     * just after a second begins, so a cycle's records never straddle two files (a first cycle begun late in a second
+     * once split across two files under load, and a reader then read past two of them).
+     */
     private static int write(ChronicleRoutingSink sink, int first, int seconds, Runnable afterEachCycle) throws InterruptedException {
+        nextSecond();
         int n = first;
         for (int s = 0; s < seconds; s++) {
             String[] ids = new String[PER_SECOND];
