@@ -9,6 +9,8 @@ One run, the modes interleaved step by step (the order rotates every round) so t
      slot-indexed host buffer happens at the next capture step, after the event (overlapped with that step's forward)
   d  this project's sidecar through ``r3.engine.RoutingCapture`` (``begin_step`` / hooks write the shared IPC buffer /
      ``end_step``); ``--mode-d oracle`` swaps in the pure-PyTorch stand-in (smoke runs only, it is synchronous)
+  e  the same sidecar API with ``transport="pinned"``: one device buffer in the engine, an async D2H on the engine's
+     stream into the host sidecar's shared memory (``r3 sidecar --backend host``: no GPU work in the sidecar); CUDA only
 Sizes: decode batches (default 1, 32, 128, 256 sequences) and one prefill chunk (default 8192 tokens).
 
 Decode runs in CUDA graphs (static KV cache, ``static_decode.py``), one graph per batch size and capture target: the
@@ -50,9 +52,10 @@ from qwen3_moe_model import add_model_args, build_model, resolve_dtype, shape_fr
 from routing_hooks import RouterHooks  # noqa: E402
 from static_decode import StaticDecoder  # noqa: E402
 
-MODES = ("a", "b", "c", "d")
+MODES = ("a", "b", "c", "d", "e")
 MODE_NAMES = {"a": "no capture", "b": "sync .cpu()", "c": "async D2D+pinned D2H (FastDeploy-style)",
-              "d": "r3 sidecar (RoutingCapture)"}
+              "d": "r3 sidecar (RoutingCapture)", "e": "r3 sidecar, pinned transport"}
+SIDECAR_MODES = ("d", "e")
 
 
 def log(msg: str) -> None:
@@ -102,9 +105,9 @@ class Bench:
         self.pos_pin = torch.zeros(self.max_tokens, dtype=torch.long, pin_memory=self.cuda)
         self.slots_pin = torch.zeros(self.max_tokens, dtype=torch.long, pin_memory=self.cuda)
         self.tok_pin = torch.zeros(self.max_tokens, dtype=torch.long, pin_memory=self.cuda)
-        self.capture = None
-        self.sidecar = None
-        self.d_views: dict[int, torch.Tensor] = {}
+        self.captures: dict = {}  # mode d / e -> RoutingCapture (or the oracle stand-in for d)
+        self.sidecars: dict = {}  # mode d / e -> SidecarProcess
+        self.d_views: dict[int, torch.Tensor] = {}  # every buffer begin_step hands out (d: the IPC ring, e: one)
         self.graphs = None
         self.graph_error = None
         self.notes: list[str] = []
@@ -112,46 +115,57 @@ class Bench:
 
     # ------------------------------------------------------------------------------------------------ setup
     def setup_mode_d(self) -> None:
+        """Starts the sidecar of mode d (IPC transport, ``--backend cuda``) and of mode e (pinned transport,
+        ``--backend host``), each with its own socket and store, and learns the buffers their captures hand out."""
         a = self.args
-        if "d" not in self.modes:
+        if "e" in self.modes and not (self.cuda and a.sidecar_cmd and (a.mode_d or "sidecar") == "sidecar"):
+            self.modes.remove("e")
+            self.notes.append("mode e skipped: it needs a CUDA device and --sidecar-cmd")
+            log(self.notes[-1])
+        if "d" not in self.modes and "e" not in self.modes:
             return
         kind = a.mode_d or ("sidecar" if a.sidecar_cmd else "oracle" if not self.cuda else "off")
-        if kind == "off":
+        if kind == "off" and "d" in self.modes:
             self.modes.remove("d")
             self.notes.append("mode d skipped: no --sidecar-cmd (pass one, or --mode-d oracle for a smoke run)")
             log(self.notes[-1])
-            return
         L, K, E = self.hooks.layers, self.hooks.top_k, self.hooks.num_experts
-        if kind == "oracle":
-            self.capture = OracleCapture(L, K, E, self.max_tokens, self.num_slots, device=self.device,
-                                         buffers=a.buffers)
-            self.notes.append("mode d = pure-PyTorch oracle stand-in (synchronous), not the sidecar")
-        else:
-            from r3.engine import RoutingCapture
-            from sidecar_proc import SidecarProcess
-            work = Path(a.work_dir or tempfile.mkdtemp(prefix="r3-bench-"))
-            sock = Path(tempfile.mkdtemp(prefix="r3s-")) / "r3.sock"  # short: at most 107 bytes
-            self.sidecar = SidecarProcess(a.sidecar_cmd, sock, work / "store",
-                                          "cuda" if self.cuda else "host", work / "sidecar.log")
-            log(f"sidecar: {self.sidecar.command_line()} (slots used: [0, {self.num_slots}))")
-            self.sidecar.start()
-            try:
-                self.capture = RoutingCapture.connect(
-                    str(self.sidecar.socket_path), layers=L, top_k=K, num_experts=E, max_tokens=self.max_tokens,
-                    device=f"cuda:{torch.cuda.current_device()}" if self.cuda else "host", buffers=a.buffers,
-                    id_dtype=torch.int32, slot_dtype=torch.int64, on_failure="raise", engine_name="r3-bridge-bench")
-            except BaseException:
-                self.sidecar.stop(grace_s=5)
-                log(self.sidecar.log_tail())
-                raise
+        for mode in [m for m in SIDECAR_MODES if m in self.modes]:
+            if mode == "d" and kind == "oracle":
+                self.captures[mode] = OracleCapture(L, K, E, self.max_tokens, self.num_slots, device=self.device,
+                                                    buffers=a.buffers)
+                self.notes.append("mode d = pure-PyTorch oracle stand-in (synchronous), not the sidecar")
+            else:
+                from r3.engine import RoutingCapture
+                from sidecar_proc import SidecarProcess
+                work = Path(a.work_dir or tempfile.mkdtemp(prefix="r3-bench-")) / mode
+                sock = Path(tempfile.mkdtemp(prefix="r3s-")) / "r3.sock"  # short: at most 107 bytes
+                backend = "cuda" if self.cuda and mode == "d" else "host"
+                sidecar = SidecarProcess(a.sidecar_cmd, sock, work / "store", backend, work / "sidecar.log")
+                log(f"mode {mode} sidecar: {sidecar.command_line()} (slots used: [0, {self.num_slots}))")
+                sidecar.start()
+                self.sidecars[mode] = sidecar
+                try:
+                    self.captures[mode] = RoutingCapture.connect(
+                        str(sidecar.socket_path), layers=L, top_k=K, num_experts=E, max_tokens=self.max_tokens,
+                        device=f"cuda:{torch.cuda.current_device()}" if self.cuda else "host", buffers=a.buffers,
+                        id_dtype=torch.int32, slot_dtype=torch.int64, on_failure="raise",
+                        engine_name=f"r3-bridge-bench-{mode}", transport="pinned" if mode == "e" else "ipc")
+                except BaseException:
+                    sidecar.stop(grace_s=5)
+                    log(sidecar.log_tail())
+                    raise
+            # learn the buffers (the graphs bake their addresses): one all-padding step per ring buffer
+            views = set()
+            for _ in range(a.buffers):
+                routing, slots = self.captures[mode].begin_step()
+                slots[:1].fill_(-1)
+                self.d_views[routing.data_ptr()] = routing
+                views.add(routing.data_ptr())
+                self.captures[mode].end_step(1)
+            log(f"mode {mode}: {kind if mode == 'd' else 'sidecar, pinned'}, {len(views)} device buffer(s) of "
+                f"[{self.max_tokens}, {L}, {K}] int32")
         self.mode_d_kind = kind
-        # learn the ring's buffers (the graphs bake their addresses): one all-padding step per buffer
-        for _ in range(a.buffers):
-            routing, slots = self.capture.begin_step()
-            slots[:1].fill_(-1)
-            self.d_views[routing.data_ptr()] = routing
-            self.capture.end_step(1)
-        log(f"mode d: {kind}, {len(self.d_views)} ring buffers of [{self.max_tokens}, {L}, {K}] int32")
 
     def setup_decode(self) -> None:
         a = self.args
@@ -273,9 +287,9 @@ class Bench:
             out = self._decode_forward(B, "bc", self.routing_dev)
             _, wall, cpu = self._timed(self._capture_b if mode == "b" else self._capture_c, B, slots_np)
         else:
-            (routing, _), w1, c1 = self._timed(self.capture.begin_step)
+            (routing, _), w1, c1 = self._timed(self.captures[mode].begin_step)
             out = self._decode_forward(B, routing.data_ptr(), routing)
-            _, w2, c2 = self._timed(self._end_d, B, slots_np)
+            _, w2, c2 = self._timed(self._end_d, mode, B, slots_np)
             wall, cpu = w1 + w2, c1 + c2
         self.tok_pin[:B].copy_(out, non_blocking=self.cuda)
         self._sync()  # the engine's sampling sync: every mode has it
@@ -287,17 +301,17 @@ class Bench:
         self.pos_np[:B] = p
         return step, wall / 1e9, cpu / 1e9
 
-    def _end_d(self, n: int, slots_np: np.ndarray):
+    def _end_d(self, mode: str, n: int, slots_np: np.ndarray):
         # after the forward was launched: the slot mapping goes with end_step (pinned staging inside the module)
-        return self.capture.end_step(n, slot_mapping=torch.from_numpy(slots_np))
+        return self.captures[mode].end_step(n, slot_mapping=torch.from_numpy(slots_np))
 
     def prefill_step(self, mode: str, ids: torch.Tensor):
         P = ids.shape[1]
         slots_np = np.arange(P, dtype=np.int64)
         t0 = time.perf_counter()
         wall = cpu = 0
-        if mode == "d":
-            (routing, _), wall, cpu = self._timed(self.capture.begin_step)
+        if mode in SIDECAR_MODES:
+            (routing, _), wall, cpu = self._timed(self.captures[mode].begin_step)
             self.hooks.target = routing
         elif mode in ("b", "c"):
             self.hooks.target = self.routing_dev
@@ -309,8 +323,8 @@ class Bench:
             self.hooks.target = None
         if mode in ("b", "c"):
             _, wall, cpu = self._timed(self._capture_b if mode == "b" else self._capture_c, P, slots_np)
-        elif mode == "d":
-            _, w2, c2 = self._timed(self._end_d, P, slots_np)
+        elif mode in SIDECAR_MODES:
+            _, w2, c2 = self._timed(self._end_d, mode, P, slots_np)
             wall, cpu = wall + w2, cpu + c2
         self.tok_pin[:1].copy_(out, non_blocking=self.cuda)
         self._sync()
@@ -375,9 +389,16 @@ class Bench:
             mem["c"] = {"host_bytes": self.store_c.nbytes + sum(p.numel() * 4 for p in self.pinned),
                         "device_bytes": 2 * buf,
                         "note": f"slot-indexed host store + pinned ring 2 x {buf / 1e6:.1f} MB; device routing + staging"}
+        if "e" in self.modes:
+            side = self.sidecars["e"].rss_bytes()
+            mem["e"] = {"host_bytes": self.args.buffers * (buf + self.max_tokens * 8), "device_bytes": buf + self.max_tokens * 8,
+                        "sidecar_rss_bytes": side,
+                        "note": "engine side: one device routing + slots buffer; the host ring is a mapped file shared "
+                                "with the sidecar (pinned by cudaHostRegister, counted here)"
+                                + (f"; the sidecar's RSS: {side / 2**20:.0f} MiB" if side else "")}
         if "d" in self.modes:
-            dev = len(self.d_views) * (buf + self.max_tokens * 8)
-            side = self.sidecar.rss_bytes() if self.sidecar else None
+            dev = self.args.buffers * (buf + self.max_tokens * 8)
+            side = self.sidecars["d"].rss_bytes() if "d" in self.sidecars else None
             mem["d"] = {"host_bytes": 0, "device_bytes": dev, "sidecar_rss_bytes": side,
                         "note": "engine side only: no host buffers (the IPC ring is device memory); the sidecar's "
                                 "pinned ring and store live in its own process"
@@ -385,15 +406,15 @@ class Bench:
         return mem
 
     def close(self) -> dict | None:
-        summary = None
-        if self.capture is not None:
-            summary = self.capture.close()
-            stats = getattr(self.capture, "stats", None)
+        summary = {}
+        for mode, capture in self.captures.items():
+            summary[mode] = capture.close()
+            stats = getattr(capture, "stats", None)
             if stats is not None:
-                log(f"capture stats: {stats if not hasattr(stats, '__dict__') else vars(stats)}")
-        if self.sidecar is not None:
-            rc = self.sidecar.stop()
-            log(f"sidecar exited with status {rc}")
+                log(f"mode {mode} capture stats: {stats if not hasattr(stats, '__dict__') else vars(stats)}")
+        for mode, sidecar in self.sidecars.items():
+            rc = sidecar.stop()
+            log(f"mode {mode} sidecar exited with status {rc}")
         return summary
 
 
@@ -419,8 +440,9 @@ def markdown(result: dict) -> str:
     lines += ["", "ratio vs a: median step time / median of (a); paired ratio: median over rounds of step / (a)'s step "
               "in the same round. Capture call: the engine thread's time in the capture code of a step (b: .cpu() "
               "+ scatter, includes waiting for the forward; c: D2D + D2H enqueue + event + previous step's scatter; "
-              "d: begin_step + end_step with the slot mapping). Mode d's own GPU work runs in the sidecar (pack + D2H on its "
-              "stream, after the engine's event) and may overlap the next step, which belongs to another mode.", ""]
+              "d, e: begin_step + end_step with the slot mapping). Mode d's own GPU work runs in the sidecar (pack + D2H on its "
+              "stream, after the engine's event) and may overlap the next step, which belongs to another mode; mode e's "
+              "D2H runs on the engine's stream and its sidecar does no GPU work.", ""]
     return "\n".join(lines)
 
 
@@ -437,7 +459,7 @@ def main(argv=None) -> int:
     p.add_argument("--prefill-warmup", type=int, default=2)
     p.add_argument("--min-rounds", type=int, default=5)
     p.add_argument("--budget-s", type=float, default=420.0, help="whole run incl. build; sections stop early to fit")
-    p.add_argument("--modes", default="a,b,c,d")
+    p.add_argument("--modes", default="a,b,c,d,e")
     p.add_argument("--mode-d", choices=["sidecar", "oracle", "off"], default=None,
                    help="default: sidecar with --sidecar-cmd, else oracle on cpu and off on cuda")
     p.add_argument("--sidecar-cmd")
@@ -491,7 +513,7 @@ def main(argv=None) -> int:
         "torch": torch.__version__, "transformers": transformers.__version__,
         "modes": {m: MODE_NAMES[m] for m in bench.modes},
         "sections": sections, "memory": memory, "notes": bench.notes,
-        "capture_summary": summary if isinstance(summary, dict) else str(summary),
+        "capture_summary": {m: str(v) for m, v in summary.items()} if isinstance(summary, dict) else str(summary),
         "args": vars(args), "wall_s": time.perf_counter() - _T_START,
     }
     (out / "bench.json").write_text(json.dumps(result, indent=1, default=str))

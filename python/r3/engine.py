@@ -6,12 +6,17 @@ sends ``STEP``; the sidecar packs and stores the rows and answers ``CONSUMED``. 
 :meth:`RoutingCapture.begin_step` waits for its ``CONSUMED`` (the only place the engine ever blocks, metered in
 :attr:`RoutingCapture.stats`) and, on CUDA, makes the current stream wait on the sidecar's consumed event.
 
+With ``transport="pinned"`` (CUDA engines, a ``--backend host`` sidecar) the buffers are host memory shared with the
+sidecar instead: the engine copies each step into one on its stream, and STEP is sent once that copy is done.
+
 PyTorch is imported only when a CUDA device is used; the host backend (``device="host"``) needs numpy and no GPU.
 A :class:`RoutingCapture` is not thread-safe: call it from the thread that drives the forward passes.
 """
 
 from __future__ import annotations
 
+import collections
+import ctypes
 import errno
 import logging
 import math
@@ -302,6 +307,15 @@ class _HostBuffers:
             slot_mapping = slot_mapping.numpy()
         self.slots[b, :n] = slot_mapping
 
+    deferred = False  # STEP goes out at once: the rows are in the file before end_step returns
+
+    def views(self, b: int) -> tuple[Any, Any]:
+        """What :meth:`RoutingCapture.begin_step` hands out for buffer b: its routing and slots."""
+        return self.routing[b], self.slots[b]
+
+    def finish_views(self, b: int, n: int, slots_given: bool) -> None:
+        """The views are buffer b itself: nothing to move."""
+
     def wait_consumed(self, b: int) -> None:
         """Host work is ordered by the messages themselves: the sidecar read the buffer before sending CONSUMED."""
 
@@ -414,6 +428,15 @@ class _CudaBuffers:
         self.slots[b, :n].copy_(self._staging[b][:n], non_blocking=True)
         self._staged[b].record(stream)
 
+    deferred = False  # STEP goes out at once: the sidecar's stream waits on the ready event
+
+    def views(self, b: int) -> tuple[Any, Any]:
+        """What :meth:`RoutingCapture.begin_step` hands out for buffer b: its routing and slots, device memory."""
+        return self.routing[b], self.slots[b]
+
+    def finish_views(self, b: int, n: int, slots_given: bool) -> None:
+        """The views are buffer b itself: nothing to move."""
+
     def wait_consumed(self, b: int) -> Any:
         """Makes the current stream wait on buffer b's consumed event; returns that stream."""
         stream = self.torch.cuda.current_stream(self.device)
@@ -431,6 +454,100 @@ class _CudaBuffers:
         self.consumed = []
         self.ready = []
         self.routing = self.slots = None
+
+
+class _PinnedHostBuffers(_HostBuffers):
+    """``transport="pinned"``: the engine copies each step to the sidecar's host memory itself; the sidecar needs no GPU.
+
+    The N buffers are the host backend's mapped file (the sidecar runs ``--backend host``), registered with CUDA
+    (``cudaHostRegister``) so that the copy into it is an asynchronous DMA on the engine's current stream. The engine
+    keeps one device routing buffer and one device slots buffer: :meth:`views` hands them out for every step, the
+    forward writes them, and :meth:`finish_views` copies the step's rows into buffer b (``non_blocking``) and records
+    b's copied event. Reusing the device buffers is ordered by the stream (the next forward runs after the copy); the
+    host buffer b is written again only after the sidecar's CONSUMED for it. STEP is sent once b's copy has completed
+    (:meth:`copied`), which the engine's own sampling sync makes true by the next call.
+    """
+
+    deferred = True
+
+    def __init__(self, torch: Any, device: Any, n: int, max_tokens: int, layers: int, top_k: int, id_dtype: Any,
+                 slot_dtype: Any) -> None:
+        tid = _torch_int_dtype(torch, id_dtype, "id_dtype", torch.int32)
+        tslot = _torch_int_dtype(torch, slot_dtype, "slot_dtype", torch.int64)
+        super().__init__(n, max_tokens, layers, top_k, _dtype_name(tid), _dtype_name(tslot))
+        self.torch = torch
+        self.device = device
+        self.device_name = str(device)
+        size = len(self._map)
+        self._pinned = (ctypes.c_char * size).from_buffer(self._map)
+        self._address = ctypes.addressof(self._pinned)
+        with torch.cuda.device(device):
+            err = int(torch.cuda.cudart().cudaHostRegister(self._address, size, 0))
+            if err != 0:
+                self._pinned = None
+                super().close()
+                raise RuntimeError(f"cudaHostRegister of the {size}-byte shared buffer file failed with cudaError {err}")
+            self._registered = True
+            self.device_routing = torch.zeros((max_tokens, layers, top_k), dtype=tid, device=device)
+            self.device_slots = torch.full((max_tokens,), -1, dtype=tslot, device=device)
+            self.copied_events = [torch.cuda.Event(enable_timing=False) for _ in range(n)]
+        self.host_routing = [torch.from_numpy(self.routing[b]) for b in range(n)]
+        self.host_slots = [torch.from_numpy(self.slots[b]) for b in range(n)]
+        self._copy_stream: Any = None
+        self._last: int | None = None
+
+    def views(self, b: int) -> tuple[Any, Any]:
+        """The device routing and slots buffers (the same for every b); the current stream is ordered after the last
+        copy out of them when it is not the stream that copy ran on."""
+        stream = self.torch.cuda.current_stream(self.device)
+        if self._last is not None and self._copy_stream is not None and stream != self._copy_stream:
+            stream.wait_event(self.copied_events[self._last])
+        return self.device_routing, self.device_slots
+
+    def on_device(self, x: Any) -> bool:
+        return isinstance(x, self.torch.Tensor) and x.device == self.device
+
+    def accepts_slots(self, x: Any) -> bool:
+        return isinstance(x, self.torch.Tensor) and (x.device == self.device or x.device.type == "cpu")
+
+    def copy_in(self, b: int, n: int, topk_ids: Any, slot_mapping: Any) -> None:
+        self.host_routing[b][:n].copy_(topk_ids, non_blocking=True)
+        self.copy_slots(b, n, slot_mapping)
+
+    def copy_slots(self, b: int, n: int, slot_mapping: Any) -> None:
+        if slot_mapping.device.type == "cpu":
+            self.host_slots[b][:n].copy_(slot_mapping)  # plain memory copy: the caller may reuse its tensor at once
+        else:
+            self.host_slots[b][:n].copy_(slot_mapping, non_blocking=True)
+
+    def finish_views(self, b: int, n: int, slots_given: bool) -> None:
+        """Copies the begun step's rows (and its slots, unless end_step was given them) into buffer b."""
+        self.host_routing[b][:n].copy_(self.device_routing[:n], non_blocking=True)
+        if not slots_given:
+            self.host_slots[b][:n].copy_(self.device_slots[:n], non_blocking=True)
+
+    def record_ready(self, b: int) -> None:
+        self._copy_stream = self.torch.cuda.current_stream(self.device)
+        self.copied_events[b].record(self._copy_stream)
+        self._last = b
+
+    def copied(self, b: int, block: bool) -> bool:
+        """Whether buffer b's copy has completed; with ``block``, waits for it first."""
+        if block:
+            self.copied_events[b].synchronize()
+            return True
+        return bool(self.copied_events[b].query())
+
+    def close(self) -> None:
+        if getattr(self, "_registered", False):
+            try:
+                self.torch.cuda.synchronize(self.device)  # no copy may still write the mapping
+            finally:
+                self._registered = False
+                self.torch.cuda.cudart().cudaHostUnregister(self._address)
+        self.host_routing = self.host_slots = []
+        self._pinned = None
+        super().close()
 
 
 def _torch_int_dtype(torch: Any, dtype: Any, name: str, default: Any) -> Any:
@@ -501,7 +618,7 @@ class RoutingCapture:
     :meth:`close` (FAREWELL) wait for the sidecar's answer; every call reads what the sidecar sent without blocking.
     """
 
-    def __init__(self, sock: socket.socket, buffers: _HostBuffers | _CudaBuffers, welcome: Welcome, *,
+    def __init__(self, sock: socket.socket, buffers: _HostBuffers | _CudaBuffers | _PinnedHostBuffers, welcome: Welcome, *,
                  layers: int, top_k: int, max_tokens: int, on_failure: str, ack_timeout_s: float) -> None:
         """Use :meth:`connect`."""
         self._sock = sock
@@ -520,6 +637,7 @@ class RoutingCapture:
         self._outstanding: list[int | None] = [None] * self._n
         self._unwaited = [False] * self._n
         self._waited_on: list[Any] = [None] * self._n  # the stream that waited on buffer b's consumed event
+        self._pending: collections.deque[tuple[int, int, bytes]] = collections.deque()  # (step, buffer, STEP frame)
         self._sequence = 0
         self._next_step_id = 0
         self._open: int | None = None
@@ -542,12 +660,17 @@ class RoutingCapture:
     def connect(cls, socket_path: str | os.PathLike[str], *, layers: int, top_k: int, num_experts: int,
                 max_tokens: int, device: Any = "cuda:0", buffers: int = 4, id_dtype: Any = None,
                 slot_dtype: Any = None, on_failure: Literal["raise", "drop"] = "raise", ack_timeout_s: float = 60.0,
-                connect_timeout_s: float = 30.0, engine_name: str = "r3-python") -> RoutingCapture:
+                connect_timeout_s: float = 30.0, engine_name: str = "r3-python",
+                transport: Literal["ipc", "pinned"] = "ipc") -> RoutingCapture:
         """Allocates the N shared buffers, connects to the sidecar and does the HELLO/WELCOME handshake.
 
         ``device`` is ``"host"`` (mapped files, numpy, no GPU), a CUDA device string or a ``torch.device``.
         ``id_dtype`` / ``slot_dtype``: int32 or int64 (torch dtypes on CUDA; numpy dtypes or ``"int32"``/``"int64"`` on
-        the host), defaults int32 and int64. Blocks until WELCOME: retries the connection while the socket is absent
+        the host), defaults int32 and int64. ``transport`` (CUDA only): ``"ipc"`` shares the N buffers as CUDA IPC
+        memory that the sidecar reads on the GPU (``r3 sidecar --backend cuda``); ``"pinned"`` keeps one device buffer
+        in the engine and copies each step into the sidecar's host memory on the engine's stream, so the sidecar needs
+        no GPU at all (``--backend host``) and STEP is sent once that copy is done (see docs/engine-bridge.md for
+        which is cheaper where). Blocks until WELCOME: retries the connection while the socket is absent
         or refuses (the sidecar may still be starting), at most ``connect_timeout_s`` in all.
 
         Raises ``ValueError`` for a bad argument, and :class:`SidecarError` (whatever ``on_failure`` says: capture never
@@ -563,10 +686,16 @@ class RoutingCapture:
         if not ack_timeout_s > 0 or not connect_timeout_s > 0:
             raise ValueError(f"timeouts must be positive, got ack_timeout_s={ack_timeout_s}, "
                              f"connect_timeout_s={connect_timeout_s}")
+        if transport not in ("ipc", "pinned"):
+            raise ValueError(f'transport must be "ipc" or "pinned", got {transport!r}')
         torch, dev = _resolve_device(device)
-        backend: _HostBuffers | _CudaBuffers
+        backend: _HostBuffers | _CudaBuffers | _PinnedHostBuffers
         if torch is None:
+            if transport != "ipc":
+                raise ValueError(f'transport="{transport}" is for a CUDA device; device="host" already shares host memory')
             backend = _HostBuffers(buffers, max_tokens, layers, top_k, id_dtype, slot_dtype)
+        elif transport == "pinned":
+            backend = _PinnedHostBuffers(torch, dev, buffers, max_tokens, layers, top_k, id_dtype, slot_dtype)
         else:
             backend = _CudaBuffers(torch, dev, buffers, max_tokens, layers, top_k, id_dtype, slot_dtype)
         id_bytes = backend.routing_bytes // (max_tokens * layers * top_k)
@@ -630,8 +759,7 @@ class RoutingCapture:
         """
         start = time.perf_counter()
         waited = self._begin()
-        b = self._open
-        views = (self._buffers.routing[b], self._buffers.slots[b])  # type: ignore[index]
+        views = self._buffers.views(self._open)  # type: ignore[arg-type]
         self._call.record(time.perf_counter() - start - waited)
         return views
 
@@ -660,6 +788,8 @@ class RoutingCapture:
                                 accepted=self._buffers.accepts_slots)
             if not self._detached:
                 self._buffers.copy_slots(self._open, int(num_tokens), slot_mapping)
+        if not self._detached:
+            self._buffers.finish_views(self._open, int(num_tokens), slot_mapping is not None)
         result = self._end(int(num_tokens), step_id)
         self._call.record(time.perf_counter() - start)
         return result
@@ -673,11 +803,15 @@ class RoutingCapture:
         step = self._next_step_id  # the step about to be written, unless end_step names another
         waited = 0.0
         if not self._detached:
+            if self._pending:
+                self._flush(step, block=False)
             if self._outstanding[b] is not None:
                 self._drain(step)  # end_step drained last time: usually this buffer's CONSUMED is in already
             if self._outstanding[b] is not None and not self._detached:
                 t0 = time.perf_counter()
                 try:
+                    if self._pending:
+                        self._flush(step, block=True)  # a STEP held back must go out before its CONSUMED can come
                     self._await_consumed(b, step)
                 finally:
                     waited = time.perf_counter() - t0
@@ -712,7 +846,11 @@ class RoutingCapture:
             return step
         self._buffers.record_ready(b)
         self._outstanding[b] = step
-        self._send(protocol.encode_step(step, b, n), step)
+        if self._buffers.deferred:
+            self._pending.append((step, b, protocol.encode_step(step, b, n)))
+            self._flush(step, block=False)
+        else:
+            self._send(protocol.encode_step(step, b, n), step)
         if self._detached:
             self._dropped += 1
             return step
@@ -723,6 +861,19 @@ class RoutingCapture:
             self._waited_on[nb] = self._buffers.wait_consumed(nb)
             self._unwaited[nb] = False
         return step
+
+    def _flush(self, step: int | None, *, block: bool) -> None:
+        """Sends the held-back STEPs (transport ``pinned``) whose copy has completed, in order; with ``block``, all of
+        them, waiting for each copy (the engine's sampling sync has usually completed them already)."""
+        if not self._pending:
+            return
+        copied = self._buffers.copied  # type: ignore[union-attr]
+        while self._pending and not self._detached:
+            held, b, frame = self._pending[0]
+            if not copied(b, block):
+                return
+            self._pending.popleft()
+            self._send(frame, held if step is None else step)
 
     def _check_step_id(self, step_id: int | None) -> None:
         if step_id is not None:
@@ -773,6 +924,8 @@ class RoutingCapture:
         if self._detached:
             return
         self._drain()
+        if self._pending:
+            self._flush(None, block=True)  # the steps before it go first: FINISHED gathers their rows
         if not self._detached:
             self._send(frame, None)
 
@@ -792,6 +945,8 @@ class RoutingCapture:
         try:
             if not self._detached and self._failure is None:
                 self._drain()
+                if self._pending:
+                    self._flush(None, block=True)
                 if not self._detached:
                     self._send(protocol.encode_goodbye(), None)
                 deadline = time.monotonic() + self._ack_timeout_s
@@ -864,6 +1019,8 @@ class RoutingCapture:
             raise self._error()
         if not self._detached:
             self._detached = True
+            self._dropped += len(self._pending)  # held back, never sent
+            self._pending.clear()
             self._outstanding = [None] * self._n
             self._unwaited = [False] * self._n
             log.warning("r3: %s; the capture detached, later steps are dropped and counted", self._failure)

@@ -414,6 +414,10 @@ def test_bad_arguments_are_refused_by_name(start, socket_path: str) -> None:
         connect(socket_path, buffers=65)
     with pytest.raises(ValueError, match='on_failure must be "raise" or "drop"'):
         connect(socket_path, on_failure="ignore")
+    with pytest.raises(ValueError, match='transport must be "ipc" or "pinned", got \'shm\''):
+        connect(socket_path, transport="shm")
+    with pytest.raises(ValueError, match='transport="pinned" is for a CUDA device; device="host" already shares'):
+        connect(socket_path, transport="pinned")
     with pytest.raises(ValueError, match="id_dtype must be int32 or int64 for the host backend, got int16"):
         connect(socket_path, id_dtype="int16")
     with connect(socket_path) as capture:
