@@ -35,9 +35,13 @@ def pattern(step: int, n: int, dev: torch.device) -> torch.Tensor:
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("id_dtype, slot_dtype, buffers", [(torch.int32, torch.int64, 2), (torch.int64, torch.int32, 3)])
+@pytest.mark.parametrize("id_dtype, slot_dtype, buffers, switch", [(torch.int32, torch.int64, 2, False),
+                                                                 (torch.int64, torch.int32, 3, False),
+                                                                 (torch.int32, torch.int64, 2, True)])
 def test_steps_cross_by_cuda_ipc_in_handshake_order(socket_path: str, tmp_path, id_dtype, slot_dtype,
-                                                    buffers: int) -> None:
+                                                    buffers: int, switch: bool) -> None:
+    """``switch``: every step on the other of two streams, so the buffer end_step readied on one stream is written on
+    another, which must wait on consumed[b] too (begin_step's fast path must notice the change)."""
     result = tmp_path / "result.json"
     sidecar = subprocess.Popen([sys.executable, SIDECAR, socket_path, str(result)])
     dev = torch.device("cuda:0")
@@ -45,11 +49,12 @@ def test_steps_cross_by_cuda_ipc_in_handshake_order(socket_path: str, tmp_path, 
         capture = RoutingCapture.connect(socket_path, layers=LAYERS, top_k=TOP_K, num_experts=EXPERTS,
                                          max_tokens=MAX_TOKENS, device=dev, buffers=buffers, id_dtype=id_dtype,
                                          slot_dtype=slot_dtype, ack_timeout_s=60, connect_timeout_s=60)
-        stream = torch.cuda.Stream(dev)
-        with torch.cuda.stream(stream):  # the current stream is not the default one: the module must follow it
-            for k in range(24):
+        streams = [torch.cuda.Stream(dev), torch.cuda.Stream(dev)]
+        for k in range(24):
+            # the current stream is not the default one: the module must follow it
+            with torch.cuda.stream(streams[k % 2 if switch else 0]):
                 n = 64 + k
-                if k % 3 == 2:  # style 1: a whole tensor, copied in on the current stream
+                if k % 3 == 2 and not switch:  # style 1: a whole tensor, copied in on the current stream
                     torch.cuda._sleep(20_000_000)
                     ids = pattern(k, n, dev).to(id_dtype)
                     assert capture.capture(ids, torch.arange(n, device=dev) + k * 1000) == k
