@@ -18,8 +18,8 @@ torch = pytest.importorskip("torch", reason="the pinned transport needs PyTorch"
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device (the pinned transport copies from the GPU)", allow_module_level=True)
 
-from test_sidecar_integration import (EXPERTS, LAYERS, TOP_K, FakeEngine, Sidecar, connect,  # noqa: E402
-                                      export, r3, sidecar)
+from test_sidecar_integration import (LAYERS, FakeEngine, Sidecar,  # noqa: E402
+                                      assert_stored_as_written, connect, r3, sidecar)
 
 __all__ = ["r3", "sidecar"]  # the fixtures, imported so pytest finds them here
 pytestmark = pytest.mark.timeout(240)
@@ -29,13 +29,7 @@ class CudaFakeEngine(FakeEngine):
     """The fake engine with its routing on the GPU, written late on a busy stream."""
 
     def step(self, work: dict[str, int], padding: int = 0, hooks: bool = False) -> None:
-        slots = []
-        for rid, n in work.items():
-            start = self.forwarded[rid]
-            slots += [self.slot(rid, p) for p in range(start, start + n)]
-            self.forwarded[rid] = start + n
-        slots += [-1] * padding
-        ids = self.rng.integers(0, EXPERTS, (len(slots), LAYERS, TOP_K), dtype=np.int64).astype(np.int32)
+        slots, ids = self.plan(work, padding)
         on_gpu = torch.from_numpy(ids).to("cuda")
         torch.cuda.synchronize()
         torch.cuda._sleep(2_000_000)  # ~1 ms of GPU time before the rows exist: the copy is still queued at end_step
@@ -46,11 +40,7 @@ class CudaFakeEngine(FakeEngine):
             self.capture.end_step(len(slots), slot_mapping=torch.tensor(slots, dtype=torch.int64))
         else:
             self.capture.capture(on_gpu, torch.tensor(slots, dtype=torch.int64, device="cuda"))
-        for i, s in enumerate(slots):
-            if s >= 0:
-                self.rows[s] = ids[i]
-        self.steps += 1
-        self.tokens += len(slots)
+        self.remember(slots, ids)
 
 
 def test_the_host_sidecar_stores_what_a_cuda_engine_copied(r3: list[str], sidecar: Sidecar, tmp_path: Path) -> None:
@@ -72,15 +62,4 @@ def test_the_host_sidecar_stores_what_a_cuda_engine_copied(r3: list[str], sideca
         engine.step({"B": 1, "D": 1}, hooks=True)
         engine.finish("B", by_block_table=True)
         engine.finish("D", by_block_table=True)
-        summary = capture.close()
-        stats = capture.stats
-    assert summary is not None, sidecar.log_tail()
-    assert (summary.steps, summary.tokens, summary.requests_finished) == (engine.steps, engine.tokens, 3)
-    assert stats.steps == engine.steps and stats.dropped_steps == 0 and not stats.detached
-    assert sidecar.wait() == 0, sidecar.log_tail()
-
-    stored = export(r3, sidecar.store, tmp_path / "npy")
-    assert sorted(stored) == ["A", "B", "D"], "the aborted request C is not stored"
-    for rid, routing in engine.expected.items():
-        np.testing.assert_array_equal(stored[rid].astype(np.int64), routing.astype(np.int64), err_msg=f"request {rid}")
-
+    assert_stored_as_written(r3, sidecar, engine, tmp_path)

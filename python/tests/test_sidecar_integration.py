@@ -142,15 +142,28 @@ class FakeEngine:
             table.append(self.free_blocks.pop(0))
         return table[pos // BLOCK] * BLOCK + pos % BLOCK
 
-    def step(self, work: dict[str, int], padding: int = 0, hooks: bool = False) -> None:
-        """One forward: ``work[rid]`` new tokens of each request, then ``padding`` padding tokens (slot -1)."""
+    def plan(self, work: dict[str, int], padding: int) -> tuple[list[int], np.ndarray]:
+        """The slots and random routing of one forward: ``work[rid]`` new tokens of each request, then ``padding``
+        padding tokens (slot -1)."""
         slots = []
         for rid, n in work.items():
             start = self.forwarded[rid]
             slots += [self.slot(rid, p) for p in range(start, start + n)]
             self.forwarded[rid] = start + n
         slots += [-1] * padding
-        ids = self.rng.integers(0, EXPERTS, (len(slots), LAYERS, TOP_K), dtype=np.int64).astype(np.int32)
+        return slots, self.rng.integers(0, EXPERTS, (len(slots), LAYERS, TOP_K), dtype=np.int64).astype(np.int32)
+
+    def remember(self, slots: list[int], ids: np.ndarray) -> None:
+        """What the store must now hold: each slot's newest row."""
+        for i, s in enumerate(slots):
+            if s >= 0:
+                self.rows[s] = ids[i]
+        self.steps += 1
+        self.tokens += len(slots)
+
+    def step(self, work: dict[str, int], padding: int = 0, hooks: bool = False) -> None:
+        """One forward: ``work[rid]`` new tokens of each request, then ``padding`` padding tokens (slot -1)."""
+        slots, ids = self.plan(work, padding)
         if hooks:  # begin/end: each "layer hook" writes its slice of the shared buffer
             routing, slot_view = self.capture.begin_step()
             for layer in range(LAYERS):
@@ -159,11 +172,7 @@ class FakeEngine:
             self.capture.end_step(len(slots))
         else:
             self.capture.capture(ids, np.array(slots, dtype=np.int64))
-        for i, s in enumerate(slots):
-            if s >= 0:
-                self.rows[s] = ids[i]
-        self.steps += 1
-        self.tokens += len(slots)
+        self.remember(slots, ids)
 
     def finish(self, rid: str, by_block_table: bool) -> None:
         n = self.forwarded[rid]
@@ -210,8 +219,15 @@ def test_the_store_holds_what_the_engine_wrote(r3: list[str], sidecar: Sidecar, 
         engine.step({"B": 1, "D": 1})
         engine.finish("B", by_block_table=True)
         engine.finish("D", by_block_table=True)
-        summary = capture.close()
-        stats = capture.stats
+    assert_stored_as_written(r3, sidecar, engine, tmp_path)
+
+
+def assert_stored_as_written(r3: list[str], sidecar: Sidecar, engine: FakeEngine, tmp_path: Path) -> None:
+    """After A, B, D finished and C aborted: the counts agree, the sidecar exited cleanly, and the exported store holds
+    exactly A, B and D with the rows the engine wrote."""
+    capture = engine.capture
+    summary = capture.close()  # closed already: the same FAREWELL again
+    stats = capture.stats
     assert summary is not None, sidecar.log_tail()
     assert (summary.steps, summary.tokens, summary.requests_finished) == (engine.steps, engine.tokens, 3)
     assert stats.steps == engine.steps and stats.dropped_steps == 0 and not stats.detached
