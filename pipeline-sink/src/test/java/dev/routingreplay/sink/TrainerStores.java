@@ -147,6 +147,8 @@ final class TrainerStores {
                     return b.get(i) & 0xFF;
                 case "<u2":
                     return b.getShort(i * 2) & 0xFFFF;
+                case "<i2":
+                    return b.getShort(i * 2);
                 case "<i4":
                     return b.getInt(i * 4);
                 case "<i8":
