@@ -165,4 +165,23 @@ class LegacyStoreTest {
             assertEquals(expected[i], data.getShort(i * 2), "element " + i);
         }
     }
+
+    @Test
+    void aFormat2StoreWhoseDtypeStaysIsUpgradedByAWriterAndKeepsItsOldRecords(@TempDir Path other) throws Exception {
+        StoreConfig config = TrainerStores.empty(other, TestStores.SHAPE);
+        Path manifest = other.resolve(StoreManifest.FILE);
+        Files.writeString(manifest, Files.readString(manifest).replace("format=3", "format=2"));
+        assertEquals(StoreManifest.LEGACY_FORMAT, StoreManifest.read(other).format());
+        TrainerStores.appendRaw(config, 3, "old", 0, 0, new int[] {1, 2, 3, 4, 5, 6, 65535, 7, 8, 9, 10, 11});
+        try (ChronicleRoutingSink sink = ChronicleRoutingSink.open(config)) {
+            TestStores.finish(sink, 1, "new");
+        }
+        assertEquals(StoreManifest.FORMAT, StoreManifest.read(other).format(), "300 experts stay uint16: the writer upgraded the manifest");
+        try (RoutingReplay replay = RoutingReplay.open(other)) {
+            List<RequestRouting> all = replay.requests().collectList().block();
+            assertArrayEquals(new int[] {1, 2, 3, 4, 5, 6, -1, -1, -1, -1, -1, -1}, all.get(0).toIntArray(), "the old record, its sentinel row missing");
+            assertEquals("new", all.get(1).requestId());
+            assertEquals(0, all.get(1).missingRowCount());
+        }
+    }
 }
