@@ -355,7 +355,6 @@ def compare_routing(expected: dict[str, np.ndarray], stored: dict[str, np.ndarra
             problems.append(f"{rid}: stored shape {list(g_raw.shape)} {g_raw.dtype}, expected {list(e.shape)} "
                             "[seq_len, layers, top_k]")
             continue
-        sentinel = np.iinfo(g_raw.dtype).max if g_raw.dtype.kind == "u" else -1
         g = g_raw.astype(np.int64)
         bad_rows = np.nonzero((e != g).any(axis=(1, 2)))[0]
         if len(bad_rows) == 0:
@@ -364,7 +363,7 @@ def compare_routing(expected: dict[str, np.ndarray], stored: dict[str, np.ndarra
         for pos in bad_rows[:max_detail]:
             layers = np.nonzero((e[pos] != g[pos]).any(axis=1))[0]
             l0 = int(layers[0])
-            note = " (sentinel: row never written)" if (g[pos] == sentinel).all() else ""
+            note = " (missing row: not recorded)" if (g[pos] == -1).all() else ""
             problems.append(f"  {rid} pos {pos}: {len(layers)} layers differ, first layer {l0}: expected "
                             f"{e[pos, l0].tolist()}, stored {g[pos, l0].tolist()}{note}")
     return problems

@@ -10,8 +10,11 @@ What a fetch guarantees (see docs/trainer.md for the whole contract):
 
 * the array is ``[S', L', K]`` in token order (prompt, then output): ``S' = S - start`` rows, or ``S - 1 - start``
   with ``drop_last``; ``L'`` MoE layers ``layers[0] .. layers[1]-1`` (0-based, dense layers not counted); ``K`` = top-k;
-* ``dtype="native"`` is the store's compact dtype (uint8, uint16 or int32; a missing id is the store's sentinel,
-  :attr:`Manifest.sentinel`); ``"int32"``/``"int64"`` are signed and a missing id is ``missing`` (-1 unless asked);
+* ``dtype="native"`` is the store's compact dtype (uint8 up to 256 experts, uint16 up to 65536, else int32), which
+  has no value for a missing row: a fetch whose rows include one raises :class:`MissingRowsError` (409) naming the
+  count; ``"int16"`` (up to 32768 experts), ``"int32"`` and ``"int64"`` are signed and every id of a missing row is
+  ``missing`` (-1 unless asked). A missing row is one the rollout did not record (the trainer falls back to its live
+  router there);
 * the bytes were checked: the CRC32C of the response body must equal the server's ``X-R3-Body-CRC32C``, and a whole
   native fetch's array bytes must equal the writer's ``X-R3-CRC32C``; otherwise :class:`ChecksumError`;
 * every failure names the request and carries the server's one-line reason (:class:`ReplayError` and subclasses).
@@ -39,13 +42,14 @@ __all__ = [
     "RequestNotFound",
     "RequestDeleted",
     "ServerBusy",
+    "MissingRowsError",
     "ChecksumError",
     "crc32c",
     "crc32c_combine",
 ]
 
 TOKEN_ENV = "R3_TOKEN"
-DTYPES = ("native", "int32", "int64")
+DTYPES = ("native", "int16", "int32", "int64")
 
 
 # --------------------------------------------------------------------------------------------------------- errors
@@ -88,11 +92,19 @@ class ServerBusy(ReplayError):
     """503: too many live followers (``--max-followers``); retry later."""
 
 
+class MissingRowsError(ReplayError):
+    """409: ``dtype="native"`` asked for rows of which some are missing, which the stored dtype cannot express.
+
+    The message names the count; fetch with ``dtype="int16"``/``"int32"``/``"int64"`` (every id of a missing row is
+    ``missing``), or a ``start``/``drop_last`` that leaves the missing rows out.
+    """
+
+
 class ChecksumError(ReplayError):
     """The bytes received do not match the checksum the server sent: nothing of them is returned."""
 
 
-_BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: RequestNotFound, 410: RequestDeleted, 503: ServerBusy}
+_BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: RequestNotFound, 409: MissingRowsError, 410: RequestDeleted, 503: ServerBusy}
 
 
 # --------------------------------------------------------------------------------------------------------- CRC32C
@@ -229,15 +241,19 @@ def crc32c(data: Union[bytes, bytearray, memoryview]) -> int:
 class Manifest:
     """The store's shape: every record is ``[seq_len, moe_layers, top_k]`` in ``dtype``.
 
-    ``sentinel`` is the native dtype's "no expert" value; ``first_ordinal``/``last_ordinal`` the records stored when
-    the manifest was read (-1 when there is none).
+    ``store_format`` is 3 (ids with no reserved value, missing rows recorded apart) or 2 (an older store; its ids keep
+    their old dtype, e.g. uint16 for 256 experts); ``missing_as`` (-1) is what every id of a missing row is in the
+    dtypes of ``missing_dtypes`` (``int16`` only up to 32768 experts); ``first_ordinal``/``last_ordinal`` the records
+    stored when the manifest was read (-1 when there is none).
     """
 
     moe_layers: int
     top_k: int
     num_experts: int
     dtype: str
-    sentinel: int
+    store_format: int
+    missing_as: int
+    missing_dtypes: Tuple[str, ...]
     slot_capacity: int
     first_ordinal: int
     last_ordinal: int
@@ -245,17 +261,22 @@ class Manifest:
 
 @dataclass(frozen=True)
 class RequestInfo:
-    """One finished request as ``/requests`` lists it: ``fetch(info)`` fetches exactly this record."""
+    """One finished request as ``/requests`` lists it: ``fetch(info)`` fetches exactly this record.
+
+    ``missing_rows`` counts its rows the rollout did not record (0 for most records).
+    """
 
     index: str
     ordinal: int
     request_id: str
     round: int
     seq_len: int
+    missing_rows: int = 0
 
     @staticmethod
     def _of(line: Mapping[str, Any]) -> "RequestInfo":
-        return RequestInfo(str(line["index"]), int(line["ordinal"]), str(line["requestId"]), int(line["round"]), int(line["seqLen"]))
+        return RequestInfo(str(line["index"]), int(line["ordinal"]), str(line["requestId"]), int(line["round"]), int(line["seqLen"]),
+                           int(line.get("missingRows", 0)))
 
 
 RequestRef = Union[int, str, RequestInfo]
@@ -385,11 +406,12 @@ class ReplayClient:
         return json.loads(body.decode("utf-8")).get("status") == "ok"
 
     def manifest(self) -> Manifest:
-        """The store's shape, dtype, sentinel and the ordinals stored now."""
+        """The store's shape, dtype, how missing rows are served and the ordinals stored now."""
         _, body = self._get("/manifest", "/manifest")
         m = json.loads(body.decode("utf-8"))
-        return Manifest(int(m["moeLayers"]), int(m["topK"]), int(m["numExperts"]), str(m["dtype"]), int(m["sentinel"]),
-                        int(m["slotCapacity"]), int(m["firstOrdinal"]), int(m["lastOrdinal"]))
+        return Manifest(int(m["moeLayers"]), int(m["topK"]), int(m["numExperts"]), str(m["dtype"]), int(m["storeFormat"]),
+                        int(m["missingAs"]), tuple(str(d) for d in m["missingDtypes"]), int(m["slotCapacity"]),
+                        int(m["firstOrdinal"]), int(m["lastOrdinal"]))
 
     @staticmethod
     def _listing_query(after: Union[None, str, RequestInfo], limit: Optional[int], follow: bool) -> str:
@@ -452,13 +474,16 @@ class ReplayClient:
             start: the first token position (only a new turn's rows: ``start`` = the earlier turns' length).
             layers: MoE layers ``(FROM, TO)`` half-open (also ``"FROM:TO"``, ``range``, ``slice``); all when None.
             drop_last: without the last position (the final token was never forwarded): ``S - 1`` rows.
-            dtype: ``"native"`` (the stored uint8/uint16/int32, sentinel kept), ``"int32"`` or ``"int64"``.
-            missing: the value of a missing id in ``int32``/``int64`` (-1 as served; another value is set here).
+            dtype: ``"native"`` (the stored uint8/uint16/int32; refused with :class:`MissingRowsError` when the rows
+                asked include a missing one), ``"int16"`` (up to 32768 experts), ``"int32"`` or ``"int64"``.
+            missing: the value of every id of a missing row in ``int16``/``int32``/``int64`` (-1 as served; another
+                value is set here).
             as_tensor: return a ``torch.Tensor`` (sharing the array's memory) instead of a numpy array.
 
         Raises:
             ValueError: a malformed argument (nothing is sent).
             ChecksumError: the bytes do not match ``X-R3-Body-CRC32C`` (or, for a whole native fetch, ``X-R3-CRC32C``).
+            MissingRowsError: ``dtype="native"`` for rows that include a missing one (the message names the count).
             BadRequest, Unauthorized, RequestNotFound, RequestDeleted, ReplayError: the server's answer, naming the
                 request and carrying the server's reason.
         """
@@ -480,7 +505,10 @@ class ReplayClient:
         if isinstance(missing, bool) or not isinstance(missing, (int, np.integer)):
             raise ValueError(f"missing={missing!r}: want an int")
         if dtype == "native" and missing != -1:
-            raise ValueError(f"missing={missing!r} needs dtype='int32' or 'int64' (the native dtype keeps the store's sentinel)")
+            raise ValueError(f"missing={missing!r} needs dtype='int16', 'int32' or 'int64' (the native dtype has no value for a "
+                             "missing row)")
+        if dtype == "int16" and not -(1 << 15) <= missing < (1 << 15):
+            raise ValueError(f"missing={missing!r} does not fit dtype='int16'")
         span = _layers_query(layers)
         params = []
         if start:

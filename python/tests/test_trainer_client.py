@@ -192,7 +192,7 @@ def test_missing_ids_take_the_asked_value_and_tensors_need_torch() -> None:
         except ImportError:
             with pytest.raises(ImportError, match="as_tensor=True needs torch"):
                 c.fetch(0, dtype="int64", as_tensor=True)
-        with pytest.raises(ValueError, match="missing=-100 needs dtype"):
+        with pytest.raises(ValueError, match="missing=-100 needs dtype=.int16., .int32. or .int64."):
             c.fetch(0, missing=-100)
     finally:
         httpd.shutdown()
@@ -242,7 +242,8 @@ def test_health_needs_no_token_and_everything_else_does(server: Server, monkeypa
 @live
 def test_listing_and_manifest_match_the_export(client: ReplayClient, oracle: List[dict]) -> None:
     m = client.manifest()
-    assert (m.moe_layers, m.top_k, m.dtype, m.sentinel) == (36, 4, "uint8", 255)
+    assert (m.moe_layers, m.top_k, m.dtype, m.store_format, m.missing_as) == (36, 4, "uint8", 3, -1)
+    assert m.missing_dtypes == ("int16", "int32", "int64")
     assert (m.first_ordinal, m.last_ordinal) == (0, len(oracle) - 1)
     listed = client.list_requests()
     assert [r.ordinal for r in listed] == list(range(len(oracle)))
@@ -407,8 +408,8 @@ def test_a_record_damaged_on_disk_is_refused_naming_it(store: Path, tmp_path: Pa
     shutil.copytree(store, copy)
     files = sorted((copy / "requests").glob("*.cq4"))
     data = bytearray(files[0].read_bytes())
-    starts = [i for i in range(len(data) - 5) if data[i : i + 5] == b"R3RQ\x03"]
-    assert len(starts) >= 2, "request records of version 3"
+    starts = [i for i in range(len(data) - 5) if data[i : i + 5] == b"R3RQ\x04"]
+    assert len(starts) >= 2, "request records of version 4"
     data[starts[1] + 400] ^= 0x20  # a row byte of the second record (ordinal 1)
     files[0].write_bytes(bytes(data))
     s = Server(copy)

@@ -12,22 +12,26 @@
 #define INVALID_SLOT_VALUE 32
 
 // Packs engine routing [tokens, idsPerRow] (int32 or int64) and the slot mapping (int32 or int64) into one ring
-// slot's staging layout: status header (zeroed by the caller), int32 slots at STATUS_BYTES, rows at rowsOffset in the
-// compact dtype (1, 2 or 4 bytes). Same rules as HostPack: an out-of-range slot becomes -1 (padding) and is counted;
-// padding rows are filled with the sentinel and not checked; an id outside [0, numExperts) becomes the sentinel and
-// is counted; one invalid entry of each kind is recorded (whichever thread counted first).
+// slot's staging layout: status header and slot words (both zeroed by the caller), int32 slot words at STATUS_BYTES,
+// rows at rowsOffset in the compact dtype (1, 2 or 4 bytes). Same rules as HostPack: an out-of-range slot becomes -1
+// (padding) and is counted; padding rows are zero and not checked; an id outside [0, numExperts) is written as 0, is
+// counted, and sets DROPPED_ROW in its token's slot word (the whole row is dropped: recorded as missing, never
+// stored); one invalid entry of each kind is recorded (whichever thread counted first). The slot words are built
+// with atomicOr, so the j == 0 thread and a bad id's thread of the same token may write in either order.
+#define DROPPED_ROW 0x80000000u
 extern "C" __global__ void r3_pack(const void* __restrict__ routing, int idBytes, const void* __restrict__ slots, int slotBytes,
                                    int tokens, int idsPerRow, int numExperts, int slotCapacity, int dtypeBytes,
-                                   unsigned int sentinel, unsigned char* __restrict__ staging, int rowsOffset) {
+                                   unsigned char* __restrict__ staging, int rowsOffset) {
     long long total = (long long) tokens * idsPerRow;
     unsigned char* rows = staging + rowsOffset;
+    unsigned int* slotWords = (unsigned int*) (staging + STATUS_BYTES);
     for (long long i = blockIdx.x * (long long) blockDim.x + threadIdx.x; i < total; i += (long long) gridDim.x * blockDim.x) {
         int t = (int) (i / idsPerRow);
         int j = (int) (i % idsPerRow);
         long long slot = slotBytes == 4 ? (long long) ((const int*) slots)[t] : ((const long long*) slots)[t];
         bool badSlot = slot < -1 || slot >= slotCapacity;
         if (j == 0) {
-            ((int*) (staging + STATUS_BYTES))[t] = badSlot ? -1 : (int) slot;
+            atomicOr(&slotWords[t], badSlot ? 0xFFFFFFFFu : (unsigned int) (int) slot);
             if (badSlot) {
                 int before = atomicAdd((int*) (staging + INVALID_SLOT_COUNT), 1);
                 if (before == 0) {
@@ -38,11 +42,12 @@ extern "C" __global__ void r3_pack(const void* __restrict__ routing, int idBytes
         }
         unsigned int out;
         if (badSlot || slot == -1) {
-            out = sentinel;
+            out = 0;
         } else {
             long long id = idBytes == 4 ? (long long) ((const int*) routing)[i] : ((const long long*) routing)[i];
             if (id < 0 || id >= numExperts) {
-                out = sentinel;
+                out = 0;
+                atomicOr(&slotWords[t], DROPPED_ROW);
                 int before = atomicAdd((int*) (staging + INVALID_ID_COUNT), 1);
                 if (before == 0) {
                     *(int*) (staging + INVALID_ID_TOKEN) = t;

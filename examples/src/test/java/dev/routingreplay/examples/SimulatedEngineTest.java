@@ -80,7 +80,7 @@ class SimulatedEngineTest {
 
     @Test
     void uint16ModelsRoundTripToo() {
-        EngineConfig config = small(ModelPreset.DEEPSEEK_V3.shape(), 5);
+        EngineConfig config = small(ModelPreset.KIMI_K2.shape(), 5);
         List<String> finished = new java.util.ArrayList<>();
         run(config, tmp.resolve("store"), finished);
         check(tmp.resolve("store"), finished, 0);

@@ -6,7 +6,7 @@ import java.util.stream.Collectors;
 
 /** Routing shapes of well-known MoE models (see DESIGN.md's data facts). */
 public enum ModelPreset {
-    /** DeepSeek-V3: 58 MoE layers, 256 routed experts, top 8; uint16 (928 bytes a row). */
+    /** DeepSeek-V3: 58 MoE layers, 256 routed experts, top 8; uint8 (464 bytes a row). */
     DEEPSEEK_V3("deepseek-v3", new RoutingShape(58, 8, 256)),
     /** Kimi K2: 60 MoE layers, 384 routed experts, top 8; uint16 (960 bytes a row). */
     KIMI_K2("kimi-k2", new RoutingShape(60, 8, 384)),

@@ -10,8 +10,8 @@ class RoutingShapeTest {
 
     @Test
     void presetsMatchTheDesignTable() {
-        assertEquals(928, ModelPreset.DEEPSEEK_V3.shape().rowBytes());
-        assertEquals(RoutingDtype.UINT16, ModelPreset.DEEPSEEK_V3.shape().dtype());
+        assertEquals(464, ModelPreset.DEEPSEEK_V3.shape().rowBytes());
+        assertEquals(RoutingDtype.UINT8, ModelPreset.DEEPSEEK_V3.shape().dtype());
         assertEquals(960, ModelPreset.KIMI_K2.shape().rowBytes());
         assertEquals(384, ModelPreset.QWEN3_30B_A3B.shape().rowBytes());
         assertEquals(RoutingDtype.UINT8, ModelPreset.QWEN3_30B_A3B.shape().dtype());
@@ -21,13 +21,27 @@ class RoutingShapeTest {
     }
 
     @Test
-    void dtypeKeepsRoomForTheSentinel() {
+    void dtypeIsTheSmallestThatHoldsTheIdsWithNoValueReserved() {
         assertEquals(RoutingDtype.UINT8, RoutingDtype.forExperts(255));
-        assertEquals(RoutingDtype.UINT16, RoutingDtype.forExperts(256));
-        assertEquals(RoutingDtype.UINT16, RoutingDtype.forExperts(65535));
-        assertEquals(RoutingDtype.INT32, RoutingDtype.forExperts(65536));
-        assertEquals(0xFF, RoutingDtype.UINT8.sentinel());
-        assertEquals(0xFFFF, RoutingDtype.UINT16.sentinel());
+        assertEquals(RoutingDtype.UINT8, RoutingDtype.forExperts(256));
+        assertEquals(RoutingDtype.UINT16, RoutingDtype.forExperts(257));
+        assertEquals(RoutingDtype.UINT16, RoutingDtype.forExperts(65536));
+        assertEquals(RoutingDtype.INT32, RoutingDtype.forExperts(65537));
+        assertEquals(RoutingDtype.UINT8, ModelPreset.DEEPSEEK_V3.shape().dtype());
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(2);
+        RoutingDtype.UINT8.write(b, 0, 255);
+        assertEquals(255, RoutingDtype.UINT8.read(b, 0), "255 is expert 255, not a sentinel");
+    }
+
+    @Test
+    void theLegacyRuleKeptRoomForTheSentinel() {
+        assertEquals(RoutingDtype.UINT8, RoutingDtype.legacyForExperts(255));
+        assertEquals(RoutingDtype.UINT16, RoutingDtype.legacyForExperts(256));
+        assertEquals(RoutingDtype.UINT16, RoutingDtype.legacyForExperts(65535));
+        assertEquals(RoutingDtype.INT32, RoutingDtype.legacyForExperts(65536));
+        assertEquals(0xFF, RoutingDtype.UINT8.legacySentinel());
+        assertEquals(0xFFFF, RoutingDtype.UINT16.legacySentinel());
+        assertEquals(-1, RoutingDtype.INT32.legacySentinel());
     }
 
     @Test

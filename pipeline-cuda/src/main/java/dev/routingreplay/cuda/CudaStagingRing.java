@@ -21,8 +21,8 @@ import jcuda.driver.JCudaDriver;
  * The CUDA staging ring. Per slot: device staging memory and pinned host memory ({@code cuMemHostAlloc}) laid out by
  * {@link RingSlotLayout}, a "packed" event and a "copied" event (timing disabled).
  *
- * <p>A capture: on the compute stream, zero the status header and run {@code r3_pack} (engine ids, int32 or int64, to
- * the compact dtype, with validation; this is also the device-to-device copy that frees the engine's buffer for the
+ * <p>A capture: on the compute stream, zero the status header and slot words and run {@code r3_pack} (engine ids, int32
+ * or int64, to the compact dtype, with validation; a row with an out-of-range id is marked dropped in its slot word; this is also the device-to-device copy that frees the engine's buffer for the
  * next forward), record "packed"; the copy stream waits for "packed" and copies the used header+slots and rows to the
  * pinned host slot, records "copied"; the completion notifier reports it. The compute stream never waits for the copy.
  * Enqueueing allocates nothing per step while the engine keeps its buffers.
@@ -59,7 +59,6 @@ final class CudaStagingRing implements StagingRing {
         final int[] numExperts = new int[1];
         final int[] slotCapacity = new int[1];
         final int[] dtypeBytes = new int[1];
-        final int[] sentinel = new int[1];
         final int[] rowsOffset = new int[1];
         CudaBuffer routing;
         CudaBuffer slots;
@@ -71,7 +70,7 @@ final class CudaStagingRing implements StagingRing {
                 slots = s;
                 kernelParams = Pointer.to(Pointer.to(r.pointer()), Pointer.to(idBytes), Pointer.to(s.pointer()), Pointer.to(slotBytes),
                         Pointer.to(tokens), Pointer.to(idsPerRow), Pointer.to(numExperts), Pointer.to(slotCapacity),
-                        Pointer.to(dtypeBytes), Pointer.to(sentinel), Pointer.to(stagingPtr), Pointer.to(rowsOffset));
+                        Pointer.to(dtypeBytes), Pointer.to(stagingPtr), Pointer.to(rowsOffset));
             }
             return kernelParams;
         }
@@ -119,7 +118,6 @@ final class CudaStagingRing implements StagingRing {
                 p.numExperts[0] = shape.numExperts();
                 p.slotCapacity[0] = spec.slotCapacity();
                 p.dtypeBytes[0] = shape.dtype().bytes();
-                p.sentinel[0] = shape.dtype().sentinel();
                 p.rowsOffset[0] = layout.rowsOffset();
                 params[i] = p;
             }
@@ -175,7 +173,9 @@ final class CudaStagingRing implements StagingRing {
         p.slotBytes[0] = step.slotMapping().elementType() == ElementType.INT32 ? 4 : 8;
         p.tokens[0] = tokens;
         Pointer kernelParams = p.forBuffers(routing, slots, staging[index]);
-        Cuda.check(JCudaDriver.cuMemsetD8Async(staging[index], (byte) 0, RingSlotLayout.STATUS_BYTES, compute), "cuMemsetD8Async(status)");
+        // the status header and the slot words: the pack ORs each token's slot word together (RingSlotLayout.DROPPED_ROW)
+        Cuda.check(JCudaDriver.cuMemsetD8Async(staging[index], (byte) 0, layout.headerBytes(tokens), compute),
+                "cuMemsetD8Async(status and slots)");
         if (tokens > 0) {
             long total = (long) tokens * spec.shape().idsPerRow();
             int blocks = (int) Math.min((total + PACK_THREADS - 1) / PACK_THREADS, MAX_PACK_BLOCKS);

@@ -255,7 +255,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     public RequestRouting read(int... slots) {
         guard.enter("read");
         try {
-            return new RequestRouting("slots", shape, slots.length, store.gather(new RequestFinished("slots", slots)));
+            return store.gather(new RequestFinished("slots", slots));
         } finally {
             guard.exit();
         }

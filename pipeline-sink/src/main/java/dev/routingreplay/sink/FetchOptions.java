@@ -15,8 +15,10 @@ import java.util.Set;
  *       counted), all by default; either end may be left out ({@code :8}, {@code 40:});</li>
  *   <li>{@code drop_last=true}: without the last position's row ({@code S-1} rows: the final token was never
  *       forwarded as an input, trainers that shift by one want {@code [S-1, L, K]});</li>
- *   <li>{@code dtype=native|int32|int64}: the stored compact dtype (also accepted by its numpy name), or ids widened
- *       to a signed type in which a missing id (the store's sentinel) is -1.</li>
+ *   <li>{@code dtype=native|int16|int32|int64}: the stored compact dtype (also accepted by its numpy name), which
+ *       cannot carry a missing row (the server refuses a native slice with missing rows, see {@link #missingRowsRefusal}),
+ *       or ids widened to a signed type in which every id of a missing row is -1; {@code int16} only where it holds
+ *       every expert id (up to 32768 experts).</li>
  * </ul>
  *
  * @param start the first position
@@ -31,12 +33,43 @@ record FetchOptions(int start, int layerFrom, int layerTo, boolean dropLast, Dty
 
     /** The dtypes a trainer may ask for. */
     enum Dtype {
-        /** As stored (uint8, uint16 or int32), the sentinel kept. */
+        /** As stored (uint8, uint16 or int32); cannot carry a missing row. */
         NATIVE,
-        /** Signed 32-bit, a missing id is -1. */
+        /** Signed 16-bit (verl's type), every id of a missing row is -1; for up to 32768 experts. */
+        INT16,
+        /** Signed 32-bit, every id of a missing row is -1. */
         INT32,
-        /** Signed 64-bit, a missing id is -1. */
-        INT64
+        /** Signed 64-bit, every id of a missing row is -1. */
+        INT64;
+
+        /** numpy's name of a signed dtype ({@code int16}, ...); {@code native} for {@link #NATIVE}. */
+        String wireName() {
+            return name().toLowerCase(java.util.Locale.ROOT);
+        }
+    }
+
+    /** The signed dtypes that hold every id of {@code shape} and -1: the ones a record with missing rows can be served in. */
+    static List<Dtype> missingDtypes(RoutingShape shape) {
+        return shape.numExperts() <= Short.MAX_VALUE + 1 ? List.of(Dtype.INT16, Dtype.INT32, Dtype.INT64) : List.of(Dtype.INT32, Dtype.INT64);
+    }
+
+    /**
+     * The reason a native answer of rows {@code [start, end)} of {@code routing} is refused, or null: the stored dtype
+     * cannot express a missing row, so a slice holding any is refused (never zeros or a made-up id). The message names
+     * the count and the dtypes that can carry -1.
+     */
+    static String missingRowsRefusal(dev.routingreplay.core.sink.RequestRouting routing, RoutingShape shape, int start, int end) {
+        int missing = routing.missingRowsIn(start, end);
+        if (missing == 0) {
+            return null;
+        }
+        StringBuilder names = new StringBuilder();
+        for (Dtype d : missingDtypes(shape)) {
+            names.append(names.length() == 0 ? "" : ", ").append(d.wireName());
+        }
+        return "dtype=native (" + routing.dtype().numpyName() + ") cannot carry the " + missing + " missing row" + (missing == 1 ? "" : "s")
+                + " of positions " + start + ".." + end + " of request '" + routing.requestId() + "' (rows the rollout did not record); ask dtype="
+                + names + ", where every id of a missing row is -1";
     }
 
     /** A malformed or out-of-range parameter: the message names it and its value. */
@@ -54,13 +87,13 @@ record FetchOptions(int start, int layerFrom, int layerTo, boolean dropLast, Dty
     }
 
     /**
-     * Parses and checks the query of a {@code .npy} route against the store's shape (every record has it); the start
-     * is checked against the record later ({@link #end}).
+     * Parses and checks the query of a {@code .npy} route against the store's shape and stored dtype (every record has
+     * them); the start is checked against the record later ({@link #end}).
      *
      * @throws BadParameter naming the parameter and value: an unknown or repeated parameter, a malformed value, a layer
-     *     range that is empty or outside the store's layers
+     *     range that is empty or outside the store's layers, int16 for a store of more than 32768 experts
      */
-    static FetchOptions parse(QueryParams q, RoutingShape shape) {
+    static FetchOptions parse(QueryParams q, RoutingShape shape, RoutingDtype stored) {
         Set<String> names = q.names();
         for (String name : names) {
             if (!NAMES.contains(name)) {
@@ -109,16 +142,21 @@ record FetchOptions(int start, int layerFrom, int layerTo, boolean dropLast, Dty
         Dtype dtype = Dtype.NATIVE;
         String dtypeText = q.get("dtype");
         if (dtypeText != null) {
-            RoutingDtype stored = shape.dtype();
             if (dtypeText.equals("int64")) {
                 dtype = Dtype.INT64;
             } else if (dtypeText.equals("int32")) {
-                dtype = stored == RoutingDtype.INT32 ? Dtype.NATIVE : Dtype.INT32;
+                dtype = Dtype.INT32;
+            } else if (dtypeText.equals("int16")) {
+                if (!missingDtypes(shape).contains(Dtype.INT16)) {
+                    throw new BadParameter("bad query parameter dtype='int16': int16 cannot hold the expert ids of this store (up to "
+                            + (shape.numExperts() - 1) + "); want int32 or int64");
+                }
+                dtype = Dtype.INT16;
             } else if (dtypeText.equals("native") || dtypeText.equals(stored.numpyName())) {
                 dtype = Dtype.NATIVE;
             } else {
                 throw new BadParameter("bad query parameter dtype='" + dtypeText + "': want native (the stored " + stored.numpyName()
-                        + "), int32 or int64");
+                        + "), int16, int32 or int64");
             }
         }
         return new FetchOptions(start, from, to, dropLast, dtype);

@@ -1,6 +1,7 @@
 package dev.routingreplay.sink;
 
 import dev.routingreplay.core.RoutingShape;
+import dev.routingreplay.core.device.RingSlotLayout;
 import dev.routingreplay.core.event.SlotsMoved;
 import dev.routingreplay.core.sink.SlotStore;
 import java.nio.ByteBuffer;
@@ -142,7 +143,16 @@ final class JournalRecovery {
                                 int rowStart = b.position() + 4 * n;
                                 for (int t = 0; t < n; t++) {
                                     int slot = b.getInt();
-                                    if (slot < -1 || slot >= store.slotCapacity()) {
+                                    if (RingSlotLayout.isDropped(slot)) {
+                                        // a row the pack dropped (an expert id out of range): the slot is missing
+                                        int dropped = RingSlotLayout.droppedSlot(slot);
+                                        if (dropped >= store.slotCapacity()) {
+                                            throw corrupt(path, index, "step " + lastStep + " token " + t + " has dropped slot " + dropped);
+                                        }
+                                        store.putMissing(dropped);
+                                        continue;
+                                    }
+                                    if (slot >= store.slotCapacity()) {
                                         throw corrupt(path, index, "step " + lastStep + " token " + t + " has slot " + slot);
                                     }
                                     if (slot >= 0) {

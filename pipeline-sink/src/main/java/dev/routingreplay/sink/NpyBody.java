@@ -12,8 +12,10 @@ import reactor.core.publisher.Flux;
  * The {@code .npy} body the server sends for one record and {@link FetchOptions}: positions {@code [start, end)},
  * layers {@code [layerFrom, layerTo)}, every k, in the asked dtype, C order, little endian. Produced in chunks of whole
  * rows (about {@value #CHUNK_BYTES} bytes) from the record's rows, so a widened or sliced body never exists whole in
- * memory; {@link #crc32c} goes over the same chunks once more (or, for a whole record of version 3, combines the
- * header's checksum with the record's stored one, without reading the rows).
+ * memory; {@link #crc32c} goes over the same chunks once more (or, for a whole native record of version 3 or later,
+ * combines the header's checksum with the record's stored one, without reading the rows). In a signed dtype every id
+ * of a missing row is -1; a native body must not hold a missing row (the server refuses it first,
+ * {@link FetchOptions#missingRowsRefusal}).
  *
  * <p>Threading: immutable; chunks may be produced on any thread.
  */
@@ -46,6 +48,10 @@ final class NpyBody {
         }
         String descr;
         switch (options.dtype()) {
+            case INT16:
+                descr = "<i2";
+                outBytes = 2;
+                break;
             case INT32:
                 descr = "<i4";
                 outBytes = 4;
@@ -55,8 +61,8 @@ final class NpyBody {
                 outBytes = 8;
                 break;
             default:
-                descr = shape.dtype().numpyDescr();
-                outBytes = shape.dtype().bytes();
+                descr = routing.dtype().numpyDescr();
+                outBytes = routing.dtype().bytes();
         }
         this.rowOutBytes = (options.layerTo() - options.layerFrom()) * shape.topK() * outBytes;
         this.header = NpyWriter.header(descr, rows, options.layerTo() - options.layerFrom(), shape.topK());
@@ -114,9 +120,9 @@ final class NpyBody {
     /** Writes the output rows {@code [first, first + n)} (counted from {@code start}) into {@code out} from 0. */
     private void fill(int first, int n, byte[] out) {
         ByteBuffer in = routing.rows();
-        RoutingDtype stored = shape.dtype();
+        RoutingDtype stored = routing.dtype();
         int inBytes = stored.bytes();
-        int rowBytes = shape.rowBytes();
+        int rowBytes = routing.rowBytes();
         int topK = shape.topK();
         int layerOffset = options.layerFrom() * topK * inBytes;
         int ids = (options.layerTo() - options.layerFrom()) * topK;
@@ -131,20 +137,24 @@ final class NpyBody {
             return;
         }
         ByteBuffer o = ByteBuffer.wrap(out).order(ByteOrder.LITTLE_ENDIAN);
-        int sentinel = stored.sentinel();
-        boolean wide = options.dtype() == FetchOptions.Dtype.INT64;
+        FetchOptions.Dtype dtype = options.dtype();
+        boolean anyMissing = routing.missingRowCount() > 0;
         int at = 0;
         for (int r = 0; r < n; r++) {
-            int base = (start + first + r) * rowBytes + layerOffset;
+            int position = start + first + r;
+            int base = position * rowBytes + layerOffset;
+            boolean missing = anyMissing && routing.isMissing(position);
             for (int i = 0; i < ids; i++) {
-                int id = stored.read(in, base + i * inBytes);
-                int value = id == sentinel ? -1 : id;
-                if (wide) {
+                int value = missing ? -1 : stored.read(in, base + i * inBytes);
+                if (dtype == FetchOptions.Dtype.INT64) {
                     o.putLong(at, value);
                     at += 8;
-                } else {
+                } else if (dtype == FetchOptions.Dtype.INT32) {
                     o.putInt(at, value);
                     at += 4;
+                } else {
+                    o.putShort(at, (short) value);
+                    at += 2;
                 }
             }
         }

@@ -11,14 +11,60 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 
-/** Writes a request's routing as a numpy {@code .npy} file (format 1.0) with its real dtype and shape. */
+/**
+ * Writes a request's routing as a numpy {@code .npy} file (format 1.0) with its real dtype and shape; a record with
+ * missing rows, which its stored dtype cannot express, is written in {@link #dtypeFor}'s signed dtype with every id of
+ * a missing row -1.
+ */
 public final class NpyWriter {
     private NpyWriter() {
     }
 
     /** The {@code .npy} header for {@code routing}: magic, version, length, and the padded dict. */
     static byte[] header(RequestRouting routing) {
-        return header(routing.dtype().numpyDescr(), routing.seqLen(), routing.shape().moeLayers(), routing.shape().topK());
+        return header(descr(dtypeFor(routing)), routing.seqLen(), routing.shape().moeLayers(), routing.shape().topK());
+    }
+
+    /**
+     * The numpy dtype name {@code routing} is written in: its stored dtype when every row is recorded, else the
+     * smallest signed dtype that holds its ids and -1 ({@code int16} up to 32768 experts, else {@code int32}).
+     */
+    public static String dtypeFor(RequestRouting routing) {
+        if (routing.missingRowCount() == 0) {
+            return routing.dtype().numpyName();
+        }
+        return routing.shape().numExperts() <= Short.MAX_VALUE + 1 ? "int16" : "int32";
+    }
+
+    private static String descr(String numpyName) {
+        switch (numpyName) {
+            case "int16":
+                return "<i2";
+            case "int32":
+                return "<i4";
+            case "uint16":
+                return "<u2";
+            default:
+                return "|u1";
+        }
+    }
+
+    /** The array bytes of {@code routing} as {@link #dtypeFor} says, little endian. */
+    private static ByteBuffer body(RequestRouting routing) {
+        if (routing.missingRowCount() == 0) {
+            return routing.rows();
+        }
+        int[] ids = routing.toIntArray();
+        boolean narrow = dtypeFor(routing).equals("int16");
+        ByteBuffer out = ByteBuffer.allocate(ids.length * (narrow ? 2 : 4)).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int id : ids) {
+            if (narrow) {
+                out.putShort((short) id);
+            } else {
+                out.putInt(id);
+            }
+        }
+        return out.flip();
     }
 
     /** The {@code .npy} header of a C-order array of numpy dtype {@code descr} (e.g. {@code <i8}) and 3-d shape. */
@@ -49,7 +95,7 @@ public final class NpyWriter {
             while (header.hasRemaining()) {
                 ch.write(header);
             }
-            ByteBuffer rows = routing.rows();
+            ByteBuffer rows = body(routing);
             while (rows.hasRemaining()) {
                 ch.write(rows);
             }

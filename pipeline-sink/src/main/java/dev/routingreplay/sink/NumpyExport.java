@@ -10,7 +10,8 @@ import java.nio.file.Path;
 /**
  * Writes replayed requests into one folder as numpy {@code .npy} files {@code [seq_len, layers, top_k]}, one per request,
  * plus {@link #MANIFEST} (a tab-separated table: file, request id, round, seq_len, layers, top_k, dtype, queue index in
- * hex). File names are safe and unique within the folder, whatever the request ids hold (a repeated id gets its own
+ * hex, missing rows). A request with missing rows is written as int16 (int32 past 32768 experts) with -1 in every id
+ * of a missing row ({@link NpyWriter#dtypeFor}); the others in their stored dtype. File names are safe and unique within the folder, whatever the request ids hold (a repeated id gets its own
  * file); nothing is written outside the folder. Not thread-safe: one writer per export.
  *
  * <pre>{@code
@@ -47,7 +48,7 @@ public final class NumpyExport implements AutoCloseable {
     public static NumpyExport create(Path folder) throws IOException {
         Files.createDirectories(folder);
         PrintWriter manifest = new PrintWriter(Files.newBufferedWriter(folder.resolve(MANIFEST), StandardCharsets.UTF_8));
-        manifest.println("file\trequest_id\tround\tseq_len\tlayers\ttop_k\tdtype\tindex");
+        manifest.println("file\trequest_id\tround\tseq_len\tlayers\ttop_k\tdtype\tindex\tmissing_rows");
         return new NumpyExport(folder, manifest);
     }
 
@@ -60,9 +61,9 @@ public final class NumpyExport implements AutoCloseable {
         RequestRouting routing = request.routing();
         Path file = names.fileFor(routing.requestId(), NPY_SUFFIX);
         NpyWriter.write(routing, file);
-        manifest.printf("%s\t%s\t%d\t%d\t%d\t%d\t%s\t%x%n", file.getFileName(), routing.requestId().replace('\t', ' ')
+        manifest.printf("%s\t%s\t%d\t%d\t%d\t%d\t%s\t%x\t%d%n", file.getFileName(), routing.requestId().replace('\t', ' ')
                 .replace('\n', ' '), request.round(), routing.seqLen(), routing.shape().moeLayers(), routing.shape().topK(),
-                routing.dtype().numpyName(), request.index());
+                NpyWriter.dtypeFor(routing), request.index(), routing.missingRowCount());
         requests++;
         routingBytes += routing.rows().remaining();
     }

@@ -28,10 +28,11 @@ import reactor.netty.http.server.HttpServerResponse;
  * Serves a store's finished requests over HTTP (Reactor Netty), for trainers that are not on the JVM:
  * <ul>
  *   <li>{@code GET /health}: {@code {"status":"ok"}}; the only route that needs no token;</li>
- *   <li>{@code GET /manifest}: the store's shape, dtype, sentinel, slot capacity and the ordinals of the first and last
- *       record stored, as JSON;</li>
+ *   <li>{@code GET /manifest}: the store's shape, dtype, store format, how a missing row is served ({@code missingAs}:
+ *       -1, in the dtypes of {@code missingDtypes}), slot capacity and the ordinals of the first and last record
+ *       stored, as JSON;</li>
  *   <li>{@code GET /requests[?after=HEX][&limit=N][&follow=true]}: one JSON line per record ({@code index},
- *       {@code ordinal}, {@code requestId}, {@code round}, {@code seqLen}), NDJSON, in queue order; with
+ *       {@code ordinal}, {@code requestId}, {@code round}, {@code seqLen}, {@code missingRows}), NDJSON, in queue order; with
  *       {@code follow=true} the response stays open and new records are sent as they are written;</li>
  *   <li>one record as a numpy {@code .npy} file ({@code numpy.load(io.BytesIO(body))}), addressed three ways:
  *       {@code GET /requests/<ordinal>.npy} (0, 1, 2, ... in write order, stable across restarts and retention),
@@ -40,9 +41,12 @@ import reactor.netty.http.server.HttpServerResponse;
  *       ({@code start}, {@code layers}, {@code drop_last}, {@code dtype}), applied here so only the asked bytes move.</li>
  * </ul>
  * A {@code .npy} answer carries {@code X-R3-Request-Id} (percent-encoded), {@code X-R3-Index}, {@code X-R3-Ordinal},
- * {@code X-R3-Round}, {@code X-R3-Seq-Len} (the record's), {@code X-R3-Body-CRC32C} (CRC32C of this response's whole body,
- * 8 hex digits) and, for records written with one (record version 3), {@code X-R3-CRC32C}: the checksum of the record's
- * full rows in the stored dtype, computed by the writer; a whole-record native answer's array bytes have exactly it.
+ * {@code X-R3-Round}, {@code X-R3-Seq-Len} (the record's), {@code X-R3-Missing-Rows} (missing rows in the rows served),
+ * {@code X-R3-Body-CRC32C} (CRC32C of this response's whole body, 8 hex digits) and, for records written with one
+ * (record version 3 and later), {@code X-R3-CRC32C}: the checksum of the record's full rows in the stored dtype,
+ * computed by the writer; a whole-record native answer's array bytes have exactly it. A missing row is -1 in every id
+ * in {@code int16}/{@code int32}/{@code int64}; a native answer whose rows include a missing one is refused with 409
+ * naming the count and those dtypes (the stored dtype has no value for "missing").
  *
  * <p>With a bearer token ({@link #start(Path, String, int, Limits, String)}) every route but {@code /health} answers 401
  * with {@code WWW-Authenticate: Bearer} to a request without {@code Authorization: Bearer <token>}, or with another
@@ -50,8 +54,8 @@ import reactor.netty.http.server.HttpServerResponse;
  *
  * <p>Reads happen on the replay's own threads, never on Netty's event loop. Every parameter and cursor is checked before
  * the status line, so a 200 always means a well-formed answer follows. Errors are plain text naming the parameter and
- * value (never the store's path): 400 for a malformed or out-of-range parameter, 404 for an ordinal, index or id with
- * no record, 410 for one below the first record still stored (deleted by retention), 500 for a record that fails its
+ * value (never the store's path): 400 for a malformed or out-of-range parameter, 409 for a native answer that would
+ * hold a missing row, 404 for an ordinal, index or id with no record, 410 for one below the first record still stored (deleted by retention), 500 for a record that fails its
  * checksum, 404 for an unknown path, and 405 (with {@code Allow: GET}) for a method other than GET on any route. Live
  * followers are bounded ({@link Limits#maxFollowers}: 503 with {@code Retry-After} past it), and a connection whose
  * request does not arrive within {@link Limits#idleTimeout} is closed, slow-loris clients included.
@@ -171,9 +175,13 @@ public final class ReplayServer implements AutoCloseable {
         RoutingShape s = m.shape();
         long last = index.lastOrdinal();
         long first = last < 0 ? -1 : index.firstOrdinal();
+        StringBuilder dtypes = new StringBuilder();
+        for (FetchOptions.Dtype d : FetchOptions.missingDtypes(s)) {
+            dtypes.append(dtypes.length() == 0 ? "\"" : ",\"").append(d.wireName()).append('"');
+        }
         return "{\"moeLayers\":" + s.moeLayers() + ",\"topK\":" + s.topK() + ",\"numExperts\":" + s.numExperts() + ",\"dtype\":\""
-                + s.dtype().numpyName() + "\",\"sentinel\":" + s.dtype().sentinel() + ",\"slotCapacity\":" + m.slotCapacity()
-                + ",\"firstOrdinal\":" + first + ",\"lastOrdinal\":" + last + "}";
+                + m.dtype().numpyName() + "\",\"storeFormat\":" + m.format() + ",\"missingAs\":-1,\"missingDtypes\":[" + dtypes
+                + "],\"slotCapacity\":" + m.slotCapacity() + ",\"firstOrdinal\":" + first + ",\"lastOrdinal\":" + last + "}";
     }
 
     private static Publisher<Void> json(HttpServerResponse res, String body) {
@@ -293,7 +301,7 @@ public final class ReplayServer implements AutoCloseable {
             }
             Flux<String> lines = records.take(take).map(r -> "{\"index\":\"" + Long.toHexString(r.index()) + "\",\"ordinal\":"
                     + index.ordinalOf(r.index()) + ",\"requestId\":\"" + jsonEscape(r.routing().requestId()) + "\",\"round\":" + r.round()
-                    + ",\"seqLen\":" + r.routing().seqLen() + "}\n");
+                    + ",\"seqLen\":" + r.routing().seqLen() + ",\"missingRows\":" + r.routing().missingRowCount() + "}\n");
             if (follow) {
                 lines = lines.doFinally(signal -> followers.decrementAndGet());
             }
@@ -430,7 +438,7 @@ public final class ReplayServer implements AutoCloseable {
         RoutingShape shape = replay.manifest().shape();
         FetchOptions options;
         try {
-            options = FetchOptions.parse(query, shape);
+            options = FetchOptions.parse(query, shape, replay.manifest().dtype());
         } catch (FetchOptions.BadParameter e) {
             return error(res, HttpResponseStatus.BAD_REQUEST, address.describe() + ": " + e.getMessage());
         }
@@ -458,20 +466,29 @@ public final class ReplayServer implements AutoCloseable {
     private record Answer(Resolved resolved, Prepared prepared) {
     }
 
-    /** The body to send, or the 400 of a start past the record's end. */
-    private record Prepared(NpyBody body, int crc, Rejection rejection) {
+    /**
+     * The body to send and the missing rows it holds, or the 400 of a start past the record's end, or the 409 of a
+     * native answer that would hold a missing row.
+     */
+    private record Prepared(NpyBody body, int crc, int missingRows, Rejection rejection) {
     }
 
     private Prepared prepare(Found found, FetchOptions options) {
         RequestRouting routing = found.stored().routing();
         int end = options.end(routing.seqLen());
         if (options.start() > end) {
-            return new Prepared(null, 0, new Rejection(HttpResponseStatus.BAD_REQUEST, "bad query parameter start='" + options.start()
+            return new Prepared(null, 0, 0, new Rejection(HttpResponseStatus.BAD_REQUEST, "bad query parameter start='" + options.start()
                     + "': past the end of request '" + routing.requestId() + "' (seq_len " + routing.seqLen()
                     + (options.dropLast() ? ", " + end + " rows with drop_last" : "") + ")"));
         }
+        if (options.dtype() == FetchOptions.Dtype.NATIVE) {
+            String refusal = FetchOptions.missingRowsRefusal(routing, routing.shape(), options.start(), end);
+            if (refusal != null) {
+                return new Prepared(null, 0, 0, new Rejection(HttpResponseStatus.CONFLICT, refusal));
+            }
+        }
         NpyBody body = new NpyBody(routing, found.stored().header().rowsCrc(), options);
-        return new Prepared(body, body.crc32c(), null);
+        return new Prepared(body, body.crc32c(), routing.missingRowsIn(options.start(), end), null);
     }
 
     private Publisher<Void> send(Prepared prepared, Found found, HttpServerResponse res) {
@@ -489,6 +506,7 @@ public final class ReplayServer implements AutoCloseable {
                 .header("x-r3-ordinal", Long.toString(found.ordinal()))
                 .header("x-r3-round", Long.toString(h.round()))
                 .header("x-r3-seq-len", Integer.toString(h.seqLen()))
+                .header("x-r3-missing-rows", Integer.toString(prepared.missingRows()))
                 .header("x-r3-body-crc32c", Crc32c.hex(prepared.crc()));
         if (h.hasRowsCrc()) {
             res.header("x-r3-crc32c", Crc32c.hex((int) h.rowsCrc()));

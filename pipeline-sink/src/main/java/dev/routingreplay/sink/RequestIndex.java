@@ -14,9 +14,9 @@ import reactor.core.Disposable;
  * by reading every record's header (not its rows), kept current by reading the headers of new records before each
  * lookup and once a second, and trimmed once a second when retention deleted the oldest files.
  *
- * <p><b>Ordinals</b> are dense, 0, 1, 2, ... in write order, and stable: a version 3 record stores its own (the writer
+ * <p><b>Ordinals</b> are dense, 0, 1, 2, ... in write order, and stable: a record of version 3 or later stores its own (the writer
  * counts), so deleting old files or restarting the server never renumbers a record. Version 2 records (written before
- * ordinals existed) get theirs by counting: back from the first version 3 record when there is one, else from 0 at the
+ * ordinals existed) get theirs by counting: back from the first record of version 3 or later when there is one, else from 0 at the
  * first record still stored. Ordinal to index is kept as runs (first ordinal, first index, count) of records whose
  * ordinals and indexes both go up by one, one run per queue file in practice: memory grows with the files, not the
  * records.
@@ -130,7 +130,7 @@ final class RequestIndex implements AutoCloseable {
     private void add(long index, boolean peeked) {
         long expected = lastOrdinal + 1;
         long ordinal = expected;
-        if (peeked && peek.version == RecordFormat.REQUEST_VERSION) {
+        if (peeked && peek.version >= RecordFormat.REQUEST_VERSION_3) {
             if (!storedOrdinalSeen) {
                 storedOrdinalSeen = true;
                 if (head < tail) {

@@ -1,5 +1,6 @@
 package dev.routingreplay.sink;
 
+import dev.routingreplay.core.RoutingDtype;
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.sink.RequestRouting;
 import java.nio.ByteBuffer;
@@ -9,12 +10,14 @@ import net.openhft.chronicle.bytes.Bytes;
 
 /**
  * Reads the self-describing, checksummed request records of the request queue (the writer is the sink's finish):
- * version 3 (this build writes it: with the record's ordinal and the CRC32C of its rows) and version 2 (before: without
- * both), see {@link RecordFormat}.
+ * version 4 (this build writes it: ids in the smallest dtype that holds the experts, no sentinel, the record's missing
+ * rows as a count and, when some row is missing, a bitmap), version 3 (ordinal and rows checksum, sentinel ids) and
+ * version 2 (neither), see {@link RecordFormat}. A version 2 or 3 record's ids are in the legacy dtype
+ * ({@link RoutingDtype#legacyForExperts}); a row of it that holds the sentinel anywhere is a missing row.
  */
 final class RequestRecords {
-    /** Bytes of a version 3 header after the id: round, ordinal, seqLen, moeLayers, topK, numExperts, dtype, rowsCrc. */
-    private static final int V3_TAIL = 8 + 8 + 4 * 4 + 1 + 4;
+    /** Bytes of a version 4 header after the id: round, ordinal, seqLen, moeLayers, topK, numExperts, dtype, missingRows, rowsCrc. */
+    private static final int V4_TAIL = 8 + 8 + 4 * 4 + 1 + 4 + 4;
     /** Bytes of the fixed header start: magic, version, idBytes. */
     private static final int START = 4 + 1 + 4;
 
@@ -24,22 +27,28 @@ final class RequestRecords {
     /**
      * A record's header.
      *
-     * @param version the record's format version (2 or 3)
+     * @param version the record's format version (2, 3 or 4)
      * @param ordinal the record's ordinal as written (0, 1, 2, ... in write order), or -1 for a version 2 record
      * @param rowsCrc the CRC32C of the record's rows as written (unsigned), or -1 for a version 2 record
+     * @param dtype the dtype the record's ids are stored in
+     * @param missingRows the record's missing rows as written (version 4), or -1 until a version 2 or 3 record's rows
+     *     were scanned for the sentinel ({@link #read} gives the counted header)
      */
-    record Header(String requestId, long round, RoutingShape shape, int seqLen, int version, long ordinal, long rowsCrc) {
-        /** Whether the record carries the checksum of its rows (version 3). */
+    record Header(String requestId, long round, RoutingShape shape, int seqLen, int version, long ordinal, long rowsCrc,
+            RoutingDtype dtype, int missingRows) {
+        /** Whether the record carries the checksum of its rows (version 3 and later). */
         boolean hasRowsCrc() {
             return rowsCrc >= 0;
         }
     }
 
     /**
-     * Writes a version 3 record's header into {@code out} (little endian) at its position, the rows' checksum
-     * {@code rowsCrc} included.
+     * Writes a version 4 record's header into {@code out} (little endian) at its position: the missing-row count and,
+     * when it is not 0, the first {@code (seqLen + 63) / 64} words of {@code missingRows}, then the rows' checksum
+     * {@code rowsCrc}.
      */
-    static void putHeader(ByteBuffer out, String requestId, long round, long ordinal, RoutingShape shape, int seqLen, int rowsCrc) {
+    static void putHeader(ByteBuffer out, String requestId, long round, long ordinal, RoutingShape shape, int seqLen, int missingCount,
+            long[] missingRows, int rowsCrc) {
         out.putInt(RecordFormat.REQUEST_MAGIC);
         out.put(RecordFormat.REQUEST_VERSION);
         int lengthAt = out.position();
@@ -52,21 +61,28 @@ final class RequestRecords {
         out.putInt(shape.topK());
         out.putInt(shape.numExperts());
         out.put((byte) shape.dtype().bytes());
+        out.putInt(missingCount);
+        if (missingCount > 0) {
+            for (int w = 0, n = RequestRouting.bitmapWords(seqLen); w < n; w++) {
+                out.putLong(missingRows[w]);
+            }
+        }
         out.putInt(rowsCrc);
     }
 
-    /** Header bytes (version 3) for an id of {@code idBytes} UTF-8 bytes at most. */
-    static int maxHeaderBytes(int idBytes) {
-        return START + idBytes + V3_TAIL;
+    /** Header bytes (version 4) for an id of {@code idBytes} UTF-8 bytes at most and {@code seqLen} rows, bitmap included. */
+    static int maxHeaderBytes(int idBytes, int seqLen) {
+        return START + idBytes + V4_TAIL + 8 * RequestRouting.bitmapWords(seqLen);
     }
 
     /**
      * Checks a record's checksum and reads its header; the returned buffer is positioned at the rows and limited to
-     * their end.
+     * their end; {@code missing[0]} gets a version 4 record's missing-row bitmap, or null (none missing, or a version 2
+     * or 3 record: see {@link #read}).
      *
      * @throws StoreException naming the queue and index when the record is not a valid request record
      */
-    static ByteBuffer readChecked(Bytes<?> in, Path queue, long index, Header[] header) {
+    static ByteBuffer readChecked(Bytes<?> in, Path queue, long index, Header[] header, long[][] missing) {
         ByteBuffer b = RecordFormat.readChecked(in, queue, "request record", index, null);
         try {
             int magic = b.getInt();
@@ -75,22 +91,49 @@ final class RequestRecords {
                         + Integer.toHexString(magic));
             }
             byte version = b.get();
-            if (version != RecordFormat.REQUEST_VERSION && version != RecordFormat.REQUEST_VERSION_2) {
+            if (version != RecordFormat.REQUEST_VERSION && version != RecordFormat.REQUEST_VERSION_3 && version != RecordFormat.REQUEST_VERSION_2) {
                 throw new StoreException(queue, "request record at index " + Long.toHexString(index) + " has version " + version
-                        + ", this build reads " + RecordFormat.REQUEST_VERSION_2 + " and " + RecordFormat.REQUEST_VERSION);
+                        + ", this build reads " + RecordFormat.REQUEST_VERSION_2 + ", " + RecordFormat.REQUEST_VERSION_3 + " and "
+                        + RecordFormat.REQUEST_VERSION);
             }
             String id = RecordFormat.getUtf8(b);
             long round = b.getLong();
-            long ordinal = version == RecordFormat.REQUEST_VERSION ? b.getLong() : -1;
+            long ordinal = version >= RecordFormat.REQUEST_VERSION_3 ? b.getLong() : -1;
             int seqLen = b.getInt();
             RoutingShape shape = new RoutingShape(b.getInt(), b.getInt(), b.getInt());
             int dtypeBytes = b.get();
-            long rowsCrc = version == RecordFormat.REQUEST_VERSION ? b.getInt() & 0xFFFFFFFFL : -1;
-            if (dtypeBytes != shape.dtype().bytes() || seqLen < 0 || b.remaining() != (long) seqLen * shape.rowBytes()) {
-                throw new StoreException(queue, "corrupt request record at index " + Long.toHexString(index) + " (" + id + "): "
-                        + b.remaining() + " bytes of rows for seqLen=" + seqLen + " of " + shape.describe());
+            boolean current = version == RecordFormat.REQUEST_VERSION;
+            RoutingDtype dtype = current ? shape.dtype() : RoutingDtype.legacyForExperts(shape.numExperts());
+            int missingCount = -1;
+            long[] bits = null;
+            if (current) {
+                missingCount = b.getInt();
+                if (missingCount < 0 || missingCount > seqLen || seqLen < 0) {
+                    throw new StoreException(queue, "corrupt request record at index " + Long.toHexString(index) + " (" + id + "): "
+                            + missingCount + " missing rows of seqLen=" + seqLen);
+                }
+                if (missingCount > 0) {
+                    bits = new long[RequestRouting.bitmapWords(seqLen)];
+                    int counted = 0;
+                    for (int w = 0; w < bits.length; w++) {
+                        bits[w] = b.getLong();
+                        counted += Long.bitCount(bits[w]);
+                    }
+                    if (counted != missingCount || (seqLen & 63) != 0 && bits[bits.length - 1] >>> (seqLen & 63) != 0) {
+                        throw new StoreException(queue, "corrupt request record at index " + Long.toHexString(index) + " (" + id
+                                + "): its missing-row bitmap marks " + counted + " rows (some past seqLen=" + seqLen + "?), its count says "
+                                + missingCount);
+                    }
+                }
             }
-            header[0] = new Header(id, round, shape, seqLen, version, ordinal, rowsCrc);
+            long rowsCrc = version >= RecordFormat.REQUEST_VERSION_3 ? b.getInt() & 0xFFFFFFFFL : -1;
+            if (dtypeBytes != dtype.bytes() || seqLen < 0 || b.remaining() != (long) seqLen * shape.idsPerRow() * dtype.bytes()) {
+                throw new StoreException(queue, "corrupt request record at index " + Long.toHexString(index) + " (" + id + "): "
+                        + b.remaining() + " bytes of rows for seqLen=" + seqLen + " of " + shape.describe() + " in " + dtypeBytes
+                        + "-byte ids (version " + version + " stores " + dtype.numpyName() + ")");
+            }
+            header[0] = new Header(id, round, shape, seqLen, version, ordinal, rowsCrc, dtype, missingCount);
+            missing[0] = bits;
             return b;
         } catch (StoreException e) {
             throw e;
@@ -99,11 +142,49 @@ final class RequestRecords {
         }
     }
 
-    /** Reads and checks a whole record into a {@link RequestRouting} (rows on the heap, never a view of the file). */
+    /** As {@link #readChecked(Bytes, Path, long, Header[], long[][])}, without the missing-row bitmap. */
+    static ByteBuffer readChecked(Bytes<?> in, Path queue, long index, Header[] header) {
+        return readChecked(in, queue, index, header, new long[1][]);
+    }
+
+    /**
+     * Reads and checks a whole record into a {@link RequestRouting} (rows on the heap, never a view of the file), its
+     * missing rows marked; {@code header[0]} gets the header with the missing-row count (for a version 2 or 3 record:
+     * the rows that hold the legacy sentinel anywhere).
+     */
     static RequestRouting read(Bytes<?> in, Path queue, long index, Header[] header) {
-        ByteBuffer b = readChecked(in, queue, index, header);
+        long[][] missing = new long[1][];
+        ByteBuffer b = readChecked(in, queue, index, header, missing);
         Header h = header[0];
-        return new RequestRouting(h.requestId(), h.shape(), h.seqLen(), b.slice().order(ByteOrder.LITTLE_ENDIAN));
+        ByteBuffer rows = b.slice().order(ByteOrder.LITTLE_ENDIAN);
+        long[] bits = missing[0];
+        if (h.version() != RecordFormat.REQUEST_VERSION) {
+            bits = legacyMissingRows(rows, h.shape(), h.dtype(), h.seqLen());
+            int count = 0;
+            for (long w : bits) {
+                count += Long.bitCount(w);
+            }
+            header[0] = h = new Header(h.requestId(), h.round(), h.shape(), h.seqLen(), h.version(), h.ordinal(), h.rowsCrc(), h.dtype(), count);
+        }
+        return new RequestRouting(h.requestId(), h.shape(), h.dtype(), h.seqLen(), rows, bits);
+    }
+
+    /** The rows of a version 2 or 3 record that hold the legacy sentinel in any id (bitmap, one bit per position). */
+    private static long[] legacyMissingRows(ByteBuffer rows, RoutingShape shape, RoutingDtype dtype, int seqLen) {
+        long[] bits = new long[RequestRouting.bitmapWords(seqLen)];
+        int sentinel = dtype.legacySentinel();
+        int perRow = shape.idsPerRow();
+        int idBytes = dtype.bytes();
+        for (int p = 0; p < seqLen; p++) {
+            int base = p * perRow * idBytes;
+            for (int i = 0; i < perRow; i++) {
+                if (dtype.read(rows, base + i * idBytes) == sentinel) {
+                    bits[p >>> 6] |= 1L << p;
+                    break;
+                }
+            }
+        }
+        return bits;
     }
 
     /**
@@ -111,9 +192,9 @@ final class RequestRecords {
      * allocation per record); not checked against the record's checksum (the record is checked when it is read).
      */
     static final class Peek {
-        /** The record's version (2 or 3), or 0 when the bytes are not a request record's. */
+        /** The record's version (2, 3 or 4), or 0 when the bytes are not a request record's. */
         int version;
-        /** The stored ordinal (version 3), or -1. */
+        /** The stored ordinal (version 3 and later), or -1. */
         long ordinal;
         /** {@link #idHash} of the record's id bytes. */
         long idHash;
@@ -139,7 +220,8 @@ final class RequestRecords {
         int magic = b.getInt(0);
         byte version = b.get(4);
         int idBytes = b.getInt(5);
-        if (magic != RecordFormat.REQUEST_MAGIC || (version != RecordFormat.REQUEST_VERSION && version != RecordFormat.REQUEST_VERSION_2)
+        if (magic != RecordFormat.REQUEST_MAGIC || (version != RecordFormat.REQUEST_VERSION && version != RecordFormat.REQUEST_VERSION_3
+                && version != RecordFormat.REQUEST_VERSION_2)
                 || idBytes < 0 || idBytes > remaining - START - 8 - 8) {
             return false;
         }
@@ -148,7 +230,7 @@ final class RequestRecords {
         }
         in.read(s, 0, idBytes);
         out.idHash = idHash(s, 0, idBytes);
-        if (version == RecordFormat.REQUEST_VERSION) {
+        if (version >= RecordFormat.REQUEST_VERSION_3) {
             in.read(s, 0, 16);
             out.ordinal = ByteBuffer.wrap(s, 0, 16).order(ByteOrder.LITTLE_ENDIAN).getLong(8);
         }

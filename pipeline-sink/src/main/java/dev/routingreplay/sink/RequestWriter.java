@@ -2,6 +2,7 @@ package dev.routingreplay.sink;
 
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.event.RequestFinished;
+import dev.routingreplay.core.sink.RequestRouting;
 import dev.routingreplay.core.sink.SlotStore;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -14,13 +15,14 @@ import net.openhft.chronicle.wire.DocumentContext;
 
 /**
  * Writes a finished request's record to the request queue: gathers its rows from the slot index in token order into
- * a reusable heap buffer, then appends the self-describing record ({@link RequestRecords}, version 3: header with the
- * record's ordinal and the CRC32C of its rows, rows, CRC32C of the excerpt) inside a Chronicle document context, its
+ * a reusable heap buffer (its missing rows into a reusable bitmap), then appends the self-describing record
+ * ({@link RequestRecords}, version 4: header with the record's ordinal, its missing-row count and, when some row is
+ * missing, the bitmap, and the CRC32C of its rows; rows; CRC32C of the excerpt, which covers the bitmap) inside a Chronicle document context, its
  * bytes preallocated first; a failed append is rolled back and thrown as a {@link StoreException} naming the queue file.
  *
  * <p>The rows are checksummed once: the excerpt's checksum is combined from the header's and the rows'
  * ({@link Crc32c#combine}). Ordinals count the records written to the store, 0, 1, 2, ...; a rolled-back write takes
- * none.
+ * none. Allocates nothing per record in steady state (the buffers grow to the longest request and stay).
  *
  * <p>Threading: the sink thread only ({@link #claim} moves the appender to a new sink thread).
  */
@@ -35,6 +37,7 @@ final class RequestWriter {
     private final CRC32C crc = new CRC32C();
     private byte[] gatherBytes = new byte[0];
     private ByteBuffer gatherBuffer = ByteBuffer.wrap(gatherBytes);
+    private long[] missingRows = new long[0];
     private ExcerptAppender appender;
     private long lastIndex;
     private long lastOrdinal;
@@ -53,7 +56,7 @@ final class RequestWriter {
 
     /** Bytes the record of request {@code id} of {@code seqLen} tokens takes at most, checksum included. */
     long maxBytes(String id, int seqLen) {
-        return RequestRecords.maxHeaderBytes(RecordFormat.maxUtf8(id)) + (long) seqLen * rowBytes + RecordFormat.CRC_BYTES;
+        return RequestRecords.maxHeaderBytes(RecordFormat.maxUtf8(id), seqLen) + (long) seqLen * rowBytes + RecordFormat.CRC_BYTES;
     }
 
     /** Makes the calling thread the appender's: creates it on the first call, else resets Chronicle's thread check. */
@@ -90,18 +93,21 @@ final class RequestWriter {
         String id = request.requestId();
         int n = request.seqLen();
         int total = n * rowBytes;
-        int headerMax = RequestRecords.maxHeaderBytes(RecordFormat.maxUtf8(id));
+        int headerMax = RequestRecords.maxHeaderBytes(RecordFormat.maxUtf8(id), n);
         if (gatherBytes.length < total) {
             gatherBytes = new byte[Math.max(total, gatherBytes.length * 2)];
             gatherBuffer = ByteBuffer.wrap(gatherBytes).order(ByteOrder.LITTLE_ENDIAN);
         }
-        store.gatherInto(request, gatherBuffer);
+        if (missingRows.length < RequestRouting.bitmapWords(n)) {
+            missingRows = new long[Math.max(RequestRouting.bitmapWords(n), missingRows.length * 2)];
+        }
+        int missing = store.gatherInto(request, gatherBuffer, missingRows);
         crc.reset();
         crc.update(gatherBytes, 0, total);
         int rowsCrc = (int) crc.getValue();
         long ordinal = lastOrdinal + 1;
         ByteBuffer head = header.clear(headerMax);
-        RequestRecords.putHeader(head, id, round, ordinal, shape, n, rowsCrc);
+        RequestRecords.putHeader(head, id, round, ordinal, shape, n, missing, missingRows, rowsCrc);
         byte[] headerBytes = header.array();
         crc.reset();
         crc.update(headerBytes, 0, head.position());

@@ -1,5 +1,6 @@
 package dev.routingreplay.sink;
 
+import dev.routingreplay.core.RoutingDtype;
 import dev.routingreplay.core.RoutingShape;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -15,16 +16,35 @@ import net.openhft.chronicle.queue.RollCycles;
  * checks it, so a store is never read or extended with another shape. Readers open the queues read-only with the
  * recorded roll cycle: a read-only opener cannot rely on Chronicle's metadata file to learn it.
  *
+ * <p>Formats: 3 (this build writes it) stores ids in the smallest dtype that holds the experts, no value reserved, and
+ * records missing rows out of band (request records of version 4). 2 (still read) reserved the dtype's largest value
+ * as a sentinel ({@link RoutingDtype#legacyForExperts}: uint16 for 256 experts). A writer opening a format 2 store whose
+ * ids keep their dtype under format 3 upgrades the manifest (its old records stay as they are and are read as before);
+ * one whose dtype would change (256 or 65536 experts) is refused, naming both formats: the store stays readable.
+ *
  * @param shape routing shape of every row in the store
  * @param slotCapacity slots the journal's steps may address
  * @param rollCycle the roll cycle of both queues; null for a store written before it was recorded (Chronicle's
  *     metadata file then says it)
+ * @param format the store format, {@link #LEGACY_FORMAT} or {@link #FORMAT}
  */
-public record StoreManifest(RoutingShape shape, int slotCapacity, RollCycle rollCycle) {
+public record StoreManifest(RoutingShape shape, int slotCapacity, RollCycle rollCycle, int format) {
     /** The manifest file name. */
     public static final String FILE = "store.properties";
-    /** The storage format this code writes and reads. */
-    public static final int FORMAT = 2;
+    /** The storage format this code writes: ids with no sentinel, missing rows out of band. */
+    public static final int FORMAT = 3;
+    /** The storage format before {@link #FORMAT}: ids with a sentinel; still read. */
+    public static final int LEGACY_FORMAT = 2;
+
+    /** A manifest of the current {@link #FORMAT}. */
+    public StoreManifest(RoutingShape shape, int slotCapacity, RollCycle rollCycle) {
+        this(shape, slotCapacity, rollCycle, FORMAT);
+    }
+
+    /** The dtype the store's ids are stored in: the shape's, or for a format 2 store the legacy one. */
+    public RoutingDtype dtype() {
+        return format == FORMAT ? shape.dtype() : RoutingDtype.legacyForExperts(shape.numExperts());
+    }
 
     /**
      * Reads the manifest of the store at {@code dir}.
@@ -44,12 +64,13 @@ public record StoreManifest(RoutingShape shape, int slotCapacity, RollCycle roll
         }
         try {
             int format = Integer.parseInt(p.getProperty("format", "?"));
-            if (format != FORMAT) {
-                throw new StoreException(file, "store format " + format + " is not supported (this build reads format " + FORMAT + ")");
+            if (format != FORMAT && format != LEGACY_FORMAT) {
+                throw new StoreException(file, "store format " + format + " is not supported (this build reads formats " + LEGACY_FORMAT
+                        + " and " + FORMAT + ")");
             }
             RoutingShape shape = new RoutingShape(Integer.parseInt(p.getProperty("moeLayers")), Integer.parseInt(p.getProperty("topK")),
                     Integer.parseInt(p.getProperty("numExperts")));
-            return new StoreManifest(shape, Integer.parseInt(p.getProperty("slotCapacity")), rollCycle(file, p));
+            return new StoreManifest(shape, Integer.parseInt(p.getProperty("slotCapacity")), rollCycle(file, p), format);
         } catch (NumberFormatException | NullPointerException e) {
             throw new StoreException(file, "corrupt store manifest (" + p + ")", e);
         }
@@ -60,8 +81,9 @@ public record StoreManifest(RoutingShape shape, int slotCapacity, RollCycle roll
      * {@code rollCycle}) when absent, else checks that they match and returns the store's own manifest (whose roll
      * cycle, when recorded, is the one the store keeps).
      *
-     * @throws StoreException naming the path when the folder cannot be created or written, or the store was made with
-     *     another shape or a smaller slot capacity
+     * @throws StoreException naming the path when the folder cannot be created or written, the store was made with
+     *     another shape or a smaller slot capacity, or it is a format 2 store whose ids format 3 would store in
+     *     another dtype (it stays readable)
      */
     public static StoreManifest openOrCreate(Path dir, RoutingShape shape, int slotCapacity, RollCycle rollCycle) {
         try {
@@ -80,6 +102,17 @@ public record StoreManifest(RoutingShape shape, int slotCapacity, RollCycle roll
             }
             if (existing.slotCapacity < slotCapacity) {
                 throw new StoreException(file, "the store holds slotCapacity=" + existing.slotCapacity + ", asked for " + slotCapacity);
+            }
+            if (existing.format == LEGACY_FORMAT) {
+                if (existing.dtype() != shape.dtype()) {
+                    throw new StoreException(file, "store format " + LEGACY_FORMAT + " holds the ids of " + shape.numExperts() + " experts as "
+                            + existing.dtype().numpyName() + " with a sentinel; this build writes format " + FORMAT + " ("
+                            + shape.dtype().numpyName() + ", missing rows recorded apart) and cannot append to it. It stays readable "
+                            + "(RoutingReplay, r3 verify/export/serve); write to a new store");
+                }
+                StoreManifest upgraded = new StoreManifest(existing.shape, existing.slotCapacity, existing.rollCycle, FORMAT);
+                upgraded.write(dir);
+                return upgraded;
             }
             return existing;
         }
@@ -110,7 +143,7 @@ public record StoreManifest(RoutingShape shape, int slotCapacity, RollCycle roll
 
     /** This manifest with {@code cycle} as its roll cycle. */
     StoreManifest withRollCycle(RollCycle cycle) {
-        return new StoreManifest(shape, slotCapacity, cycle);
+        return new StoreManifest(shape, slotCapacity, cycle, format);
     }
 
     /**
@@ -121,11 +154,11 @@ public record StoreManifest(RoutingShape shape, int slotCapacity, RollCycle roll
     void write(Path dir) {
         Path file = dir.resolve(FILE);
         Properties p = new Properties();
-        p.setProperty("format", Integer.toString(FORMAT));
+        p.setProperty("format", Integer.toString(format));
         p.setProperty("moeLayers", Integer.toString(shape.moeLayers()));
         p.setProperty("topK", Integer.toString(shape.topK()));
         p.setProperty("numExperts", Integer.toString(shape.numExperts()));
-        p.setProperty("dtype", shape.dtype().numpyName());
+        p.setProperty("dtype", dtype().numpyName());
         p.setProperty("slotCapacity", Integer.toString(slotCapacity));
         if (rollCycle != null) {
             p.setProperty("rollCycle", rollCycle.toString());

@@ -40,7 +40,7 @@ class NumpyExportTest {
             "out = sys.argv[1]",
             "lines = open(out + '/manifest.tsv', encoding='utf-8').read().splitlines()[1:]",
             "for line in lines:",
-            "    f, rid, rnd, n, l, k, dt, idx = line.split('\\t')",
+            "    f, rid, rnd, n, l, k, dt, idx, missing = line.split('\\t')",
             "    a = np.load(out + '/' + f)",
             "    assert a.dtype == np.dtype(dt), (f, a.dtype, dt)",
             "    assert a.shape == (int(n), int(l), int(k)), (f, a.shape)",

@@ -64,7 +64,7 @@ class ReplayServerTest {
                 HttpClient client = HttpClient.create().baseUrl("http://127.0.0.1:" + server.port());
                 Tuple2<Integer, String> manifest = get(client, "/manifest");
                 assertEquals(200, manifest.getT1());
-                assertEquals("{\"moeLayers\":3,\"topK\":2,\"numExperts\":300,\"dtype\":\"uint16\",\"sentinel\":65535,\"slotCapacity\":64,"
+                assertEquals("{\"moeLayers\":3,\"topK\":2,\"numExperts\":300,\"dtype\":\"uint16\",\"storeFormat\":3,\"missingAs\":-1,\"missingDtypes\":[\"int16\",\"int32\",\"int64\"],\"slotCapacity\":64,"
                         + "\"firstOrdinal\":0,\"lastOrdinal\":1}", manifest.getT2());
 
                 Tuple2<Integer, String> listing = get(client, "/requests");

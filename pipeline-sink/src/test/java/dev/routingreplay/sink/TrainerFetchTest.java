@@ -193,7 +193,7 @@ class TrainerFetchTest {
                 List.of("layers=2", "bad query parameter layers='2'"),
                 List.of("layers=-1:2", "bad query parameter layers='-1:2'"),
                 List.of("drop_last=yes", "bad query parameter drop_last='yes': want true or false"),
-                List.of("dtype=float32", "bad query parameter dtype='float32': want native (the stored uint16), int32 or int64"),
+                List.of("dtype=float32", "bad query parameter dtype='float32': want native (the stored uint16), int16, int32 or int64"),
                 List.of("dtype=uint8", "bad query parameter dtype='uint8'"),
                 List.of("Start=1", "unknown query parameter 'Start': the .npy routes take start, layers, drop_last, dtype"),
                 List.of("start=1&start=2", "query parameter start given 2 times"));

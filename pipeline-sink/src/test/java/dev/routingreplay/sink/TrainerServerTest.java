@@ -71,23 +71,30 @@ class TrainerServerTest {
     }
 
     @Test
-    void theSentinelIsMinusOneInSignedDtypesAndKeptInTheNativeOne() throws Exception {
+    void aVersion3RowHoldingTheSentinelIsAMissingRow409InNativeAndMinusOneInSignedDtypes() throws Exception {
         StoreConfig config = TrainerStores.empty(dir, new RoutingShape(2, 2, 16));
-        TrainerStores.appendRaw(config, 3, "gap", 0, 0, new int[] {1, 2, 3, 4, 255, 255, 255, 255, 5, 255, 6, 7});
+        TrainerStores.appendRaw(config, 3, "gap", 0, 0, new int[] {1, 2, 3, 4, 255, 255, 255, 255, 5, 255, 6, 7, 8, 9, 10, 11});
         try (ReplayServer server = ReplayServer.start(dir, "127.0.0.1", 0)) {
-            TrainerStores.Npy nat = get(server, "/requests/0.npy", null);
-            assertEquals("|u1", nat.descr());
-            assertEquals(255, nat.at(4));
-            for (String dtype : List.of("int32", "int64")) {
+            HttpResponse<String> nat = text(server, "/requests/0.npy", null);
+            assertEquals(409, nat.statusCode(), nat.body());
+            assertTrue(nat.body().contains("cannot carry the 2 missing rows") && nat.body().contains("dtype=int16, int32, int64"), nat.body());
+            TrainerStores.Npy tail = get(server, "/requests/0.npy?start=3", null);
+            assertEquals(200, tail.status(), "a native slice without a missing row is served: " + tail.text());
+            assertEquals("|u1", tail.descr());
+            assertEquals("0", tail.header("x-r3-missing-rows"));
+            for (String dtype : List.of("int16", "int32", "int64")) {
                 TrainerStores.Npy wide = get(server, "/requests/0.npy?dtype=" + dtype, null);
-                long[] got = new long[12];
-                for (int i = 0; i < 12; i++) {
+                long[] got = new long[16];
+                for (int i = 0; i < 16; i++) {
                     got[i] = wide.at(i);
                 }
-                assertArrayEquals(new long[] {1, 2, 3, 4, -1, -1, -1, -1, 5, -1, 6, 7}, got, dtype);
+                // row 2 held the sentinel in two ids: the whole row is missing
+                assertArrayEquals(new long[] {1, 2, 3, 4, -1, -1, -1, -1, -1, -1, -1, -1, 8, 9, 10, 11}, got, dtype);
+                assertEquals("2", wide.header("x-r3-missing-rows"));
                 assertEquals(crc(wide.body()), Long.parseLong(wide.header("x-r3-body-crc32c"), 16));
             }
-            assertTrue(text(server, "/manifest", null).body().contains("\"dtype\":\"uint8\",\"sentinel\":255"));
+            assertTrue(text(server, "/requests", null).body().contains("\"seqLen\":4,\"missingRows\":2}"));
+            assertTrue(text(server, "/manifest", null).body().contains("\"dtype\":\"uint8\",\"storeFormat\":3,\"missingAs\":-1"));
         }
     }
 

@@ -1,5 +1,6 @@
 package dev.routingreplay.sink;
 
+import dev.routingreplay.core.RoutingDtype;
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.event.EngineEvent;
 import dev.routingreplay.core.event.RequestAdmitted;
@@ -87,24 +88,28 @@ final class TrainerStores {
 
     /**
      * Appends a request record written byte by byte, as a build of record version {@code version} (2 or 3) would
-     * have: {@code ids} row-major {@code [seqLen, layers, topK]} in the shape's dtype.
+     * have: {@code ids} row-major {@code [seqLen, layers, topK]} in the legacy dtype (room for the sentinel).
      */
     static void appendRaw(StoreConfig config, int version, String id, long round, long ordinal, int[] ids) {
         RoutingShape shape = config.shape();
+        RoutingDtype dtype = RoutingDtype.legacyForExperts(shape.numExperts());
         int seqLen = ids.length / shape.idsPerRow();
-        ByteBuffer rows = ByteBuffer.allocate(seqLen * shape.rowBytes()).order(ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer rows = ByteBuffer.allocate(seqLen * shape.idsPerRow() * dtype.bytes()).order(ByteOrder.LITTLE_ENDIAN);
         for (int i = 0; i < ids.length; i++) {
-            shape.dtype().write(rows, i * shape.dtype().bytes(), ids[i]);
+            dtype.write(rows, i * dtype.bytes(), ids[i]);
         }
         byte[] rowBytes = rows.array();
         ByteBuffer head = ByteBuffer.allocate(256).order(ByteOrder.LITTLE_ENDIAN);
+        // the layout of versions 2 and 3 (RecordFormat): 3 adds the ordinal and the rows' checksum
+        head.putInt(RecordFormat.REQUEST_MAGIC).put((byte) version);
+        byte[] utf8 = id.getBytes(StandardCharsets.UTF_8);
+        head.putInt(utf8.length).put(utf8).putLong(round);
         if (version == 3) {
-            RequestRecords.putHeader(head, id, round, ordinal, shape, seqLen, Crc32c.of(rowBytes, 0, rowBytes.length));
-        } else {
-            head.putInt(RecordFormat.REQUEST_MAGIC).put((byte) version);
-            byte[] utf8 = id.getBytes(StandardCharsets.UTF_8);
-            head.putInt(utf8.length).put(utf8).putLong(round).putInt(seqLen).putInt(shape.moeLayers()).putInt(shape.topK())
-                    .putInt(shape.numExperts()).put((byte) shape.dtype().bytes());
+            head.putLong(ordinal);
+        }
+        head.putInt(seqLen).putInt(shape.moeLayers()).putInt(shape.topK()).putInt(shape.numExperts()).put((byte) dtype.bytes());
+        if (version == 3) {
+            head.putInt(Crc32c.of(rowBytes, 0, rowBytes.length));
         }
         byte[] all = new byte[head.position() + rowBytes.length];
         System.arraycopy(head.array(), 0, all, 0, head.position());
@@ -142,6 +147,8 @@ final class TrainerStores {
                     return b.get(i) & 0xFF;
                 case "<u2":
                     return b.getShort(i * 2) & 0xFFFF;
+                case "<i2":
+                    return b.getShort(i * 2);
                 case "<i4":
                     return b.getInt(i * 4);
                 case "<i8":

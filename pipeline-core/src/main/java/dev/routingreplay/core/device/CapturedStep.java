@@ -69,7 +69,11 @@ public final class CapturedStep {
         return shape;
     }
 
-    /** Slot of token {@code token} ({@code -1} = padding, skip it). */
+    /**
+     * Slot word of token {@code token}: the slot ({@code >= 0}); {@code -1} = padding, skip it; below -1 = the pack
+     * dropped the row (an expert id out of range), its slot is {@link RingSlotLayout#droppedSlot} and the row must be
+     * recorded as missing, never stored.
+     */
     public int slot(int token) {
         return host.getInt(layout.slotOffset(token));
     }

@@ -8,7 +8,9 @@ import dev.routingreplay.core.RoutingShape;
  *
  * <pre>
  * [0, 64)                 pack status: invalid ids and invalid slots the pack found (see the offsets below)
- * [64, 64 + 4*maxTokens)  slot of each token, int32 (-1 = padding)
+ * [64, 64 + 4*maxTokens)  slot word of each token, int32: the slot (>= 0); -1 = padding; slot | 0x80000000
+ *                         (below -1) = the row was dropped by the pack (an expert id out of range): the slot's row
+ *                         is recorded as missing
  * [rowsOffset, ...)       rows, token-major, [tokens, layers, topK] in the compact dtype
  * </pre>
  */
@@ -29,6 +31,8 @@ public final class RingSlotLayout {
     public static final int INVALID_SLOT_TOKEN = 28;
     /** int64: the invalid slot's value as the engine wrote it. */
     public static final int INVALID_SLOT_VALUE = 32;
+    /** The bit the pack sets in a token's slot word when it dropped the row (see {@link #isDropped}). */
+    public static final int DROPPED_ROW = 0x80000000;
     /** Offset of the int32 slots. */
     public static final int SLOTS_OFFSET = STATUS_BYTES;
     private static final int ROWS_ALIGNMENT = 256;
@@ -44,6 +48,16 @@ public final class RingSlotLayout {
         this.maxTokens = maxTokens;
         this.rowsOffset = align(SLOTS_OFFSET + 4L * maxTokens);
         this.totalBytes = Math.toIntExact(bytesFor(shape, maxTokens));
+    }
+
+    /** Whether a slot word marks a dropped row (a value below -1); its slot is {@link #droppedSlot}. */
+    public static boolean isDropped(int slotWord) {
+        return slotWord < -1;
+    }
+
+    /** The slot of a dropped row's slot word ({@code slotWord & 0x7FFFFFFF}). */
+    public static int droppedSlot(int slotWord) {
+        return slotWord & ~DROPPED_ROW;
     }
 
     static long bytesFor(RoutingShape shape, int maxTokens) {

@@ -14,9 +14,10 @@ import java.nio.ByteBuffer;
  * <ul>
  *   <li>slots are written as int32; a slot outside {@code [-1, slotCapacity)} is counted, one is recorded, and -1
  *       is written in its place;</li>
- *   <li>rows of padding tokens (slot -1, or an invalid slot) are filled with the dtype's sentinel and not checked;</li>
- *   <li>an id outside {@code [0, numExperts)} is counted, one is recorded (the first, here) and the sentinel is
- *       written in its place.</li>
+ *   <li>rows of padding tokens (slot -1, or an invalid slot) are filled with zeros and not checked;</li>
+ *   <li>an id outside {@code [0, numExperts)} is counted, one is recorded (the first, here), 0 is written in its
+ *       place, and its token's slot word gets {@link RingSlotLayout#DROPPED_ROW}: the whole row is dropped, and a sink
+ *       records the slot as missing instead of storing the row. No id value means "missing".</li>
  * </ul>
  */
 public final class HostPack {
@@ -43,7 +44,6 @@ public final class HostPack {
         RoutingDtype dtype = shape.dtype();
         int idsPerRow = shape.idsPerRow();
         int idBytes = dtype.bytes();
-        int sentinel = dtype.sentinel();
         int numExperts = shape.numExperts();
         int slotCapacity = spec.slotCapacity();
         int badIds = 0;
@@ -64,11 +64,12 @@ public final class HostPack {
             int rowOffset = layout.rowOffset(t);
             if (slot == -1) {
                 for (int j = 0; j < idsPerRow; j++) {
-                    dtype.write(staging, rowOffset + j * idBytes, sentinel);
+                    dtype.write(staging, rowOffset + j * idBytes, 0);
                 }
                 continue;
             }
             int srcBase = t * idsPerRow;
+            boolean dropped = false;
             for (int j = 0; j < idsPerRow; j++) {
                 long id = routingType == ElementType.INT32 ? routing.getInt((srcBase + j) * 4) : routing.getLong((srcBase + j) * 8);
                 if (id < 0 || id >= numExperts) {
@@ -77,9 +78,13 @@ public final class HostPack {
                         staging.putInt(RingSlotLayout.INVALID_ID_INDEX, j);
                         staging.putLong(RingSlotLayout.INVALID_ID_VALUE, id);
                     }
-                    id = sentinel;
+                    id = 0;
+                    dropped = true;
                 }
                 dtype.write(staging, rowOffset + j * idBytes, (int) id);
+            }
+            if (dropped) {
+                staging.putInt(layout.slotOffset(t), (int) slot | RingSlotLayout.DROPPED_ROW);
             }
         }
         staging.putInt(RingSlotLayout.INVALID_ID_COUNT, badIds);

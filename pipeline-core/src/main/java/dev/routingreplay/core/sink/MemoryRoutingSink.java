@@ -42,7 +42,7 @@ public class MemoryRoutingSink implements RoutingSink, AutoCloseable {
 
     @Override
     public void finish(RequestFinished request) {
-        RequestRouting routing = new RequestRouting(request.requestId(), store.shape(), request.seqLen(), store.gather(request));
+        RequestRouting routing = store.gather(request);
         finished.put(request.requestId(), routing);
         synchronized (finishOrder) {
             finishOrder.add(request.requestId());
@@ -84,7 +84,7 @@ public class MemoryRoutingSink implements RoutingSink, AutoCloseable {
      */
     public RequestRouting read(int... slots) {
         RequestFinished probe = new RequestFinished("slots", slots);
-        return new RequestRouting("slots", store.shape(), slots.length, store.gather(probe));
+        return store.gather(probe);
     }
 
     /** Frees the slot store. */

@@ -4,31 +4,85 @@ import dev.routingreplay.core.RoutingDtype;
 import dev.routingreplay.core.RoutingShape;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.Arrays;
 
 /**
- * The routing of one finished request, self-describing: request id, shape {@code [seqLen, layers, topK]}, dtype,
- * and the ids in token order (prompt, then output), little endian. Immutable; {@link #rows()} is read-only.
+ * The routing of one finished request, self-describing: request id, shape {@code [seqLen, layers, topK]}, stored
+ * dtype, the ids in token order (prompt, then output), little endian, and which rows are missing. Immutable;
+ * {@link #rows()} is read-only.
+ *
+ * <p>A row is either recorded (every id of it) or missing (a step covered its slot but its row was dropped, e.g. an
+ * expert id out of range; or, in a record of a store of format 2, a row holding the old sentinel). A missing row's
+ * ids read as {@code -1} ({@link #id}, {@link #toIntArray}, {@link #toLongArray}); its bytes in {@link #rows()} carry
+ * no meaning.
  */
 public final class RequestRouting {
     private final String requestId;
     private final RoutingShape shape;
+    private final RoutingDtype dtype;
     private final int seqLen;
     private final ByteBuffer rows;
+    private final long[] missing;
+    private final int missingCount;
 
     /**
-     * Wraps {@code rows} (seqLen * rowBytes bytes, little endian) without copying; the caller must not change them.
+     * Wraps {@code rows} (seqLen * rowBytes bytes, little endian, in the shape's dtype, every row recorded) without
+     * copying; the caller must not change them.
      *
      * @throws IllegalArgumentException when the byte count does not match the shape
      */
     public RequestRouting(String requestId, RoutingShape shape, int seqLen, ByteBuffer rows) {
-        if ((long) seqLen * shape.rowBytes() != rows.remaining()) {
+        this(requestId, shape, shape.dtype(), seqLen, rows, null);
+    }
+
+    /**
+     * Wraps {@code rows} ({@code seqLen * idsPerRow * dtype.bytes()} bytes, little endian) without copying, with the
+     * missing rows of {@code missingRows} (bit {@code p % 64} of word {@code p / 64} set for a missing position
+     * {@code p}; copied; null or all zero when every row is recorded).
+     *
+     * @param dtype the dtype the rows are stored in: the shape's, or a wider one (records of stores of format 2)
+     * @throws IllegalArgumentException when the byte count does not match, the dtype cannot hold the shape's ids, or
+     *     the bitmap is too short or marks a position past {@code seqLen}
+     */
+    public RequestRouting(String requestId, RoutingShape shape, RoutingDtype dtype, int seqLen, ByteBuffer rows, long[] missingRows) {
+        if (dtype.maxExperts() < shape.numExperts()) {
+            throw new IllegalArgumentException("request " + requestId + ": dtype " + dtype.numpyName() + " cannot hold the ids of "
+                    + shape.numExperts() + " experts");
+        }
+        if ((long) seqLen * shape.idsPerRow() * dtype.bytes() != rows.remaining()) {
             throw new IllegalArgumentException("request " + requestId + ": " + rows.remaining() + " bytes of rows do not match seqLen="
-                    + seqLen + " x rowBytes=" + shape.rowBytes());
+                    + seqLen + " x rowBytes=" + shape.idsPerRow() * dtype.bytes());
+        }
+        int count = 0;
+        long[] copy = null;
+        if (missingRows != null) {
+            int words = bitmapWords(seqLen);
+            if (missingRows.length < words) {
+                throw new IllegalArgumentException("request " + requestId + ": missing-row bitmap of " + missingRows.length
+                        + " words for seqLen=" + seqLen);
+            }
+            for (int w = 0; w < missingRows.length; w++) {
+                long bits = missingRows[w];
+                long beyond = w >= words ? -1L : (seqLen & 63) != 0 && w == words - 1 ? -1L << (seqLen & 63) : 0L;
+                if ((bits & beyond) != 0) {
+                    throw new IllegalArgumentException("request " + requestId + ": missing-row bitmap marks a position past seqLen=" + seqLen);
+                }
+                count += Long.bitCount(bits);
+            }
+            copy = count == 0 ? null : Arrays.copyOf(missingRows, words);
         }
         this.requestId = requestId;
         this.shape = shape;
+        this.dtype = dtype;
         this.seqLen = seqLen;
         this.rows = rows.slice().asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN);
+        this.missing = copy;
+        this.missingCount = count;
+    }
+
+    /** The number of 64-bit words a missing-row bitmap of {@code seqLen} positions takes. */
+    public static int bitmapWords(int seqLen) {
+        return (seqLen + 63) >>> 6;
     }
 
     /** The engine's request id. */
@@ -41,9 +95,49 @@ public final class RequestRouting {
         return shape;
     }
 
-    /** Stored dtype of the ids. */
+    /** Stored dtype of the ids: the shape's, or a wider one for a record of a store of format 2. */
     public RoutingDtype dtype() {
-        return shape.dtype();
+        return dtype;
+    }
+
+    /** Rows that are missing (0 when every row is recorded). */
+    public int missingRowCount() {
+        return missingCount;
+    }
+
+    /** Whether position {@code position} is a missing row. */
+    public boolean isMissing(int position) {
+        if (position < 0 || position >= seqLen) {
+            throw new IndexOutOfBoundsException("position " + position + " outside [0, " + seqLen + ")");
+        }
+        return missing != null && (missing[position >>> 6] & 1L << position) != 0;
+    }
+
+    /** Missing rows among positions {@code [from, to)}. */
+    public int missingRowsIn(int from, int to) {
+        if (from < 0 || to > seqLen || from > to) {
+            throw new IndexOutOfBoundsException("[" + from + ", " + to + ") outside [0, " + seqLen + "]");
+        }
+        if (missing == null) {
+            return 0;
+        }
+        int n = 0;
+        for (int p = from; p < to; p++) {
+            if ((missing[p >>> 6] & 1L << p) != 0) {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /** The missing-row bitmap (bit {@code p % 64} of word {@code p / 64}), a copy; {@link #bitmapWords} words, all zero when none is missing. */
+    public long[] missingRows() {
+        return missing == null ? new long[bitmapWords(seqLen)] : missing.clone();
+    }
+
+    /** Bytes per row in the stored dtype. */
+    public int rowBytes() {
+        return shape.idsPerRow() * dtype.bytes();
     }
 
     /** Positions (forwarded tokens). */
@@ -56,32 +150,45 @@ public final class RequestRouting {
         return new int[] {seqLen, shape.moeLayers(), shape.topK()};
     }
 
-    /** The ids, {@code [seqLen, layers, topK]} row-major in {@link #dtype()}, little endian, read-only. */
+    /**
+     * The ids as stored, {@code [seqLen, layers, topK]} row-major in {@link #dtype()}, little endian, read-only; the
+     * bytes of a missing row carry no meaning (check {@link #isMissing}).
+     */
     public ByteBuffer rows() {
         return rows.duplicate().order(ByteOrder.LITTLE_ENDIAN);
     }
 
-    /** The id at (position, layer, k). */
+    /** The id at (position, layer, k); -1 in a missing row. */
     public int id(int position, int layer, int k) {
         if (position < 0 || position >= seqLen || layer < 0 || layer >= shape.moeLayers() || k < 0 || k >= shape.topK()) {
             throw new IndexOutOfBoundsException("(" + position + ", " + layer + ", " + k + ") outside [" + seqLen + ", "
                     + shape.moeLayers() + ", " + shape.topK() + "]");
         }
-        return shape.dtype().read(rows, ((position * shape.moeLayers() + layer) * shape.topK() + k) * shape.dtype().bytes());
+        if (isMissing(position)) {
+            return -1;
+        }
+        return dtype.read(rows, ((position * shape.moeLayers() + layer) * shape.topK() + k) * dtype.bytes());
     }
 
-    /** All ids, flattened row-major. */
+    /** All ids, flattened row-major; -1 for every id of a missing row. */
     public int[] toIntArray() {
-        RoutingDtype dtype = shape.dtype();
-        int n = seqLen * shape.idsPerRow();
+        int perRow = shape.idsPerRow();
+        int n = seqLen * perRow;
         int[] out = new int[n];
         for (int i = 0; i < n; i++) {
             out[i] = dtype.read(rows, i * dtype.bytes());
         }
+        if (missing != null) {
+            for (int p = 0; p < seqLen; p++) {
+                if (isMissing(p)) {
+                    Arrays.fill(out, p * perRow, (p + 1) * perRow, -1);
+                }
+            }
+        }
         return out;
     }
 
-    /** All ids, flattened row-major, widened to {@code long} (what verl, slime and Megatron use). */
+    /** All ids, flattened row-major, widened to {@code long} (what verl, slime and Megatron use); -1 in missing rows. */
     public long[] toLongArray() {
         int[] ints = toIntArray();
         long[] out = new long[ints.length];
@@ -91,7 +198,7 @@ public final class RequestRouting {
         return out;
     }
 
-    /** All ids as {@code [seqLen][layers][topK]}. */
+    /** All ids as {@code [seqLen][layers][topK]}; -1 in missing rows. */
     public int[][][] toArray() {
         int[][][] out = new int[seqLen][shape.moeLayers()][shape.topK()];
         for (int p = 0; p < seqLen; p++) {
@@ -104,11 +211,11 @@ public final class RequestRouting {
         return out;
     }
 
-    /** Equal when id, shape and every byte of the rows are equal. */
+    /** Equal when id, shape, dtype, the missing rows and every byte of the rows are equal. */
     @Override
     public boolean equals(Object o) {
-        return o instanceof RequestRouting r && r.requestId.equals(requestId) && r.shape.equals(shape) && r.seqLen == seqLen
-                && r.rows.equals(rows);
+        return o instanceof RequestRouting r && r.requestId.equals(requestId) && r.shape.equals(shape) && r.dtype == dtype
+                && r.seqLen == seqLen && Arrays.equals(r.missing, missing) && r.rows.equals(rows);
     }
 
     @Override
@@ -118,6 +225,7 @@ public final class RequestRouting {
 
     @Override
     public String toString() {
-        return "RequestRouting[" + requestId + ", seqLen=" + seqLen + ", " + shape.describe() + "]";
+        return "RequestRouting[" + requestId + ", seqLen=" + seqLen + ", " + shape.describe()
+                + (dtype != shape.dtype() ? " stored as " + dtype.numpyName() : "") + (missingCount > 0 ? ", " + missingCount + " missing rows" : "") + "]";
     }
 }

@@ -1,6 +1,7 @@
 package dev.routingreplay.core.host;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.routingreplay.core.ElementType;
 import dev.routingreplay.core.RoutingShape;
@@ -15,8 +16,8 @@ import org.junit.jupiter.params.provider.CsvSource;
 class HostPackTest {
 
     @ParameterizedTest(name = "{0} experts, ids {1}, slots {2}")
-    @CsvSource({"8, INT32, INT32", "255, INT64, INT64", "256, INT64, INT32", "70000, INT32, INT64"})
-    void packsEveryDtypeAndMarksPaddingWithTheSentinel(int experts, ElementType idType, ElementType slotType) {
+    @CsvSource({"8, INT32, INT32", "255, INT64, INT64", "256, INT64, INT32", "257, INT32, INT32", "70000, INT32, INT64"})
+    void packsEveryDtypeAndZeroesPaddingRows(int experts, ElementType idType, ElementType slotType) {
         RoutingShape shape = new RoutingShape(2, 2, experts);
         RingSpec spec = new RingSpec(shape, 1, 4, 100);
         ByteBuffer routing = ByteBuffer.allocate(4 * 4 * 8).order(ByteOrder.nativeOrder());
@@ -42,7 +43,7 @@ class HostPackTest {
             assertEquals(slotValues[t], view.slot(t));
             for (int l = 0; l < 2; l++) {
                 for (int k = 0; k < 2; k++) {
-                    int expected = slotValues[t] == -1 ? shape.dtype().sentinel() : (experts - 1 - t - (l * 2 + k) + experts) % experts;
+                    int expected = slotValues[t] == -1 ? 0 : (experts - 1 - t - (l * 2 + k) + experts) % experts;
                     assertEquals(expected, view.id(t, l, k), "token " + t + " layer " + l + " k " + k);
                 }
             }
@@ -78,9 +79,13 @@ class HostPackTest {
         CapturedStep.Owner owner = CapturedStep.over(spec, staging);
         owner.aim(1, 4);
         CapturedStep view = owner.view();
-        assertEquals(0xFF, view.id(1, 0, 0), "an invalid id is replaced by the sentinel");
-        assertEquals(0xFF, view.id(2, 0, 0));
+        assertEquals(0, view.id(1, 0, 0), "an invalid id is replaced by 0 (no id value means missing)");
+        assertEquals(0, view.id(2, 0, 0));
         assertEquals(5, view.id(2, 0, 1));
+        assertEquals(0, view.slot(0), "a row of valid ids keeps its slot");
+        assertEquals(1 | RingSlotLayout.DROPPED_ROW, view.slot(1), "a row with an invalid id is dropped, whole");
+        assertTrue(RingSlotLayout.isDropped(view.slot(2)));
+        assertEquals(2, RingSlotLayout.droppedSlot(view.slot(2)));
         assertEquals(-1, view.slot(3), "an invalid slot becomes padding");
     }
 

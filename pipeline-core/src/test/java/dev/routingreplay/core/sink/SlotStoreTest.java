@@ -6,10 +6,16 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.routingreplay.core.ElementType;
+import dev.routingreplay.core.RoutingDtype;
 import dev.routingreplay.core.RoutingShape;
+import dev.routingreplay.core.device.CapturedStep;
+import dev.routingreplay.core.device.RingSpec;
+import dev.routingreplay.core.host.HostPack;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.SlotsMoved;
 import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import org.junit.jupiter.api.Test;
 
 class SlotStoreTest {
@@ -24,8 +30,7 @@ class SlotStoreTest {
     }
 
     private int[] ids(SlotStore store, int... slots) {
-        RequestRouting r = new RequestRouting("x", shape, slots.length, store.gather(new RequestFinished("x", slots)));
-        return r.toIntArray();
+        return store.gather(new RequestFinished("x", slots)).toIntArray();
     }
 
     @Test
@@ -47,7 +52,7 @@ class SlotStoreTest {
         try (SlotStore store = new SlotStore(shape, 8)) {
             store.put(3, row(1), 0);
             store.put(4, row(2), 0);
-            assertEquals(8, store.gather(new RequestFinished("r", new int[] {3, 4})).capacity());
+            assertEquals(8, store.gather(new RequestFinished("r", new int[] {3, 4})).rows().capacity());
             store.clear();
             IllegalStateException e = assertThrows(IllegalStateException.class, () -> ids(store, 3, 4));
             assertEquals("request x: position 0 of 2 maps to slot 3, which holds no routing (never captured, or cleared)", e.getMessage());
@@ -63,7 +68,7 @@ class SlotStoreTest {
             r.putShort(0, (short) 321);
             store.put(slots - 1, r, 0);
             store.put(0, ByteBuffer.allocate(wide.rowBytes()), 0);
-            RequestRouting got = new RequestRouting("y", wide, 2, store.gather(new RequestFinished("y", new int[] {slots - 1, 0})));
+            RequestRouting got = store.gather(new RequestFinished("y", new int[] {slots - 1, 0}));
             assertEquals(321, got.id(0, 0, 0));
             assertEquals(0, got.id(1, 0, 0));
         }
@@ -119,6 +124,77 @@ class SlotStoreTest {
                     () -> store.move(new SlotsMoved(new int[] {0}, new int[] {-1}))).getMessage());
             assertFalse(store.isWritten(1), "a refused move wrote nothing");
             assertArrayEquals(new int[] {70, 71, 72, 73}, ids(store, 7), "the last slot is in range");
+        }
+    }
+
+    /** Packs {@code ids} ([tokens, 2 layers, 2 k], int32) for {@code slots} with the host pack, as a ring slot holds them. */
+    private static CapturedStep packed(RoutingShape shape, int slotCapacity, int[] slots, int[] ids) {
+        RingSpec spec = new RingSpec(shape, 1, slots.length, slotCapacity);
+        ByteBuffer routing = ByteBuffer.allocate(ids.length * 4).order(ByteOrder.nativeOrder());
+        ByteBuffer slotMapping = ByteBuffer.allocate(slots.length * 4).order(ByteOrder.nativeOrder());
+        for (int i = 0; i < ids.length; i++) {
+            routing.putInt(i * 4, ids[i]);
+        }
+        for (int t = 0; t < slots.length; t++) {
+            slotMapping.putInt(t * 4, slots[t]);
+        }
+        ByteBuffer staging = ByteBuffer.allocate(spec.layout().totalBytes()).order(ByteOrder.nativeOrder());
+        HostPack.pack(routing, ElementType.INT32, slotMapping, ElementType.INT32, slots.length, spec, staging);
+        CapturedStep.Owner owner = CapturedStep.over(spec, staging);
+        owner.aim(1, slots.length);
+        return owner.view();
+    }
+
+    @Test
+    void aRowWithAnOutOfRangeIdIsMissingWholeAndExpert255OfAUint8ShapeIsAnId() {
+        RoutingShape shape256 = new RoutingShape(2, 2, 256);
+        assertEquals(RoutingDtype.UINT8, shape256.dtype());
+        try (SlotStore store = new SlotStore(shape256, 8)) {
+            // slot 5 held an earlier row: a dropped row must not leave it readable (stale)
+            store.scatter(packed(shape256, 8, new int[] {5}, new int[] {1, 2, 3, 4}));
+            int stored = store.scatter(packed(shape256, 8, new int[] {3, 5, -1}, new int[] {255, 255, 0, 255, 7, 256, 8, 9, 1, 1, 1, 1}));
+            assertEquals(1, stored, "the dropped row and the padding are not stored");
+            assertTrue(store.isMissing(5));
+            assertFalse(store.isMissing(3));
+            RequestRouting r = store.gather(new RequestFinished("m", new int[] {3, 5}));
+            assertEquals(1, r.missingRowCount());
+            assertFalse(r.isMissing(0));
+            assertTrue(r.isMissing(1));
+            assertArrayEquals(new int[] {255, 255, 0, 255, -1, -1, -1, -1}, r.toIntArray());
+            assertEquals(255, r.id(0, 0, 0));
+            assertArrayEquals(new long[] {2L}, r.missingRows());
+            ByteBuffer rows = r.rows();
+            for (int b = 4; b < 8; b++) {
+                assertEquals(0, rows.get(b), "a missing row's bytes are zero");
+            }
+            // a move carries the missing state; a later full row makes the slot whole again
+            store.move(new SlotsMoved(new int[] {5}, new int[] {6}));
+            assertTrue(store.isMissing(6));
+            store.scatter(packed(shape256, 8, new int[] {6}, new int[] {4, 3, 2, 1}));
+            assertFalse(store.isMissing(6));
+            assertArrayEquals(new int[] {4, 3, 2, 1}, store.gather(new RequestFinished("w", new int[] {6})).toIntArray());
+        }
+    }
+
+    @Test
+    void gatherIntoFillsTheMissingRowBitmapWithoutTouchingLaterWords() {
+        try (SlotStore store = new SlotStore(shape, 200)) {
+            int[] slots = new int[130];
+            for (int p = 0; p < slots.length; p++) {
+                slots[p] = p;
+                if (p == 0 || p == 64 || p == 129) {
+                    store.putMissing(p);
+                } else {
+                    store.put(p, row(p), 0);
+                }
+            }
+            long[] bits = {-1L, -1L, -1L, 42L};
+            ByteBuffer dst = ByteBuffer.allocate(slots.length * shape.rowBytes());
+            assertEquals(3, store.gatherInto(new RequestFinished("b", slots), dst, bits));
+            assertArrayEquals(new long[] {1L, 1L, 2L, 42L}, bits);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> store.gatherInto(new RequestFinished("b", slots), dst, new long[2]));
+            assertTrue(e.getMessage().contains("bitmap of 2 words"), e.getMessage());
         }
     }
 }

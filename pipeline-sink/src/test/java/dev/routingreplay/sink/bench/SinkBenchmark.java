@@ -48,8 +48,25 @@ public class SinkBenchmark {
     /** KV-cache block size of the gathered request's block table. */
     public static final int BLOCK = 16;
 
-    @Param({"DEEPSEEK_V3", "QWEN3_30B_A3B", "GPT_OSS_120B"})
+    /**
+     * A {@link ModelPreset} name, or {@value #DEEPSEEK_V3_UINT16}: DeepSeek-V3's 58 layers and top 8 with ids of two
+     * bytes (928 B a token), as store format 2 kept them (a 257-expert shape stands in: the new format also stores
+     * 257 experts as uint16), so the old and the new format run side by side in one invocation.
+     */
+    @Param({"DEEPSEEK_V3", DEEPSEEK_V3_UINT16, "QWEN3_30B_A3B", "GPT_OSS_120B"})
     public String preset;
+
+    /** The {@link #preset} value of DeepSeek-V3's shape stored as uint16 (the format before uint8 for 256 experts). */
+    public static final String DEEPSEEK_V3_UINT16 = "DEEPSEEK_V3_UINT16";
+
+    /** The shape a {@link #preset} value names. */
+    public static RoutingShape shapeOf(String preset) {
+        if (preset.equals(DEEPSEEK_V3_UINT16)) {
+            RoutingShape v3 = ModelPreset.DEEPSEEK_V3.shape();
+            return new RoutingShape(v3.moeLayers(), v3.topK(), v3.numExperts() + 1);
+        }
+        return ModelPreset.valueOf(preset).shape();
+    }
 
     private RoutingShape shape;
     private CapturedStep.Owner stepOwner;
@@ -59,6 +76,7 @@ public class SinkBenchmark {
     private Path dir;
     private RequestFinished request;
     private ByteBuffer gathered;
+    private long[] missingRows;
     private ByteBuffer host;
     private int[] stepSlots;
     private long stepId;
@@ -66,7 +84,7 @@ public class SinkBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() {
-        shape = ModelPreset.valueOf(preset).shape();
+        shape = shapeOf(preset);
         RingSpec spec = new RingSpec(shape, 1, STEP_TOKENS, SLOTS);
         Random rng = new Random(1);
         ByteBuffer ids = ByteBuffer.allocateDirect(STEP_TOKENS * shape.idsPerRow() * 4).order(ByteOrder.nativeOrder());
@@ -100,6 +118,7 @@ public class SinkBenchmark {
         }
         request = new RequestFinished("bench", requestSlots);
         gathered = ByteBuffer.allocateDirect(REQUEST_TOKENS * shape.rowBytes());
+        missingRows = new long[REQUEST_TOKENS / 64];
     }
 
     @Setup(Level.Iteration)
@@ -147,7 +166,7 @@ public class SinkBenchmark {
     /** Gather of a 32k-token request from the slot index into a buffer. */
     @Benchmark
     public ByteBuffer gatherIndex() {
-        index.gatherInto(request, gathered);
+        index.gatherInto(request, gathered, missingRows);
         return gathered;
     }
 
