@@ -89,11 +89,28 @@ class CorruptionTest {
                 seen.add(r.requestId());
             }).blockLast(Duration.ofSeconds(20));
             return null;
+        } catch (IllegalStateException e) {
+            if (e.getMessage() != null && e.getMessage().startsWith("Timeout")) {
+                // a read that never ends is a failure of its own: say where every thread was (a CI flake left no trace)
+                throw new AssertionError("the replay of " + dir + " did not end within 20 s; threads:\n" + threadDump(), e);
+            }
+            return e;
         } catch (AssertionError e) {
             throw e;
         } catch (RuntimeException e) {
             return e;
         }
+    }
+
+    private static String threadDump() {
+        StringBuilder out = new StringBuilder();
+        Thread.getAllStackTraces().forEach((thread, stack) -> {
+            out.append('"').append(thread.getName()).append("\" ").append(thread.getState()).append('\n');
+            for (StackTraceElement frame : stack) {
+                out.append("    at ").append(frame).append('\n');
+            }
+        });
+        return out.toString();
     }
 
     @Test
