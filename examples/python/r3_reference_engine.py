@@ -63,6 +63,7 @@ class Request:
     not_before: int = 0               # earliest step of (re-)admission
     routing: np.ndarray | None = None     # [max_len - 1, layers, top_k] from the hooks (verify), -1 = not forwarded
     fwd_slots: np.ndarray | None = None   # slot each position had when it was forwarded
+    logprobs: list[float] = field(default_factory=list)  # the engine's log-prob of each generated token (greedy)
 
     @property
     def seq_len(self) -> int:
@@ -232,7 +233,8 @@ class ReferenceEngine:
 
         if self.capture is not None:
             routing, _ = self.capture.begin_step()
-            self.hooks.target = routing
+            # the host backend (a sidecar without a GPU) hands out numpy views of the shared file
+            self.hooks.target = torch.from_numpy(routing) if isinstance(routing, np.ndarray) else routing
         if self.args.verify:
             self.hooks.start_record()
         with torch.no_grad():
@@ -245,10 +247,11 @@ class ReferenceEngine:
                     if p == len(r.tokens) - 1:
                         last_idx.append(i)
                         last_req.append(r)
-            new_tokens = []
+            new_tokens, new_logprobs = [], []
             if last_idx:
                 logits = self.model.lm_head(hidden[torch.tensor(last_idx, device=hidden.device)])
-                new_tokens = logits.argmax(-1).tolist()
+                best = logits.float().log_softmax(-1).max(-1)
+                new_tokens, new_logprobs = best.indices.tolist(), best.values.tolist()
         rec = self.hooks.take_record().numpy() if self.args.verify else None
         self.hooks.target = None
         if self.capture is not None:
@@ -264,8 +267,9 @@ class ReferenceEngine:
                 r.routing[p] = rec[i]
         for r, start, n in sched:
             r.computed = start + n
-        for r, t in zip(last_req, new_tokens):
+        for r, t, lp in zip(last_req, new_tokens, new_logprobs):
             r.tokens.append(int(t))
+            r.logprobs.append(float(lp))
         self.result.steps += 1
         self.result.tokens += T
         self.result.padding += T - real
