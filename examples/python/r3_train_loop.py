@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-max", type=int, default=96)
     p.add_argument("--num-blocks", type=int, default=512, help="KV blocks of 16 slots in the engine")
     p.add_argument("--train-batch", type=int, default=4, help="requests per training forward")
-    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate of the one optimizer step")
+    p.add_argument("--lr", type=float, default=1e-6, help="AdamW learning rate of the one optimizer step")
     p.add_argument("--sidecar-cmd", required=True, help="command line of 'r3 sidecar' (see sidecar_proc.py)")
     p.add_argument("--serve-cmd", help="command line of 'r3 serve' (default: --sidecar-cmd with 'serve')")
     p.add_argument("--work-dir", help="store, logs and rollout.json (default: a new temp dir)")
