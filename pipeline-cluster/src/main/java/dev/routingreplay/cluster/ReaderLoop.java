@@ -6,7 +6,6 @@ import java.util.ArrayDeque;
 import java.util.Collection;
 import java.util.HashMap;
 import java.util.HashSet;
-import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -49,7 +48,9 @@ final class ReaderLoop implements Runnable {
     private KafkaConsumer<String, String> consumer;
     private final ArrayDeque<Pending> queued = new ArrayDeque<>();
     private final Map<TopicPartition, PartitionProgress> progress = new HashMap<>();
-    private final Map<Pending, Disposable> inFlight = new IdentityHashMap<>();
+    /** Per partition, the announcements whose fetch started and that were not handed downstream yet, in offset order. */
+    private final Map<TopicPartition, ArrayDeque<Pending>> started = new HashMap<>();
+    private int inFlight;
     private final Set<String> inFlightKeys = new HashSet<>();
     private final SeenKeys seen;
     private final DedupSeed seed;
@@ -63,6 +64,10 @@ final class ReaderLoop implements Runnable {
         final long offset;
         final long generation;
         final Announcement announcement;
+        Disposable fetch;
+        boolean completed;
+        boolean dropped;
+        RequestRouting routing;
 
         Pending(TopicPartition partition, long offset, long generation, Announcement announcement) {
             this.partition = partition;
@@ -104,7 +109,7 @@ final class ReaderLoop implements Runnable {
             consumer.subscribe(List.of(settings.topic()), new Rebalance());
             while (!cancelled && failure == null) {
                 boolean ready = !done.isEmpty() || canDispatch();
-                ConsumerRecords<String, String> records = consumer.poll(ready || !inFlight.isEmpty() ? Duration.ZERO : IDLE_POLL);
+                ConsumerRecords<String, String> records = consumer.poll(ready || inFlight > 0 ? Duration.ZERO : IDLE_POLL);
                 for (ConsumerRecord<String, String> r : records) {
                     enqueue(r);
                 }
@@ -113,7 +118,7 @@ final class ReaderLoop implements Runnable {
                     dispatch();
                     flowControl();
                     commit(false);
-                    if (!inFlight.isEmpty() && done.isEmpty() && !canDispatch()) {
+                    if (inFlight > 0 && done.isEmpty() && !canDispatch()) {
                         LockSupport.parkNanos(this, BUSY_PARK_NANOS);
                     }
                 }
@@ -127,7 +132,7 @@ final class ReaderLoop implements Runnable {
     }
 
     private boolean canDispatch() {
-        return !queued.isEmpty() && inFlight.size() < Math.min(settings.maxInFlight(), sink.requestedFromDownstream());
+        return !queued.isEmpty() && inFlight < Math.min(settings.maxInFlight(), sink.requestedFromDownstream());
     }
 
     private void enqueue(ConsumerRecord<String, String> r) {
@@ -161,9 +166,10 @@ final class ReaderLoop implements Runnable {
                 continue;
             }
             inFlightKeys.add(key);
-            // a result that comes at once only reaches the done queue: this thread takes it after the put
-            inFlight.put(p, fetcher.fetch(p.announcement).subscribe(r -> completed(new Done(p, r, null)),
-                    e -> completed(new Done(p, null, e))));
+            inFlight++;
+            started.computeIfAbsent(p.partition, tp -> new ArrayDeque<>()).add(p);
+            // a result that comes at once only reaches the done queue: this thread takes it after this
+            p.fetch = fetcher.fetch(p.announcement).subscribe(r -> completed(new Done(p, r, null)), e -> completed(new Done(p, null, e)));
         }
     }
 
@@ -173,26 +179,35 @@ final class ReaderLoop implements Runnable {
         LockSupport.unpark(thread);
     }
 
-    /** Hands finished fetches downstream (this thread), unless their partition was revoked since; returns a failure. */
+    /**
+     * Hands finished fetches downstream (this thread), in offset order within each partition: a fetch that finished
+     * before an earlier one of its partition waits for it, so what was handed downstream is always a prefix of the
+     * partition and the commit covers exactly it (a later owner never re-reads a record handed downstream). Results of
+     * partitions revoked since are dropped. Returns a fetch's failure, if any.
+     */
     private Throwable handOff() {
         Done d;
         while ((d = done.poll()) != null) {
             Pending p = d.pending();
-            if (inFlight.remove(p) == null) {
-                continue;
-            }
-            String key = p.announcement.dedupKey();
-            inFlightKeys.remove(key);
-            PartitionProgress pp = progress.get(p.partition);
-            if (pp == null || pp.generation != p.generation || cancelled) {
+            if (p.dropped || cancelled) {
                 continue;
             }
             if (d.error() != null) {
                 return d.error();
             }
-            sink.next(new ClusterRecord(p.announcement, d.routing(), p.partition.partition(), p.offset));
-            seen.add(key);
-            pp.finished(p.offset);
+            p.completed = true;
+            p.routing = d.routing();
+            ArrayDeque<Pending> order = started.get(p.partition);
+            PartitionProgress pp = progress.get(p.partition);
+            while (order != null && !order.isEmpty() && order.peek().completed && !cancelled) {
+                Pending head = order.poll();
+                inFlight--;
+                String key = head.announcement.dedupKey();
+                inFlightKeys.remove(key);
+                sink.next(new ClusterRecord(head.announcement, head.routing, head.partition.partition(), head.offset));
+                seen.add(key);
+                pp.finished(head.offset);
+            }
         }
         return null;
     }
@@ -237,15 +252,18 @@ final class ReaderLoop implements Runnable {
     private void drop(Collection<TopicPartition> partitions) {
         Set<TopicPartition> gone = new HashSet<>(partitions);
         queued.removeIf(p -> gone.contains(p.partition));
-        inFlight.entrySet().removeIf(e -> {
-            if (gone.contains(e.getKey().partition)) {
-                e.getValue().dispose();
-                inFlightKeys.remove(e.getKey().announcement.dedupKey());
-                return true;
+        for (TopicPartition tp : gone) {
+            ArrayDeque<Pending> order = started.remove(tp);
+            if (order != null) {
+                for (Pending p : order) {
+                    p.dropped = true;
+                    p.fetch.dispose();
+                    inFlightKeys.remove(p.announcement.dedupKey());
+                    inFlight--;
+                }
             }
-            return false;
-        });
-        gone.forEach(progress::remove);
+            progress.remove(tp);
+        }
     }
 
     private final class Rebalance implements ConsumerRebalanceListener {
@@ -285,8 +303,11 @@ final class ReaderLoop implements Runnable {
     }
 
     private void shutdown(Throwable failure) {
-        inFlight.values().forEach(Disposable::dispose);
-        inFlight.clear();
+        started.values().forEach(order -> order.forEach(p -> {
+            p.dropped = true;
+            p.fetch.dispose();
+        }));
+        started.clear();
         try {
             if (consumer != null) {
                 try {
