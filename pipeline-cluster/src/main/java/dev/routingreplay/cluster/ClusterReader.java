@@ -7,6 +7,7 @@ import java.util.Objects;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.CooperativeStickyAssignor;
 import org.apache.kafka.common.serialization.StringDeserializer;
+import org.reactivestreams.Publisher;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.FluxSink;
 import reactor.netty.http.client.HttpClient;
@@ -21,7 +22,7 @@ import reactor.netty.http.client.HttpClient;
  *       {@link Builder#maxInFlight}; announcements wait in Kafka (the consumer is paused) while {@code 2 * maxInFlight}
  *       are queued.</li>
  *   <li><b>Commit after hand-off.</b> An offset is committed only when every announcement before it in its partition
- *       was handed downstream ({@code onNext} returned) or dropped as a duplicate. A reader that stops or crashes
+ *       was handed downstream ({@code onNext} returned without cancelling the subscription) or dropped as a duplicate. A reader that stops or crashes
  *       leaves the rest to the group.</li>
  *   <li><b>Rebalance.</b> A revoked partition's handed-off offsets are committed before it goes; its queued
  *       announcements and fetches in flight are dropped, never handed downstream, so its next owner hands them
@@ -54,9 +55,10 @@ public final class ClusterReader {
      * @param retry how fetches retry
      * @param dedupCapacity dedup keys remembered
      * @param dedupLookback announcements read before a newly assigned partition's committed offset to learn their keys
+     * @param onClose run on the reader's thread once a subscription committed for the last time and left the group
      */
     record Settings(String group, String topic, Map<String, Object> consumerProperties, Slice slice, int maxInFlight,
-            Fetcher.RetryPolicy retry, int dedupCapacity, int dedupLookback) {
+            Fetcher.RetryPolicy retry, int dedupCapacity, int dedupLookback, Runnable onClose) {
         /** Announcements queued before the consumer pauses. */
         int maxQueued() {
             return Math.max(2 * maxInFlight, 16);
@@ -78,7 +80,16 @@ public final class ClusterReader {
      * completes on its own). Each subscription is a new member of the group.
      */
     public Flux<ClusterRecord> read() {
-        return Flux.create(sink -> new ReaderLoop(settings, new Fetcher(http, settings.slice(), settings.retry()), sink).start(),
+        return read(Flux.never());
+    }
+
+    /**
+     * As {@link #read()}, and when {@code stop} signals (any signal), the subscription stops taking announcements, hands
+     * off nothing more, commits what was handed off, leaves the group and then completes: a graceful stop whose
+     * {@code onComplete} says the commit is done (a cancel stops the same way but signals nothing).
+     */
+    public Flux<ClusterRecord> read(Publisher<?> stop) {
+        return Flux.create(sink -> new ReaderLoop(settings, new Fetcher(http, settings.slice(), settings.retry()), sink).start(stop),
                 FluxSink.OverflowStrategy.BUFFER);
     }
 
@@ -101,6 +112,7 @@ public final class ClusterReader {
         private int dedupCapacity = 200_000;
         private int dedupLookback = 10_000;
         private HttpClient http = HttpClient.create();
+        private Runnable onClose = () -> { };
 
         private Builder(String bootstrap, String group, String topic) {
             if (bootstrap == null || bootstrap.isBlank()) {
@@ -189,6 +201,16 @@ public final class ClusterReader {
             return this;
         }
 
+        /**
+         * A callback run on the reader's thread each time a subscription ended, after its final commit and after it
+         * left the group, whether it completed, failed or was cancelled (a process that exits after a cancel waits for
+         * it, so that its last commit is not cut off).
+         */
+        public Builder onClose(Runnable callback) {
+            this.onClose = Objects.requireNonNull(callback, "callback");
+            return this;
+        }
+
         /** The reader. */
         public ClusterReader build() {
             Map<String, Object> props = new HashMap<>(consumer);
@@ -199,7 +221,7 @@ public final class ClusterReader {
             props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
             props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
             Settings s = new Settings(group, topic, Map.copyOf(props), slice, maxInFlight,
-                    new Fetcher.RetryPolicy(attempts, firstBackoff, maxBackoff, responseTimeout), dedupCapacity, dedupLookback);
+                    new Fetcher.RetryPolicy(attempts, firstBackoff, maxBackoff, responseTimeout), dedupCapacity, dedupLookback, onClose);
             return new ClusterReader(s, http);
         }
     }

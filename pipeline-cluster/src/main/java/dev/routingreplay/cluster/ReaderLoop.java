@@ -44,6 +44,7 @@ final class ReaderLoop implements Runnable {
     private final Thread thread;
     private final ConcurrentLinkedQueue<Done> done = new ConcurrentLinkedQueue<>();
     private volatile boolean cancelled;
+    private volatile boolean stopping;
 
     private KafkaConsumer<String, String> consumer;
     private final ArrayDeque<Pending> queued = new ArrayDeque<>();
@@ -91,10 +92,18 @@ final class ReaderLoop implements Runnable {
         this.thread.setDaemon(true);
     }
 
-    /** Hooks demand and cancellation, then starts the thread. */
-    void start() {
+    /** Any thread: stop after a final commit, then complete (a graceful stop; cancelling stops without completing). */
+    void stop() {
+        stopping = true;
+        LockSupport.unpark(thread);
+    }
+
+    /** Hooks demand, cancellation and {@code stopSignal} (its first signal {@link #stop()}s), then starts the thread. */
+    void start(org.reactivestreams.Publisher<?> stopSignal) {
+        Disposable stopWatch = reactor.core.publisher.Flux.from(stopSignal).take(1).subscribe(x -> stop(), e -> stop(), this::stop);
         sink.onRequest(n -> LockSupport.unpark(thread));
         sink.onDispose(() -> {
+            stopWatch.dispose();
             cancelled = true;
             LockSupport.unpark(thread);
         });
@@ -107,7 +116,7 @@ final class ReaderLoop implements Runnable {
         try {
             consumer = new KafkaConsumer<>(settings.consumerProperties());
             consumer.subscribe(List.of(settings.topic()), new Rebalance());
-            while (!cancelled && failure == null) {
+            while (!cancelled && !stopping && failure == null) {
                 boolean ready = !done.isEmpty() || canDispatch();
                 ConsumerRecords<String, String> records = consumer.poll(ready || inFlight > 0 ? Duration.ZERO : IDLE_POLL);
                 for (ConsumerRecord<String, String> r : records) {
@@ -205,6 +214,10 @@ final class ReaderLoop implements Runnable {
                 String key = head.announcement.dedupKey();
                 inFlightKeys.remove(key);
                 sink.next(new ClusterRecord(head.announcement, head.routing, head.partition.partition(), head.offset));
+                if (sink.isCancelled()) {
+                    // downstream cancelled in onNext (it threw, or gave up): it did not take the record; the group reads it again
+                    break;
+                }
                 seen.add(key);
                 pp.finished(head.offset);
             }
@@ -323,8 +336,15 @@ final class ReaderLoop implements Runnable {
             LOG.warn("closing the consumer of group '{}' failed: {}", settings.group(), e.toString());
         } finally {
             seed.close();
+            try {
+                settings.onClose().run();
+            } catch (RuntimeException e) {
+                LOG.warn("the reader's onClose callback failed: {}", e.toString());
+            }
             if (failure != null) {
                 sink.error(failure);
+            } else if (!cancelled) {
+                sink.complete();
             }
         }
     }
