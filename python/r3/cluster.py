@@ -1,9 +1,10 @@
 """Trainer side of an R3 cluster: the requests many rollout nodes announced on Kafka, with their routing.
 
-The Kafka client Debian ships (``python3-kafka``, kafka-python 2.0.2) predates Kafka 4, which removed the old
-protocol versions it speaks, so this module does not talk to Kafka itself: it runs ``r3 cluster-read`` (the Java
-:class:`ClusterReader`: consumer group, fetches from the nodes with retries, checksums) as a child process and reads its
-JSON lines. The guarantees are the Java reader's, commit-after-hand-off included: the child hands a request off, and may
+This module does not talk to Kafka itself: it runs ``r3 cluster-read`` (the Java ``ClusterReader``: consumer group,
+fetches from the nodes with retries, checksums, hand-off in offset order, duplicates dropped) as a child process and
+reads its JSON lines, so Python trainers get the same semantics without a second implementation of them and without a
+Kafka package. (Debian's ``python3-kafka``, kafka-python 2.0.2, did produce, consume in a group and commit against the
+Kafka 4.4 test broker when tried by hand; a reader on it is not part of this module.) The guarantees are the Java reader's, commit-after-hand-off included: the child hands a request off, and may
 commit it, only when this module acknowledges it, which it does when you ask for the next one (so a record your loop
 body was working on when the process died is read again by the group)::
 
