@@ -12,8 +12,6 @@ import dev.routingreplay.sink.StoreConfig;
 import dev.routingreplay.sink.TestStores;
 import java.io.IOException;
 import java.lang.management.ManagementFactory;
-import java.net.InetAddress;
-import java.net.ServerSocket;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
@@ -74,7 +72,7 @@ class ClusterCommandsTest {
         }
         try (KafkaBroker broker = KafkaBroker.start(dir.resolve("broker"))) {
             broker.createTopic("cli", 2);
-            int port = freePort();
+            int port = KafkaBroker.freePort();
             Path serveOut = dir.resolve("serve.out");
             List<String> serve = new ArrayList<>(java());
             serve.addAll(List.of(R3Command.class.getName(), "serve", "--store", store.toString(), "--port", Integer.toString(port),
@@ -180,9 +178,4 @@ class ClusterCommandsTest {
         }
     }
 
-    private static int freePort() throws IOException {
-        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-            return s.getLocalPort();
-        }
-    }
 }

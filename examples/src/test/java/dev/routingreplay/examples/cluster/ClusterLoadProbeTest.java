@@ -9,9 +9,6 @@ import dev.routingreplay.cluster.ClusterRecord;
 import dev.routingreplay.cluster.KafkaBroker;
 import dev.routingreplay.cluster.Slice;
 import dev.routingreplay.sink.RoutingReplay;
-import java.io.IOException;
-import java.net.InetAddress;
-import java.net.ServerSocket;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.time.Instant;
@@ -70,7 +67,7 @@ class ClusterLoadProbeTest {
             Path[] stores = new Path[3];
             for (int n = 0; n < 3; n++) {
                 stores[n] = dir.resolve("node" + n);
-                nodes.add(NodeProcess.start(dir.resolve("node" + n + ".out"), stores[n].toString(), Integer.toString(freePort()),
+                nodes.add(NodeProcess.start(dir.resolve("node" + n + ".out"), stores[n].toString(), Integer.toString(KafkaBroker.freePort()),
                         broker.bootstrap(), TOPIC, "deepseek-v3", Integer.toString(REQUESTS), Long.toString(7 + n), Long.toString(n * 1_000_000L),
                         PACE_MS));
             }
@@ -130,9 +127,4 @@ class ClusterLoadProbeTest {
                 got.size(), bytes.get() / 1e6, s, got.size() / s, bytes.get() / 1e6 / s);
     }
 
-    private static int freePort() throws IOException {
-        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-            return s.getLocalPort();
-        }
-    }
 }

@@ -13,8 +13,6 @@ import dev.routingreplay.examples.TrainerCheck;
 import dev.routingreplay.sink.ReplayedRequest;
 import dev.routingreplay.sink.RoutingReplay;
 import java.io.IOException;
-import java.net.InetAddress;
-import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -55,7 +53,7 @@ class MultiNodeClusterTest {
         Disposable readerB = null;
         try (KafkaBroker broker = KafkaBroker.start(dir.resolve("broker"))) {
             broker.createTopic(TOPIC, 6);
-            int[] ports = {freePort(), freePort(), freePort()};
+            int[] ports = {KafkaBroker.freePort(), KafkaBroker.freePort(), KafkaBroker.freePort()};
             Path[] stores = new Path[3];
             for (int n = 0; n < 3; n++) {
                 stores[n] = dir.resolve("node" + n);
@@ -156,9 +154,4 @@ class MultiNodeClusterTest {
         assertTrue(condition.getAsBoolean(), "timed out waiting for: " + what);
     }
 
-    private static int freePort() throws IOException {
-        try (ServerSocket s = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-            return s.getLocalPort();
-        }
-    }
 }
