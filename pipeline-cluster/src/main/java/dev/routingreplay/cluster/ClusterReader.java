@@ -19,7 +19,7 @@ import reactor.netty.http.client.HttpClient;
  * <p>Guarantees of each subscription:
  * <ul>
  *   <li><b>Backpressure.</b> No more fetches are in flight than downstream requested and not yet received, and at most
- *       {@link Builder#maxInFlight}; announcements wait in Kafka (the consumer is paused) while {@code 2 * maxInFlight}
+ *       {@link Builder#maxInFlight}; announcements wait in Kafka (the consumer is paused) while {@code max(2 * maxInFlight, 16)}
  *       are queued.</li>
  *   <li><b>Commit after hand-off.</b> An offset is committed only when every announcement before it in its partition
  *       was handed downstream ({@code onNext} returned without cancelling the subscription) or dropped as a duplicate. A reader that stops or crashes

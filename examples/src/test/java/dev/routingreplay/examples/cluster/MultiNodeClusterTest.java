@@ -57,7 +57,7 @@ class MultiNodeClusterTest {
             Path[] stores = new Path[3];
             for (int n = 0; n < 3; n++) {
                 stores[n] = dir.resolve("node" + n);
-                nodes.add(startNode(broker, n, 0, stores[n], ports[n], 60));
+                nodes.add(startNode(broker, n, 0, stores[n], ports[n], n == 1 ? 200 : 60));
             }
             for (NodeProcess node : nodes) {
                 assertNotNull(node.await("READY", 90), "node ready: " + node.output());
@@ -69,6 +69,7 @@ class MultiNodeClusterTest {
             readerB = reader(broker).subscribe(outB::add, errors::add);
 
             await(() -> outA.size() + outB.size() >= 30, 120, "30 requests read");
+            assertTrue(!nodes.get(1).output().contains("FINISHED"), "node 1 is killed mid-run: " + nodes.get(1).output());
             nodes.get(1).kill();
             Thread.sleep(500);
             // restarted on its store and port; its engine goes on with new prompts
@@ -141,7 +142,7 @@ class MultiNodeClusterTest {
 
     private NodeProcess startNode(KafkaBroker broker, int n, int life, Path store, int port, int requests) throws IOException {
         Files.createDirectories(dir);
-        return NodeProcess.start(dir.resolve("node" + n + ".out"), store.toString(), Integer.toString(port), broker.bootstrap(), TOPIC,
+        return NodeProcess.start(dir.resolve("node" + n + "-life" + life + ".out"), store.toString(), Integer.toString(port), broker.bootstrap(), TOPIC,
                 "gpt-oss-120b", Integer.toString(requests), Long.toString(100 + n * 10 + life), Long.toString(n * 100_000L + life * 10_000L),
                 "40");
     }
