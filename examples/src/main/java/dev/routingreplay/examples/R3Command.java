@@ -1,5 +1,6 @@
 package dev.routingreplay.examples;
 
+import dev.routingreplay.examples.cli.ClusterReadCommand;
 import dev.routingreplay.examples.cli.CommandErrors;
 import dev.routingreplay.examples.cli.ExportCommand;
 import dev.routingreplay.examples.cli.ServeCommand;
@@ -13,7 +14,8 @@ import picocli.CommandLine.Mixin;
  * The {@code r3} command line: {@code run} (simulated rollout into a store, then the trainer check), {@code verify}
  * (the trainer check of an existing store), {@code export} (a store's requests as {@code .npy} files) and
  * {@code serve} (a store over HTTP for trainers off the JVM) and {@code sidecar} (the engine bridge: an engine in another
- * process feeds the capture pipeline over a Unix domain socket). Every failure is one line on standard error and an
+ * process feeds the capture pipeline over a Unix domain socket) and {@code cluster-read} (a trainer's reader of many rollout
+ * nodes: announcements from Kafka, payloads fetched from the nodes). Every failure is one line on standard error and an
  * {@link dev.routingreplay.examples.cli.ExitStatus} (0 ok, 1 check failed, 2 usage, 3 store, 4 output exists, 5 output I/O,
  * 6 unavailable, 70 internal); {@code --verbose} adds the stack trace.
  */
@@ -38,6 +40,7 @@ public final class R3Command implements Runnable {
         cli.addSubcommand("export", new ExportCommand());
         cli.addSubcommand("serve", new ServeCommand());
         cli.addSubcommand("sidecar", new SidecarCommand());
+        cli.addSubcommand("cluster-read", new ClusterReadCommand());
         return CommandErrors.install(cli);
     }
 

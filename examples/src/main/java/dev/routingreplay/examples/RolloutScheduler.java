@@ -48,8 +48,9 @@ final class RolloutScheduler {
     }
 
     RolloutScheduler(EngineConfig cfg, KvBlockPool pool, ForwardPass forwardPass, Random rng, EngineStats stats,
-            ArrayDeque<Supplier<EngineEvent>> pending, List<String> finished) {
+            ArrayDeque<Supplier<EngineEvent>> pending, List<String> finished, long firstPrompt) {
         this.cfg = cfg;
+        this.nextPrompt = firstPrompt;
         this.pool = pool;
         this.forwardPass = forwardPass;
         this.rng = rng;

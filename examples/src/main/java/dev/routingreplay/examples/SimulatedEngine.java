@@ -40,9 +40,23 @@ public final class SimulatedEngine implements AutoCloseable {
 
     /** An engine on {@code device}; allocates its routing and slot-mapping buffers there. */
     public SimulatedEngine(EngineConfig cfg, RoutingDevice device) {
+        this(cfg, device, 0);
+    }
+
+    /**
+     * An engine on {@code device} whose prompts are numbered from {@code firstPrompt} (request ids
+     * {@code p<firstPrompt>-...} on), so that engines of several rollout nodes never make the same id.
+     *
+     * @throws IllegalArgumentException when {@code firstPrompt} is negative
+     */
+    public SimulatedEngine(EngineConfig cfg, RoutingDevice device, long firstPrompt) {
+        if (firstPrompt < 0) {
+            throw new IllegalArgumentException("firstPrompt must not be negative, was " + firstPrompt);
+        }
         this.cfg = cfg;
         this.forwardPass = ForwardPass.on(device, cfg.shape(), cfg.maxTokensPerStep());
-        this.scheduler = new RolloutScheduler(cfg, new KvBlockPool(cfg), forwardPass, new Random(cfg.seed()), stats, pending, finished);
+        this.scheduler = new RolloutScheduler(cfg, new KvBlockPool(cfg), forwardPass, new Random(cfg.seed()), stats, pending, finished,
+                firstPrompt);
     }
 
     /** Largest token count of a step, for sizing the pipeline's ring. */

@@ -13,12 +13,15 @@ import java.nio.file.StandardOpenOption;
  * request record the reader took (-1: none yet). A named reader writes it after each record, through a mapping, so a
  * {@code kill -9} of the reader keeps it; the writer's retention reads it. Readers keep their positions here, not in
  * the queue's metadata, so that no reader ever opens a queue for writing.
+ *
+ * <p>Public so that a reader that takes records its own way (the cluster announcer advances it only once a record was
+ * acknowledged elsewhere) keeps its position where retention ({@link StoreConfig#retainForReaders()}) sees it.
  */
-final class ReaderPosition implements AutoCloseable {
+public final class ReaderPosition implements AutoCloseable {
     /** The folder of the positions, inside the store. */
     static final String DIR = "readers";
     /** A reader that has taken no record yet. */
-    static final long NONE = -1;
+    public static final long NONE = -1;
 
     private final Path file;
     private final FileChannel channel;
@@ -39,7 +42,7 @@ final class ReaderPosition implements AutoCloseable {
      *
      * @throws StoreException naming the file when it cannot be created or mapped (a read-only store)
      */
-    static ReaderPosition open(Path store, String name) {
+    public static ReaderPosition open(Path store, String name) {
         Path file = file(store, name);
         FileChannel channel = null;
         try {
@@ -77,15 +80,16 @@ final class ReaderPosition implements AutoCloseable {
     }
 
     /** The index of the last record taken, or {@link #NONE}. */
-    long get() {
+    public long get() {
         return value.getLong(0);
     }
 
     /** Records that the reader took the record at {@code index}. */
-    void set(long index) {
+    public void set(long index) {
         value.putLong(0, index);
     }
 
+    /** Closes the file; values set before stay in the file (they were written through the mapping). */
     @Override
     public void close() {
         closeQuietly(channel);

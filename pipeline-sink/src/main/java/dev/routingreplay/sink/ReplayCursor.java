@@ -17,7 +17,7 @@ import reactor.core.scheduler.Schedulers;
  * that doubles from 100 us up to {@value #MAX_IDLE_MILLIS} ms; new demand or cancellation drains at once. A finite
  * replay completes at the end of the queue, also without outstanding demand.
  */
-final class ReplayCursor {
+final class ReplayCursor<T> {
     /** Threads that read for every replay of this JVM: at least 2, at most the number of cores. */
     static final Scheduler READERS = Schedulers.newBoundedElastic(Math.max(2, Runtime.getRuntime().availableProcessors()),
             Integer.MAX_VALUE, "r3-replay", 60, true);
@@ -25,21 +25,21 @@ final class ReplayCursor {
     private static final long MIN_IDLE_NANOS = TimeUnit.MICROSECONDS.toNanos(100);
 
     /** What one subscription reads and how; every method runs on the subscription's worker. */
-    interface Reading {
+    interface Reading<T> {
         /** Creates the tailer and puts it where the subscription starts. */
         ExcerptTailer open();
 
         /** The next record, checked, or null at the end of the queue. */
-        ReplayedRequest next(ExcerptTailer tailer);
+        T next(ExcerptTailer tailer);
 
         /** Whether a record follows, without consuming it. */
         boolean hasNext(ExcerptTailer tailer);
 
         /** Called after {@code record} was emitted (a named reader saves its position here). */
-        void emitted(ReplayedRequest record);
+        void emitted(T record);
 
         /** Ends a finite replay at the end of the queue: completes {@code sink}, or fails it when records were lost. */
-        void complete(FluxSink<ReplayedRequest> sink);
+        void complete(FluxSink<T> sink);
 
         /** A read failure as the subscriber should see it. */
         Throwable failure(Throwable error);
@@ -48,10 +48,10 @@ final class ReplayCursor {
         void close();
     }
 
-    private final FluxSink<ReplayedRequest> sink;
+    private final FluxSink<T> sink;
     private final Path queuePath;
     private final Scheduler.Worker worker;
-    private final Reading reading;
+    private final Reading<T> reading;
     private final boolean follow;
     private final AtomicInteger wip = new AtomicInteger();
     /** Worker only. */
@@ -62,7 +62,7 @@ final class ReplayCursor {
     private boolean done;
 
     /** A cursor that, once {@link #start}ed, emits what {@code reading} reads into {@code sink}. */
-    ReplayCursor(FluxSink<ReplayedRequest> sink, Path queuePath, boolean follow, Reading reading) {
+    ReplayCursor(FluxSink<T> sink, Path queuePath, boolean follow, Reading<T> reading) {
         this.sink = sink;
         this.queuePath = queuePath;
         this.follow = follow;
@@ -118,7 +118,7 @@ final class ReplayCursor {
                 tailer = reading.open();
             }
             while (sink.requestedFromDownstream() > 0 && !sink.isCancelled()) {
-                ReplayedRequest next = reading.next(tailer);
+                T next = reading.next(tailer);
                 if (next == null) {
                     if (!follow) {
                         reading.complete(sink);

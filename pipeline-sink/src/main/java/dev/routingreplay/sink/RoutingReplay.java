@@ -3,6 +3,8 @@ package dev.routingreplay.sink;
 import dev.routingreplay.core.sink.RequestRouting;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.function.Function;
+import java.util.function.ToLongFunction;
 import net.openhft.chronicle.queue.ExcerptTailer;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
 import net.openhft.chronicle.wire.DocumentContext;
@@ -170,9 +172,8 @@ public final class RoutingReplay implements AutoCloseable {
         return read(null, follow, name);
     }
 
-    /** Positions a named reader's tailer after the last record it took, or at the first record still stored. */
-    private void resume(ExcerptTailer tailer, ReaderPosition position) {
-        long last = position.get();
+    /** Positions a tailer after the record at {@code last}, or at the first record still stored (none, or deleted). */
+    private static void resume(ExcerptTailer tailer, long last) {
         if (last == ReaderPosition.NONE || !tailer.moveToIndex(last)) {
             tailer.toStart();
             return;
@@ -192,7 +193,13 @@ public final class RoutingReplay implements AutoCloseable {
     }
 
     private Flux<ReplayedRequest> read(Positioner positioner, boolean follow, String readerName) {
-        return Flux.create(sink -> new ReplayCursor(sink, queuePath, follow, new ReplayCursor.Reading() {
+        return read(positioner, follow, readerName, this::readOne, ReplayedRequest::index);
+    }
+
+    /** Reads records with {@code next} (null at the end of the queue) on a replay reader; {@code indexOf} gives a record's index. */
+    private <T> Flux<T> read(Positioner positioner, boolean follow, String readerName, Function<ExcerptTailer, T> next,
+            ToLongFunction<T> indexOf) {
+        return Flux.create(sink -> new ReplayCursor<T>(sink, queuePath, follow, new ReplayCursor.Reading<T>() {
             private ReaderPosition position;
             private long lastSeen = -1;
 
@@ -201,7 +208,7 @@ public final class RoutingReplay implements AutoCloseable {
                 ExcerptTailer tailer = queue.createTailer();
                 if (readerName != null) {
                     position = ReaderPosition.open(dir, readerName);
-                    resume(tailer, position);
+                    resume(tailer, position.get());
                 } else {
                     positioner.position(tailer);
                 }
@@ -209,8 +216,8 @@ public final class RoutingReplay implements AutoCloseable {
             }
 
             @Override
-            public ReplayedRequest next(ExcerptTailer tailer) {
-                return readOne(tailer);
+            public T next(ExcerptTailer tailer) {
+                return next.apply(tailer);
             }
 
             @Override
@@ -219,16 +226,21 @@ public final class RoutingReplay implements AutoCloseable {
             }
 
             @Override
-            public void emitted(ReplayedRequest record) {
-                lastSeen = record.index();
+            public void emitted(T record) {
+                lastSeen = indexOf.applyAsLong(record);
                 if (position != null) {
-                    position.set(record.index());
+                    position.set(lastSeen);
                 }
             }
 
             @Override
-            public void complete(FluxSink<ReplayedRequest> s) {
-                RoutingReplay.this.complete(s, lastSeen);
+            public void complete(FluxSink<T> s) {
+                StoreException lost = lostTail(lastSeen);
+                if (lost != null) {
+                    s.error(lost);
+                } else {
+                    s.complete();
+                }
             }
 
             @Override
@@ -245,6 +257,38 @@ public final class RoutingReplay implements AutoCloseable {
         }).start(), FluxSink.OverflowStrategy.ERROR);
     }
 
+    /**
+     * The headers of the records after the record at {@code afterIndex} ({@link StoredRecord#index()}; -1: from the first
+     * record still stored), each read whole and checked against its checksum (the rows are not kept), then, when
+     * {@code follow}, the new ones as they are written (never completing on its own). When the record at
+     * {@code afterIndex} is no longer stored (deleted by retention), it starts at the first record still stored. Reads
+     * on a replay reader, honouring demand, as {@link #fromStart()} does.
+     *
+     * @throws StoreException (signalled) naming the queue and index of a record that fails its checks
+     */
+    public Flux<StoredRecord> records(long afterIndex, boolean follow) {
+        return read(tailer -> resume(tailer, afterIndex), follow, null, this::readHeader, StoredRecord::index);
+    }
+
+    private StoredRecord readHeader(ExcerptTailer tailer) {
+        long before = tailer.index();
+        try (DocumentContext dc = tailer.readingDocument()) {
+            if (!dc.isPresent()) {
+                return null;
+            }
+            long index = dc.index();
+            RequestRecords.Header[] header = new RequestRecords.Header[1];
+            RequestRecords.readChecked(dc.wire().bytes(), queuePath, index, header);
+            RequestRecords.Header h = header[0];
+            return new StoredRecord(index, h.ordinal(), h.requestId(), h.round(), h.seqLen(), h.shape(), h.rowsCrc());
+        } catch (StoreException e) {
+            throw e;
+        } catch (RuntimeException | AssertionError | InternalError e) {
+            throw new StoreException(queuePath, "cannot read the request record at index " + Long.toHexString(before)
+                    + " (damaged or truncated queue file)", e);
+        }
+    }
+
     /** A read failure as the subscriber sees it: Chronicle's own checks of a damaged file become a StoreException. */
     private Throwable asStoreError(Throwable error) {
         if (error instanceof StoreException) {
@@ -255,15 +299,6 @@ public final class RoutingReplay implements AutoCloseable {
             return new StoreException(queuePath, "cannot read the request queue (damaged or truncated queue file)", error);
         }
         return error;
-    }
-
-    private void complete(FluxSink<ReplayedRequest> sink, long lastSeen) {
-        StoreException lost = lostTail(lastSeen);
-        if (lost != null) {
-            sink.error(lost);
-        } else {
-            sink.complete();
-        }
     }
 
     /** Whether a record follows, without consuming it (the read is rolled back). */

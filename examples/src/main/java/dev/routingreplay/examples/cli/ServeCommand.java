@@ -1,5 +1,7 @@
 package dev.routingreplay.examples.cli;
 
+import dev.routingreplay.cluster.AnnouncementKey;
+import dev.routingreplay.cluster.Announcer;
 import dev.routingreplay.sink.ReplayServer;
 import dev.routingreplay.sink.StoreException;
 import java.io.IOException;
@@ -9,7 +11,11 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.concurrent.Callable;
+import java.util.Map;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicReference;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.common.KafkaException;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -24,6 +30,11 @@ import reactor.netty.ChannelBindException;
  * before the store is opened; a missing store exits with {@link ExitStatus#STORE}, a port in use with
  * {@link ExitStatus#UNAVAILABLE}, an unreadable or malformed token file with {@link ExitStatus#USAGE} (naming the file,
  * never the token).
+ *
+ * <p>With {@code --announce BOOTSTRAP} it also announces every durable request record of the store on a Kafka topic
+ * ({@link Announcer}, at least once, resuming after the last record known to be announced) with this server's URL, for
+ * trainers that read the cluster ({@code r3 cluster-read}); Kafka unreachable for good stops the command with
+ * {@link ExitStatus#UNAVAILABLE}.
  *
  * <p>A bearer token comes from {@code --token-file} (its first line, surrounding blanks stripped) or, without it, from
  * the environment variable {@value #TOKEN_ENV}; with one, every route but {@code /health} needs
@@ -66,6 +77,21 @@ public final class ServeCommand implements Callable<Integer> {
             + "being this file's first line (default: the environment variable " + TOKEN_ENV + " if set, else no token).")
     Path tokenFile;
 
+    @Option(names = "--announce", paramLabel = "BOOTSTRAP", description = "Announce every durable request record on Kafka (brokers "
+            + "host:port[,...]) for trainers reading the cluster (r3 cluster-read); the payload stays here.")
+    String announce;
+
+    @Option(names = "--topic", defaultValue = "r3-requests", description = "Topic of the announcements (default: ${DEFAULT-VALUE}).")
+    String topic;
+
+    @Option(names = "--announce-url", description = "This server's URL as trainers reach it (default: http://<host>:<port>; needed when "
+            + "--host is a wildcard address).")
+    String announceUrl;
+
+    @Option(names = "--announce-key", defaultValue = "request-id", description = "Kafka key of an announcement: request-id, or "
+            + "group:<regex> whose first group of the request id is the key, e.g. 'group:^(p\\d+)-' (default: ${DEFAULT-VALUE}).")
+    String announceKey;
+
     /** The environment the token variable is read from (a test seam). */
     java.util.function.Function<String, String> environment = System::getenv;
 
@@ -86,16 +112,67 @@ public final class ServeCommand implements Callable<Integer> {
         if (host.isBlank()) {
             throw new ParameterException(spec.commandLine(), "Invalid value for option '--host': '" + host + "' is blank");
         }
+        AnnouncementKey key = announceKey();
         String token = token();
         String auth = token == null ? "no token" : "bearer token from " + (tokenFile != null ? "--token-file" : TOKEN_ENV);
         CountDownLatch stop = new CountDownLatch(1);
-        try (ReplayServer server = start(token)) {
+        AtomicReference<Throwable> announceFailure = new AtomicReference<>();
+        try (ReplayServer server = start(token); Announcer announcer = announce(key, server.port())) {
             Runtime.getRuntime().addShutdownHook(new Thread(stop::countDown, "r3-serve-stop"));
             spec.commandLine().getOut().printf("serving %s on http://%s:%d/requests (%s; Ctrl-C stops)%n", store, host, server.port(), auth);
+            if (announcer != null) {
+                announcer.stopped().subscribe(null, e -> {
+                    announceFailure.set(e);
+                    stop.countDown();
+                });
+                spec.commandLine().getOut().printf("announcing to topic %s on %s as %s%n", topic, announce, nodeUrl(server.port()));
+            }
             spec.commandLine().getOut().flush();
             stop.await();
         }
+        Throwable failed = announceFailure.get();
+        if (failed != null) {
+            throw new CommandException(ExitStatus.UNAVAILABLE, "--announce " + announce + ": " + failed.getMessage(), failed);
+        }
         return ExitStatus.OK.code();
+    }
+
+    /** The announcement key of --announce-key; a bad one is a usage error. */
+    private AnnouncementKey announceKey() {
+        if (announce == null) {
+            return null;
+        }
+        if (announce.isBlank()) {
+            throw new ParameterException(spec.commandLine(), "Invalid value for option '--announce': it is blank");
+        }
+        try {
+            Announcer.readerName(topic);
+            if (announceUrl == null && (host.equals("0.0.0.0") || host.equals("::") || host.equals("[::]"))) {
+                throw new IllegalArgumentException("--host " + host + " is a wildcard address: pass --announce-url with the URL trainers reach");
+            }
+            return AnnouncementKey.parse(announceKey);
+        } catch (IllegalArgumentException e) {
+            throw new ParameterException(spec.commandLine(), "Invalid announcement option: " + e.getMessage());
+        }
+    }
+
+    private String nodeUrl(int boundPort) {
+        return announceUrl != null ? announceUrl : "http://" + (host.contains(":") ? "[" + host + "]" : host) + ":" + boundPort;
+    }
+
+    /** The announcer of --announce, or null without it. */
+    private Announcer announce(AnnouncementKey key, int boundPort) {
+        if (announce == null) {
+            return null;
+        }
+        try {
+            return Announcer.start(new Announcer.Config(store, nodeUrl(boundPort), topic, key,
+                    Map.of(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, announce), 1024));
+        } catch (KafkaException e) {
+            throw new CommandException(ExitStatus.UNAVAILABLE, "--announce " + announce + ": " + e.getMessage(), e);
+        } catch (IllegalArgumentException e) {
+            throw new ParameterException(spec.commandLine(), "Invalid announcement option: " + e.getMessage());
+        }
     }
 
     /** The token of --token-file, else of the environment, else null; a bad one is a usage error naming its source. */
