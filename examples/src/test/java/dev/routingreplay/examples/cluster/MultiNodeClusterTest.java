@@ -131,6 +131,7 @@ class MultiNodeClusterTest {
                     .block(Duration.ofSeconds(60));
             assertTrue(report.ok(), report.describe());
             assertEquals(stored.size(), report.requests());
+            readerA.dispose(); // while the broker is up: its final commit goes through
         } finally {
             if (readerA != null) {
                 readerA.dispose();
