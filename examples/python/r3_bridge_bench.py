@@ -52,10 +52,11 @@ from qwen3_moe_model import add_model_args, build_model, resolve_dtype, shape_fr
 from routing_hooks import RouterHooks  # noqa: E402
 from static_decode import StaticDecoder  # noqa: E402
 
-MODES = ("a", "b", "c", "d", "e")
+MODES = ("a", "b", "c", "d", "e", "f")
 MODE_NAMES = {"a": "no capture", "b": "sync .cpu()", "c": "async D2D+pinned D2H (FastDeploy-style)",
-              "d": "r3 sidecar (RoutingCapture)", "e": "r3 sidecar, pinned transport"}
-SIDECAR_MODES = ("d", "e")
+              "d": "r3 sidecar (RoutingCapture)", "e": "r3 sidecar, pinned transport",
+              "f": "r3 sidecar, pack kernel (--pack device)"}
+SIDECAR_MODES = ("d", "e", "f")
 
 
 def log(msg: str) -> None:
@@ -121,11 +122,12 @@ class Bench:
         """Starts the sidecar of mode d (IPC transport, ``--backend cuda``) and of mode e (pinned transport,
         ``--backend host``), each with its own socket and store, and learns the buffers their captures hand out."""
         a = self.args
-        if "e" in self.modes and not (self.cuda and a.sidecar_cmd and (a.mode_d or "sidecar") == "sidecar"):
-            self.modes.remove("e")
-            self.notes.append("mode e skipped: it needs a CUDA device and --sidecar-cmd")
-            log(self.notes[-1])
-        if "d" not in self.modes and "e" not in self.modes:
+        for only_real in ("e", "f"):
+            if only_real in self.modes and not (self.cuda and a.sidecar_cmd and (a.mode_d or "sidecar") == "sidecar"):
+                self.modes.remove(only_real)
+                self.notes.append(f"mode {only_real} skipped: it needs a CUDA device and --sidecar-cmd")
+                log(self.notes[-1])
+        if not any(m in self.modes for m in SIDECAR_MODES):
             return
         kind = a.mode_d or ("sidecar" if a.sidecar_cmd else "oracle" if not self.cuda else "off")
         if kind == "off" and "d" in self.modes:
@@ -143,8 +145,9 @@ class Bench:
                 from sidecar_proc import SidecarProcess
                 work = Path(a.work_dir or tempfile.mkdtemp(prefix="r3-bench-")) / mode
                 sock = Path(tempfile.mkdtemp(prefix="r3s-")) / "r3.sock"  # short: at most 107 bytes
-                backend = "cuda" if self.cuda and mode == "d" else "host"
-                sidecar = SidecarProcess(a.sidecar_cmd, sock, work / "store", backend, work / "sidecar.log")
+                backend = "cuda" if self.cuda and mode in ("d", "f") else "host"
+                pack = "--pack device" if mode == "f" else "--pack host" if backend == "cuda" else ""
+                sidecar = SidecarProcess(a.sidecar_cmd, sock, work / "store", backend, work / "sidecar.log", pack)
                 log(f"mode {mode} sidecar: {sidecar.command_line()} (slots used: [0, {self.num_slots}))")
                 sidecar.start()
                 self.sidecars[mode] = sidecar
@@ -166,7 +169,7 @@ class Bench:
                 self.d_views[routing.data_ptr()] = routing
                 views.add(routing.data_ptr())
                 self.captures[mode].end_step(1)
-            log(f"mode {mode}: {kind if mode == 'd' else 'sidecar, pinned'}, {len(views)} device buffer(s) of "
+            log(f"mode {mode}: {kind if mode == 'd' else MODE_NAMES[mode]}, {len(views)} device buffer(s) of "
                 f"[{self.max_tokens}, {L}, {K}] int32")
         self.mode_d_kind = kind
 
@@ -417,10 +420,10 @@ class Bench:
                         "note": "engine side: one device routing + slots buffer; the host ring is a mapped file shared "
                                 "with the sidecar (pinned by cudaHostRegister, counted here)"
                                 + (f"; the sidecar's RSS: {side / 2**20:.0f} MiB" if side else "")}
-        if "d" in self.modes:
+        for m in [m for m in ("d", "f") if m in self.modes]:
             dev = self.args.buffers * (buf + self.max_tokens * 8)
-            side = self.sidecars["d"].rss_bytes() if "d" in self.sidecars else None
-            mem["d"] = {"host_bytes": 0, "device_bytes": dev, "sidecar_rss_bytes": side,
+            side = self.sidecars[m].rss_bytes() if m in self.sidecars else None
+            mem[m] = {"host_bytes": 0, "device_bytes": dev, "sidecar_rss_bytes": side,
                         "note": "engine side only: no host buffers (the IPC ring is device memory); the sidecar's "
                                 "pinned ring and store live in its own process"
                                 + (f" (its RSS: {side / 2**20:.0f} MiB)" if side else "")}
@@ -481,7 +484,7 @@ def main(argv=None) -> int:
     p.add_argument("--prefill-warmup", type=int, default=2)
     p.add_argument("--min-rounds", type=int, default=5)
     p.add_argument("--budget-s", type=float, default=420.0, help="whole run incl. build; sections stop early to fit")
-    p.add_argument("--modes", default="a,b,c,d,e")
+    p.add_argument("--modes", default="a,b,c,d,e,f")
     p.add_argument("--mode-d", choices=["sidecar", "oracle", "off"], default=None,
                    help="default: sidecar with --sidecar-cmd, else oracle on cpu and off on cuda")
     p.add_argument("--sidecar-cmd")

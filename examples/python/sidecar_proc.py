@@ -26,8 +26,9 @@ def _is_socket(path: Path) -> bool:
 
 
 class SidecarProcess:
-    def __init__(self, cmd: str, socket_path: Path, store_dir: Path, backend: str, log_path: Path):
+    def __init__(self, cmd: str, socket_path: Path, store_dir: Path, backend: str, log_path: Path, extra_args: str = ""):
         self.cmd = cmd
+        self.extra_args = extra_args
         self.socket_path = Path(socket_path)
         self.store_dir = Path(store_dir)
         self.backend = backend
@@ -37,9 +38,9 @@ class SidecarProcess:
     def command_line(self) -> str:
         if any(p in self.cmd for p in ("{socket}", "{store}", "{backend}")):
             return self.cmd.format(socket=shlex.quote(str(self.socket_path)), store=shlex.quote(str(self.store_dir)),
-                                   backend=self.backend)
+                                   backend=self.backend) + (" " + self.extra_args if self.extra_args else "")
         return (f"{self.cmd} --socket {shlex.quote(str(self.socket_path))} --store {shlex.quote(str(self.store_dir))}"
-                f" --backend {self.backend} --once")
+                f" --backend {self.backend} --once" + (" " + self.extra_args if self.extra_args else ""))
 
     def start(self, timeout_s: float = 90.0) -> None:
         if self.socket_path.exists():

@@ -3,7 +3,9 @@ package dev.routingreplay.examples;
 import dev.routingreplay.core.device.RoutingDevice;
 import dev.routingreplay.core.host.HostDevice;
 import dev.routingreplay.cuda.CudaDevice;
+import dev.routingreplay.cuda.CompletionStrategy;
 import dev.routingreplay.cuda.CudaException;
+import dev.routingreplay.cuda.PackSite;
 
 /** Opens a device backend by name (the {@code --backend} option of {@code r3 run} and {@code r3 sidecar}). */
 public final class Backends {
@@ -25,12 +27,22 @@ public final class Backends {
      * @throws IllegalArgumentException naming the backend when it is unknown or unavailable (no driver, no device)
      */
     public static RoutingDevice open(String name, int ordinal) {
+        return open(name, ordinal, PackSite.DEVICE);
+    }
+
+    /**
+     * As {@link #open(String, int)}, the CUDA backend packing at {@code cudaPackSite} (the host backend always packs on
+     * the host).
+     *
+     * @throws IllegalArgumentException naming the backend when it is unknown or unavailable (no driver, no device)
+     */
+    public static RoutingDevice open(String name, int ordinal, PackSite cudaPackSite) {
         switch (name) {
             case "host":
                 return new HostDevice();
             case "cuda":
                 try {
-                    return CudaDevice.open(ordinal);
+                    return CudaDevice.open(ordinal, CompletionStrategy.DEFAULT, cudaPackSite);
                 } catch (CudaException e) {
                     throw new IllegalArgumentException("backend 'cuda': " + e.getMessage(), e);
                 }

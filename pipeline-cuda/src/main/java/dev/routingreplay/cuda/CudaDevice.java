@@ -8,6 +8,7 @@ import dev.routingreplay.core.device.InterprocessEvent;
 import dev.routingreplay.core.device.StagingRing;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
+import java.util.Objects;
 import jcuda.Pointer;
 import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
@@ -30,13 +31,15 @@ public final class CudaDevice implements InterprocessDevice {
     private final boolean ownsComputeStream;
     private final CudaKernels kernels;
     private final CompletionStrategy completion;
+    private final PackSite packSite;
     private final String name;
     private final CudaImportedMemory imported = new CudaImportedMemory(this);
 
-    private CudaDevice(int ordinal, CompletionStrategy completion, long engineStream) {
+    private CudaDevice(int ordinal, CompletionStrategy completion, PackSite packSite, long engineStream) {
         Cuda.init();
         this.ordinal = ordinal;
         this.completion = completion;
+        this.packSite = packSite;
         Cuda.check(JCudaDriver.cuDeviceGet(device, ordinal), "cuDeviceGet(" + ordinal + ")");
         Cuda.check(JCudaDriver.cuDevicePrimaryCtxRetain(context, device), "cuDevicePrimaryCtxRetain");
         bind();
@@ -64,12 +67,20 @@ public final class CudaDevice implements InterprocessDevice {
      * @throws CudaException with one line saying what is missing (driver, device) and to use the host backend
      */
     public static CudaDevice open(int ordinal) {
-        return new CudaDevice(ordinal, CompletionStrategy.DEFAULT, 0);
+        return new CudaDevice(ordinal, CompletionStrategy.DEFAULT, PackSite.DEVICE, 0);
     }
 
     /** Opens device {@code ordinal} with the given completion strategy. */
     public static CudaDevice open(int ordinal, CompletionStrategy completion) {
-        return new CudaDevice(ordinal, completion, 0);
+        return new CudaDevice(ordinal, completion, PackSite.DEVICE, 0);
+    }
+
+    /**
+     * Opens device {@code ordinal} with the given completion strategy and pack site: every ring it opens packs there
+     * ({@link PackSite#HOST} for a sidecar next to an engine in another process).
+     */
+    public static CudaDevice open(int ordinal, CompletionStrategy completion, PackSite packSite) {
+        return new CudaDevice(ordinal, completion, Objects.requireNonNull(packSite, "packSite"), 0);
     }
 
     /**
@@ -85,7 +96,7 @@ public final class CudaDevice implements InterprocessDevice {
         if (engineStream == 0) {
             throw new IllegalArgumentException("engineStream 0 is the legacy default stream; pass the engine's own stream handle");
         }
-        return new CudaDevice(ordinal, completion, engineStream);
+        return new CudaDevice(ordinal, completion, PackSite.DEVICE, engineStream);
     }
 
     /**
@@ -110,6 +121,11 @@ public final class CudaDevice implements InterprocessDevice {
         return completion;
     }
 
+    /** Where rings of this device pack a step's routing. */
+    public PackSite packSite() {
+        return packSite;
+    }
+
     @Override
     public String name() {
         return name;
@@ -117,12 +133,12 @@ public final class CudaDevice implements InterprocessDevice {
 
     @Override
     public StagingRing openRing(RingSpec spec) {
-        return new CudaStagingRing(this, spec, completion);
+        return openRing(spec, completion);
     }
 
-    /** Opens a ring that uses {@code strategy} rather than the device's completion strategy. */
+    /** Opens a ring that uses {@code strategy} rather than the device's completion strategy (it packs at {@link #packSite()}). */
     public StagingRing openRing(RingSpec spec, CompletionStrategy strategy) {
-        return new CudaStagingRing(this, spec, strategy);
+        return packSite == PackSite.HOST ? new CudaHostPackRing(this, spec, strategy) : new CudaStagingRing(this, spec, strategy);
     }
 
     @Override

@@ -34,6 +34,20 @@ class GpuPackTest {
     @ParameterizedTest(name = "{0}")
     @EnumSource(ModelPreset.class)
     void packEqualsTheHostBackend(ModelPreset preset, CudaDevice gpu) throws Exception {
+        assertEquals(PackSite.DEVICE, gpu.packSite());
+        packEqualsTheHostBackendOn(preset, gpu);
+    }
+
+    /** {@link PackSite#HOST}: the raw ids and slots cross by the copy engine and the host backend's pack runs on them. */
+    @ParameterizedTest(name = "{0}")
+    @EnumSource(ModelPreset.class)
+    void hostSitePackEqualsTheHostBackend(ModelPreset preset, CudaDevice gpu) throws Exception {
+        try (CudaDevice hostSite = CudaDevice.open(0, gpu.completion(), PackSite.HOST)) {
+            packEqualsTheHostBackendOn(preset, hostSite);
+        }
+    }
+
+    private static void packEqualsTheHostBackendOn(ModelPreset preset, CudaDevice gpu) throws Exception {
         HostDevice host = new HostDevice();
         Random rng = new Random(42 + preset.ordinal());
         int maxTokens = 4096;
@@ -42,7 +56,7 @@ class GpuPackTest {
         RingSpec spec = new RingSpec(shape, 1, maxTokens, slotCapacity);
         List<String> problems = new ArrayList<>();
         int checked = 0;
-        CudaStagingRing gpuRing = (CudaStagingRing) gpu.openRing(spec);
+        StagingRing gpuRing = gpu.openRing(spec);
         StagingRing hostRing = host.openRing(spec);
         CudaBuffer gpuIds = gpu.allocate((long) maxTokens * shape.idsPerRow() * 8);
         CudaBuffer gpuSlots = gpu.allocate(maxTokens * 8L);
@@ -59,7 +73,7 @@ class GpuPackTest {
                         gpu.write(gpuSlots, 0, slots.duplicate());
                         hostIds.memory().put(0, ids, 0, ids.capacity());
                         hostSlots.memory().put(0, slots, 0, slots.capacity());
-                        gpuRing.poison(0, (byte) 0xA5);
+                        poison(gpuRing);
                         CaptureStep gpuStep = new CaptureStep(tokens, tokens, new RoutingBuffer(gpuIds, type, shape.moeLayers(), shape.topK()),
                                 new SlotMappingBuffer(gpuSlots, type));
                         CaptureStep hostStep = new CaptureStep(tokens, tokens, new RoutingBuffer(hostIds, type, shape.moeLayers(), shape.topK()),
@@ -89,6 +103,15 @@ class GpuPackTest {
             hostSlots.close();
         }
         assertEquals(List.of(), problems, preset.cliName() + ": packs that differ from the host backend's, of " + checked);
+    }
+
+    /** Poisons ring slot 0's memory, so a byte the capture does not write is caught. */
+    private static void poison(StagingRing ring) {
+        if (ring instanceof CudaStagingRing r) {
+            r.poison(0, (byte) 0xA5);
+        } else {
+            ((CudaHostPackRing) ring).poison(0, (byte) 0xA5);
+        }
     }
 
     private static void fill(Random rng, RoutingShape shape, ElementType type, int tokens, int slotCapacity, boolean plantInvalid,

@@ -49,6 +49,14 @@ class GpuPipelineTest {
         storesWhatTheGateProduced(gpu, gpu, 2);
     }
 
+    /** {@link PackSite#HOST}: raw rows cross by the copy engine and are packed on the completion thread. */
+    @Test
+    void storesWhatTheGateProducedWithThePackOnTheHost(CudaDevice gpu) {
+        try (CudaDevice hostSite = CudaDevice.open(0, gpu.completion(), PackSite.HOST)) {
+            storesWhatTheGateProduced(hostSite, hostSite, 3);
+        }
+    }
+
     /**
      * The engine owns a stream and its buffers (made here with the driver API, outside the backend); the backend attaches
      * to that stream and wraps those addresses, as it would a framework's current stream and tensors.

@@ -5,6 +5,7 @@ import dev.routingreplay.bridge.SidecarServer;
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.device.InterprocessDevice;
 import dev.routingreplay.core.device.RoutingDevice;
+import dev.routingreplay.cuda.PackSite;
 import dev.routingreplay.examples.Backends;
 import dev.routingreplay.sink.ChronicleRoutingSink;
 import dev.routingreplay.sink.StoreConfig;
@@ -59,6 +60,11 @@ public final class SidecarCommand implements Callable<Integer> {
     @Option(names = "--backend", defaultValue = "host", description = "Device backend: host (default; mapped files) or cuda (CUDA IPC).")
     String backend;
 
+    @Option(names = "--pack", defaultValue = "host", description = "Where the cuda backend packs each step: host (default: the copy "
+            + "engine moves the engine's raw ids and the CPU packs them, so the sidecar runs no kernel beside the engine's) or device (the "
+            + "pack kernel: a quarter to an eighth of the PCIe traffic, but a kernel of another process on the engine's GPU).")
+    String pack;
+
     @Option(names = "--device", defaultValue = "0", description = "CUDA device ordinal, 0 to 1023 (default: ${DEFAULT-VALUE}); HELLO must name it.")
     int device;
 
@@ -84,6 +90,12 @@ public final class SidecarCommand implements Callable<Integer> {
     private void validate() {
         if (!List.of("host", "cuda").contains(backend)) {
             throw new ParameterException(spec.commandLine(), "Invalid value for option '--backend': '" + backend + "'; expected host or cuda");
+        }
+        if (!List.of("host", "device").contains(pack)) {
+            throw new ParameterException(spec.commandLine(), "Invalid value for option '--pack': '" + pack + "'; expected host or device");
+        }
+        if (pack.equals("device") && !backend.equals("cuda")) {
+            throw new ParameterException(spec.commandLine(), "--pack device needs --backend cuda (the " + backend + " backend packs on the host)");
         }
         range("--device", device, 0, 1023);
         range("--ring-depth", ringDepth, 1, MAX_RING_DEPTH);
@@ -160,7 +172,7 @@ public final class SidecarCommand implements Callable<Integer> {
             stop.countDown();
         }, "r3-sidecar-stop");
         Runtime.getRuntime().addShutdownHook(hook);
-        print(out, "r3 sidecar: listening on " + socket);
+        print(out, "r3 sidecar: listening on " + socket + " (" + ipc.name() + (backend.equals("cuda") ? ", pack on the " + pack : "") + ")");
         stop.await();
         try {
             Runtime.getRuntime().removeShutdownHook(hook);
@@ -186,7 +198,7 @@ public final class SidecarCommand implements Callable<Integer> {
     private InterprocessDevice openDevice() {
         RoutingDevice opened;
         try {
-            opened = Backends.open(backend, device);
+            opened = Backends.open(backend, device, pack.equals("device") ? PackSite.DEVICE : PackSite.HOST);
         } catch (IllegalArgumentException e) {
             throw new CommandException(ExitStatus.UNAVAILABLE, "--backend " + e.getMessage(), e);
         }

@@ -139,6 +139,10 @@ class SidecarCommandTest {
                 .assertFails(ExitStatus.USAGE, "r3 sidecar: ", "--ring-depth", "1..1024");
         CommandRun.of(R3Command.commandLine(), "sidecar", "--socket", sock, "--store", store, "--backend", "tpu")
                 .assertFails(ExitStatus.USAGE, "r3 sidecar: ", "--backend", "'tpu'");
+        CommandRun.of(R3Command.commandLine(), "sidecar", "--socket", sock, "--store", store, "--pack", "gpu")
+                .assertFails(ExitStatus.USAGE, "r3 sidecar: ", "--pack", "'gpu'", "host or device");
+        CommandRun.of(R3Command.commandLine(), "sidecar", "--socket", sock, "--store", store, "--pack", "device")
+                .assertFails(ExitStatus.USAGE, "r3 sidecar: ", "--pack device needs --backend cuda");
         CommandRun.of(R3Command.commandLine(), "sidecar", "--socket", sock, "--store", store, "--slots", "0")
                 .assertFails(ExitStatus.USAGE, "r3 sidecar: ", "--slots");
         CommandRun.of(R3Command.commandLine(), "sidecar", "--socket", tmp.resolve("x".repeat(120)).toString(), "--store", store)

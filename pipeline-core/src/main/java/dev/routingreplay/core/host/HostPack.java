@@ -37,8 +37,11 @@ public final class HostPack {
         pack(routing, routingType, slots, slotType, tokens, spec, spec.layout(), staging);
     }
 
-    /** As {@link #pack(ByteBuffer, ElementType, ByteBuffer, ElementType, int, RingSpec, ByteBuffer)} with the spec's layout. */
-    static void pack(ByteBuffer routing, ElementType routingType, ByteBuffer slots, ElementType slotType,
+    /**
+     * As {@link #pack(ByteBuffer, ElementType, ByteBuffer, ElementType, int, RingSpec, ByteBuffer)} with {@code layout}, the
+     * spec's layout made once by the caller (this overload allocates nothing).
+     */
+    public static void pack(ByteBuffer routing, ElementType routingType, ByteBuffer slots, ElementType slotType,
             int tokens, RingSpec spec, RingSlotLayout layout, ByteBuffer staging) {
         RoutingShape shape = spec.shape();
         RoutingDtype dtype = shape.dtype();
