@@ -389,10 +389,6 @@ class _CudaBuffers:
         self.routing_bytes = self.routing[0].numel() * self.routing.element_size()
         self.slots_bytes = self.slots[0].numel() * self.slots.element_size()
         self.consumed: list[Any] = []
-        # end_step(slot_mapping=<cpu tensor>): copied into pinned staging first (the caller may reuse its tensor at
-        # once), then to the device without blocking; a staging buffer is rewritten only after its last copy ran.
-        self._staging: list[Any] = []
-        self._staged: list[Any] = []
 
     def handles(self) -> list[BufferHandles]:
         return [BufferHandles(self._routing_handle, self._routing_at + b * self.routing_bytes, self.routing_bytes,
@@ -410,27 +406,22 @@ class _CudaBuffers:
     def on_device(self, x: Any) -> bool:
         return isinstance(x, self.torch.Tensor) and x.device == self.device
 
-    def copy_in(self, b: int, n: int, topk_ids: Any, slot_mapping: Any) -> None:
+    def copy_in(self, b: int, n: int, topk_ids: Any, slot_mapping: Any) -> bytes | None:
         self.routing[b, :n].copy_(topk_ids)
-        self.slots[b, :n].copy_(slot_mapping)
+        return self.copy_slots(b, n, slot_mapping)
 
     def accepts_slots(self, x: Any) -> bool:
         return isinstance(x, self.torch.Tensor) and (x.device == self.device or x.device.type == "cpu")
 
-    def copy_slots(self, b: int, n: int, slot_mapping: Any) -> None:
-        torch = self.torch
+    def copy_slots(self, b: int, n: int, slot_mapping: Any) -> bytes | None:
+        """A CUDA slot mapping is copied into buffer b on the current stream; a CPU one goes in the STEP message
+        itself (STEP_SLOTS: returned as bytes), so the engine's stream gets no copy at all."""
         if slot_mapping.device.type != "cpu":
             self.slots[b, :n].copy_(slot_mapping)
-            return
-        if not self._staging:
-            n_buffers, max_tokens = self.slots.shape
-            self._staging = [torch.empty(max_tokens, dtype=self.slot_dtype, pin_memory=True) for _ in range(n_buffers)]
-            self._staged = [torch.cuda.Event(enable_timing=False) for _ in range(n_buffers)]
-        self._staged[b].synchronize()  # the copy out of this staging buffer N steps ago has run (it has, long since)
-        self._staging[b][:n].copy_(slot_mapping)
-        stream = torch.cuda.current_stream(self.device)
-        self.slots[b, :n].copy_(self._staging[b][:n], non_blocking=True)
-        self._staged[b].record(stream)
+            return None
+        if slot_mapping.dtype != self.slot_dtype:
+            slot_mapping = slot_mapping.to(self.slot_dtype)
+        return slot_mapping.contiguous().numpy().tobytes()
 
     deferred = False  # STEP goes out at once: the sidecar's stream waits on the ready event
 
@@ -760,9 +751,10 @@ class RoutingCapture:
                                 max_tokens=self._max_tokens, device=b.device_name, on_device=b.on_device)
         self._check_step_id(step_id)
         waited = self._begin()
+        inline = None
         if not self._detached:
-            b.copy_in(self._open, n, topk_ids, slot_mapping)  # type: ignore[arg-type]
-        result = self._end(n, step_id)
+            inline = b.copy_in(self._open, n, topk_ids, slot_mapping)  # type: ignore[arg-type]
+        result = self._end(n, step_id, inline)
         self._call.record(time.perf_counter() - start - waited)
         return result
 
@@ -799,10 +791,10 @@ class RoutingCapture:
     def end_step(self, num_tokens: int, step_id: int | None = None, *, slot_mapping: Any = None) -> int:
         """Hands the begun step's first ``num_tokens`` rows to the sidecar: records ready (CUDA), sends STEP.
 
-        ``slot_mapping`` (optional): the step's ``[num_tokens]`` int32/int64 slots, copied into the buffer's slots
-        here, after the forward was launched, so the copy is off the path before the launch (on CUDA a CPU tensor goes
-        through pinned staging without blocking and may be reused at once; a CUDA tensor is copied on the current
-        stream); without it the slots view that :meth:`begin_step` returned must hold them. Waits for no answer (only
+        ``slot_mapping`` (optional): the step's ``[num_tokens]`` int32/int64 slots, given after the forward was
+        launched, so nothing of it runs before the launch (on CUDA a CPU tensor travels in the STEP message itself,
+        STEP_SLOTS, and the engine's stream gets no copy; it may be reused at once; a CUDA tensor is copied into the
+        buffer on the current stream); without it the slots view that :meth:`begin_step` returned must hold them. Waits for no answer (only
         for socket space while the sidecar is not reading, at most ``ack_timeout_s``). Returns the step id
         (``step_id`` or the previous one plus 1). Raises ``ValueError`` for ``num_tokens`` outside
         ``0..max_tokens`` or a bad slot mapping (nothing is sent), ``RuntimeError`` without a begun step,
@@ -816,14 +808,15 @@ class RoutingCapture:
             raise RuntimeError("end_step without begin_step")
         _check_range("num_tokens", num_tokens, 0, self._max_tokens)
         self._check_step_id(step_id)
+        inline = None
         if slot_mapping is not None:
             _check_slot_mapping(slot_mapping, int(num_tokens), device=self._buffers.device_name,
                                 accepted=self._buffers.accepts_slots)
             if not self._detached:
-                self._buffers.copy_slots(self._open, int(num_tokens), slot_mapping)
+                inline = self._buffers.copy_slots(self._open, int(num_tokens), slot_mapping)
         if not self._detached:
             self._buffers.finish_views(self._open, int(num_tokens), slot_mapping is not None)
-        result = self._end(int(num_tokens), step_id)
+        result = self._end(int(num_tokens), step_id, inline)
         self._call.record(time.perf_counter() - start)
         return result
 
@@ -863,7 +856,8 @@ class RoutingCapture:
         self._open = b
         return waited
 
-    def _end(self, n: int, step_id: int | None) -> int:
+    def _end(self, n: int, step_id: int | None, inline_slots: bytes | None = None) -> int:
+        """Sends the begun step: STEP, or STEP_SLOTS with ``inline_slots`` (a CPU slot mapping on the CUDA transport)."""
         b = self._open
         assert b is not None
         self._open = None
@@ -881,6 +875,8 @@ class RoutingCapture:
         if self._buffers.deferred:
             self._pending.append((step, b, protocol.encode_step(step, b, n)))
             self._flush(step, block=False)
+        elif inline_slots is not None:
+            self._send(protocol.encode_step_slots(step, b, n, inline_slots), step)
         else:
             self._send(protocol.encode_step(step, b, n), step)
         if self._detached:

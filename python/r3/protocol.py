@@ -1,4 +1,4 @@
-"""Frames of the engine bridge protocol, version 1 (docs/engine-bridge.md), both directions.
+"""Frames of the engine bridge protocol, version 2 (docs/engine-bridge.md), both directions.
 
 Every frame is ``u32 body_length`` then the body: ``u8 type`` and the payload, all integers little-endian. A string is
 ``u16 byte_length`` + UTF-8 bytes, a blob ``u16 length`` + bytes; a body is at most 16 MiB. Standard library only.
@@ -16,7 +16,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Iterable, Sequence, Union
 
-VERSION = 1
+VERSION = 2
 MAX_BODY = 16 * 1024 * 1024
 
 BACKEND_HOST = 0
@@ -31,6 +31,7 @@ ABORTED = 5
 SLOTS_MOVED = 6
 ROUND_CLEARED = 7
 GOODBYE = 8
+STEP_SLOTS = 9  # version 2: a STEP that carries its slot mapping
 # sidecar to engine
 WELCOME = 101
 CONSUMED = 102
@@ -88,9 +89,11 @@ class Hello:
 
 @dataclass(frozen=True)
 class Step:
+    """STEP, or STEP_SLOTS when ``slots`` holds the slot mapping's bytes (``tokens`` x HELLO's ``slot_bytes``)."""
     step_id: int
     buffer: int
     tokens: int
+    slots: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,16 @@ def encode_step(step_id: int, buffer: int, tokens: int) -> bytes:
                              _unsigned(tokens, 32, "tokens")))
 
 
+def encode_step_slots(step_id: int, buffer: int, tokens: int, slots: bytes | memoryview) -> bytes:
+    """The STEP_SLOTS frame (version 2): STEP's 15 bytes, then the step's slot mapping as sent (``tokens`` integers of
+    HELLO's ``slot_bytes``, little-endian), which the sidecar uses instead of the engine's slots buffer."""
+    head = _STEP.pack(STEP_SLOTS, _unsigned(step_id, 64, "step_id"), _unsigned(buffer, 16, "buffer"),
+                      _unsigned(tokens, 32, "tokens"))
+    if len(head) + len(slots) > MAX_BODY:
+        raise ValueError(f"STEP_SLOTS of {len(slots)} slot bytes exceeds the {MAX_BODY}-byte body limit")
+    return _LEN.pack(len(head) + len(slots)) + head + bytes(slots)
+
+
 def encode_admitted(request_id: str) -> bytes:
     return _frame(bytes([ADMITTED]) + _string(request_id, "request_id"))
 
@@ -358,7 +371,7 @@ class _Cursor:
             raise ProtocolError(f"{self.what} frame has {len(self.body) - self.pos} bytes after its payload")
 
 
-_NAMES = {HELLO: "HELLO", STEP: "STEP", ADMITTED: "ADMITTED", FINISHED: "FINISHED", ABORTED: "ABORTED",
+_NAMES = {HELLO: "HELLO", STEP: "STEP", STEP_SLOTS: "STEP_SLOTS", ADMITTED: "ADMITTED", FINISHED: "FINISHED", ABORTED: "ABORTED",
           SLOTS_MOVED: "SLOTS_MOVED", ROUND_CLEARED: "ROUND_CLEARED", GOODBYE: "GOODBYE", WELCOME: "WELCOME",
           CONSUMED: "CONSUMED", FAILED: "FAILED", FAREWELL: "FAREWELL"}
 
@@ -388,6 +401,9 @@ def decode(body: bytes | memoryview) -> Message:
     elif kind == STEP:
         step_id, buffer, tokens = c.unpack(struct.Struct("<QHI"))
         msg = Step(step_id, buffer, tokens)
+    elif kind == STEP_SLOTS:
+        step_id, buffer, tokens = c.unpack(struct.Struct("<QHI"))
+        msg = Step(step_id, buffer, tokens, bytes(c.take(len(c.body) - c.pos)))
     elif kind == ADMITTED:
         msg = Admitted(c.string())
     elif kind == FINISHED:

@@ -149,7 +149,10 @@ def main(socket_path: str, result_path: str) -> None:
             cuMemAllocHost(ctypes.byref(host_s), max(1, n * hello.slot_bytes))
             if n:
                 cuMemcpyDtoHAsync(host_r, routing[b], n * row, stream)
-                cuMemcpyDtoHAsync(host_s, slots[b], n * hello.slot_bytes, stream)
+                if msg.slots is None:
+                    cuMemcpyDtoHAsync(host_s, slots[b], n * hello.slot_bytes, stream)
+                else:  # STEP_SLOTS: the slots came in the message
+                    ctypes.memmove(host_s, msg.slots, n * hello.slot_bytes)
             cuEventRecord(consumed[b], stream)
             conn.sendall(protocol.encode_consumed(msg.step_id, b))
             copies.append((msg.step_id, n, host_r.value, host_s.value))

@@ -151,8 +151,9 @@ class FakeSidecar:
                 if msg.step_id == self.fail_at_step:
                     conn.sendall(protocol.encode_failed(3, self.fail_message))
                     return
-                self.steps.append(StepSeen(msg.step_id, msg.buffer, np.array(routing[msg.buffer][:msg.tokens]),
-                                           np.array(slots[msg.buffer][:msg.tokens])))
+                seen_slots = (np.array(slots[msg.buffer][:msg.tokens]) if msg.slots is None  # STEP_SLOTS: in the message
+                              else np.frombuffer(msg.slots, dtype=slots[msg.buffer].dtype).copy())
+                self.steps.append(StepSeen(msg.step_id, msg.buffer, np.array(routing[msg.buffer][:msg.tokens]), seen_slots))
                 tokens += msg.tokens
                 if not self.ack:
                     continue

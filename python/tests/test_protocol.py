@@ -27,6 +27,8 @@ def test_every_message_round_trips() -> None:
     cases = [
         (protocol.encode_hello(hello), hello),
         (protocol.encode_step(2**64 - 1, 63, 8192), Step(2**64 - 1, 63, 8192)),
+        (protocol.encode_step_slots(5, 2, 3, struct.pack("<3q", 7, -1, 2**40)), Step(5, 2, 3, struct.pack("<3q", 7, -1, 2**40))),
+        (protocol.encode_step_slots(6, 0, 0, b""), Step(6, 0, 0, b"")),
         (protocol.encode_admitted("req-1"), Admitted("req-1")),
         (protocol.encode_finished("req-1", [0, 5, -1, 2**31 - 1]), Finished("req-1", (0, 5, -1, 2**31 - 1))),
         (protocol.encode_finished("", []), Finished("", ())),

@@ -4,6 +4,7 @@ import dev.routingreplay.core.ElementType;
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.device.InterprocessDevice;
 import dev.routingreplay.core.device.InterprocessEvent;
+import dev.routingreplay.core.device.UploadStaging;
 import dev.routingreplay.core.event.RoutingBuffer;
 import dev.routingreplay.core.event.SlotMappingBuffer;
 import dev.routingreplay.core.memory.DeviceBuffer;
@@ -21,14 +22,20 @@ final class EngineBuffers implements AutoCloseable {
     private final SlotMappingBuffer[] slots;
     private final InterprocessEvent[] ready;
     private final InterprocessEvent[] consumed;
+    private final SlotMappingBuffer[] sentSlots;
+    private final UploadStaging[] slotStaging;
     private final List<AutoCloseable> opened;
+    private final int slotBytes;
     private boolean closed;
 
-    private EngineBuffers(int n, List<AutoCloseable> opened) {
+    private EngineBuffers(int n, int slotBytes, List<AutoCloseable> opened) {
         this.routing = new RoutingBuffer[n];
         this.slots = new SlotMappingBuffer[n];
         this.ready = new InterprocessEvent[n];
         this.consumed = new InterprocessEvent[n];
+        this.sentSlots = new SlotMappingBuffer[n];
+        this.slotStaging = new UploadStaging[n];
+        this.slotBytes = slotBytes;
         this.opened = opened;
     }
 
@@ -40,7 +47,7 @@ final class EngineBuffers implements AutoCloseable {
      */
     static EngineBuffers open(InterprocessDevice device, EngineMessage.Hello hello, RoutingShape shape) {
         int n = hello.buffers().size();
-        EngineBuffers b = new EngineBuffers(n, new ArrayList<>(4 * n));
+        EngineBuffers b = new EngineBuffers(n, hello.slotBytes(), new ArrayList<>(6 * n));
         ElementType idType = hello.idBytes() == 4 ? ElementType.INT32 : ElementType.INT64;
         ElementType slotType = hello.slotBytes() == 4 ? ElementType.INT32 : ElementType.INT64;
         try {
@@ -55,6 +62,15 @@ final class EngineBuffers implements AutoCloseable {
             }
             for (int i = 0; i < n; i++) {
                 b.consumed[i] = b.track("consumed event " + i, device::createExportedEvent);
+            }
+            if (hello.version() >= 2) {
+                // STEP_SLOTS: the slots that came in the message go to this side's own buffer, never into the engine's
+                int bytes = Math.toIntExact(hello.maxTokens() * hello.slotBytes());
+                for (int i = 0; i < n; i++) {
+                    DeviceBuffer own = b.track("slot buffer " + i + " (" + bytes + " bytes)", () -> device.allocate(bytes));
+                    b.sentSlots[i] = new SlotMappingBuffer(own, slotType);
+                    b.slotStaging[i] = b.track("slot staging " + i + " (" + bytes + " bytes)", () -> device.openUploadStaging(bytes));
+                }
             }
             return b;
         } catch (RuntimeException | Error e) {
@@ -91,6 +107,25 @@ final class EngineBuffers implements AutoCloseable {
     /** Buffer {@code b}'s slot mapping descriptor. */
     SlotMappingBuffer slots(int b) {
         return slots[b];
+    }
+
+    /** Bytes of one slot in the engine's slot mapping (HELLO's {@code slot_bytes}). */
+    int slotBytes() {
+        return slotBytes;
+    }
+
+    /**
+     * Enqueues the upload of a STEP_SLOTS message's slot bytes for buffer {@code b} into this side's slot buffer
+     * {@code b} on the compute stream, and returns that buffer's descriptor for the step. Blocks only while the previous
+     * upload of {@code b} has not yet read its staging (it normally has, N steps ago). The pipeline's read of the
+     * previous step of {@code b} was enqueued on the same stream before, so it is never overwritten before read.
+     */
+    SlotMappingBuffer uploadSlots(int b, byte[] bytes) {
+        UploadStaging staging = slotStaging[b];
+        staging.awaitCopied();
+        staging.buffer().put(0, bytes);
+        staging.enqueueCopyTo(sentSlots[b].buffer(), bytes.length);
+        return sentSlots[b];
     }
 
     /** The event the engine records after writing buffer {@code b}. */

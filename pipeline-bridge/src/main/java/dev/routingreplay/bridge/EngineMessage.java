@@ -101,16 +101,40 @@ public sealed interface EngineMessage {
     }
 
     /**
-     * Buffer {@code buffer} holds the routing and slots of step {@code stepId}'s first {@code tokens} tokens.
+     * Buffer {@code buffer} holds the routing of step {@code stepId}'s first {@code tokens} tokens, and its slots
+     * (STEP), or the message carries the slots itself (STEP_SLOTS, protocol version 2: the engine's slot mapping of
+     * {@code tokens} integers of HELLO's {@code slot_bytes}, little-endian; the engine's slots buffer is not read).
      *
      * @param stepId the engine's step id ({@code u64})
      * @param buffer index of the buffer, below N ({@code u16})
      * @param tokens tokens of the step ({@code u32})
+     * @param slots STEP_SLOTS: the slot mapping's bytes as sent (checked against HELLO by the session); STEP: null
      */
-    record Step(long stepId, int buffer, long tokens) implements EngineMessage {
+    record Step(long stepId, int buffer, long tokens, byte[] slots) implements EngineMessage {
+        /** A STEP: the slots are in the engine's buffer. */
+        public Step(long stepId, int buffer, long tokens) {
+            this(stepId, buffer, tokens, null);
+        }
+
         @Override
         public String name() {
-            return "STEP";
+            return slots == null ? "STEP" : "STEP_SLOTS";
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof Step s && s.stepId == stepId && s.buffer == buffer && s.tokens == tokens && Arrays.equals(s.slots, slots);
+        }
+
+        @Override
+        public int hashCode() {
+            return (Long.hashCode(stepId) * 31 + buffer) * 31 + Long.hashCode(tokens) * 31 + Arrays.hashCode(slots);
+        }
+
+        @Override
+        public String toString() {
+            return name() + "[stepId=" + Long.toUnsignedString(stepId) + ", buffer=" + buffer + ", tokens=" + tokens
+                    + (slots == null ? "" : ", " + slots.length + " slot bytes") + "]";
         }
     }
 

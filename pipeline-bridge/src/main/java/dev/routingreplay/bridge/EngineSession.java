@@ -7,6 +7,7 @@ import dev.routingreplay.core.event.RequestAborted;
 import dev.routingreplay.core.event.RequestAdmitted;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.RoundCleared;
+import dev.routingreplay.core.event.SlotMappingBuffer;
 import dev.routingreplay.core.event.SlotsMoved;
 import dev.routingreplay.core.pipeline.CapturePipeline;
 import dev.routingreplay.core.pipeline.EngineFeed;
@@ -42,8 +43,10 @@ import reactor.core.scheduler.Schedulers;
  * first).
  *
  * <p>Per STEP(k, b, tokens): {@code ready[b].waitOnCompute()}, {@code feed.emit(CaptureStep)} (the read of buffer b is
- * enqueued before it returns), {@code consumed[b].recordOnCompute()}, then CONSUMED(k, b). The step's descriptors are
- * built once at HELLO and reused.
+ * enqueued before it returns), {@code consumed[b].recordOnCompute()}, then CONSUMED(k, b). A STEP_SLOTS (version 2)
+ * carries the slot mapping: after the wait its bytes are uploaded on the compute stream into this side's slot buffer b,
+ * which the step reads instead of the engine's. The step's descriptors are built once at HELLO and reused. WELCOME
+ * answers with the engine's version (1 or 2).
  *
  * <p>End: GOODBYE completes the feed, waits until the pipeline terminated and released its ring, closes the opened
  * buffers and events, and only then answers FAREWELL (or FAILED code 3 if the pipeline failed). A disconnect without
@@ -91,6 +94,7 @@ final class EngineSession {
     private CapturePipeline pipeline;
     private EngineFeed feed;
     private long maxTokens;
+    private int version;
 
     EngineSession(long id, Channel channel, SidecarServer.Settings settings, SharedSink sharedSink,
             BiConsumer<EngineSession, SessionSummary> onEnd) {
@@ -205,6 +209,7 @@ final class EngineSession {
         engineName = h.engineName();
         RoutingSink sink = sharedSink.acquire(shape, h.maxTokens());
         buffers = EngineBuffers.open(settings.device(), h, shape);
+        version = h.version();
         try {
             pipeline = CapturePipeline.builder().name("sidecar-" + id).device(settings.device()).sink(sink).ringDepth(settings.ringDepth())
                     .maxTokensPerStep((int) h.maxTokens()).build();
@@ -215,7 +220,7 @@ final class EngineSession {
         feed = new EngineFeed();
         feed.flux().transform(pipeline).subscribe(new PipelineOutcome());
         welcomed = true;
-        send(new SidecarMessage.Welcome(FrameCodec.VERSION, settings.backend().code(), buffers.consumedHandles(), settings.storeName()));
+        send(new SidecarMessage.Welcome(version, settings.backend().code(), buffers.consumedHandles(), settings.storeName()));
         settings.log().accept("session " + id + ": engine " + h.engineName() + " connected, " + shape.describe() + ", " + h.buffers().size()
                 + " buffers of " + h.maxTokens() + " tokens (ids " + h.idBytes() * 8 + "-bit, slots " + h.slotBytes() * 8 + "-bit), ring depth "
                 + settings.ringDepth());
@@ -223,19 +228,34 @@ final class EngineSession {
 
     private void step(EngineMessage.Step s) {
         if (buffers == null) {
-            throw new ProtocolException(FailureCode.PROTOCOL, "STEP before HELLO (step_id=" + Long.toUnsignedString(s.stepId()) + ")");
+            throw new ProtocolException(FailureCode.PROTOCOL, s.name() + " before HELLO (step_id=" + Long.toUnsignedString(s.stepId()) + ")");
         }
         int b = s.buffer();
         if (b >= buffers.count()) {
-            throw new ProtocolException(FailureCode.PROTOCOL, "STEP: buffer=" + b + " is out of range for " + buffers.count() + " buffers (step_id="
+            throw new ProtocolException(FailureCode.PROTOCOL, s.name() + ": buffer=" + b + " is out of range for " + buffers.count() + " buffers (step_id="
                     + Long.toUnsignedString(s.stepId()) + ")");
         }
         if (s.tokens() > maxTokens) {
-            throw new ProtocolException(FailureCode.PROTOCOL, "STEP: tokens=" + s.tokens() + " exceeds max_tokens=" + maxTokens + " (step_id="
+            throw new ProtocolException(FailureCode.PROTOCOL, s.name() + ": tokens=" + s.tokens() + " exceeds max_tokens=" + maxTokens + " (step_id="
                     + Long.toUnsignedString(s.stepId()) + ")");
         }
+        SlotMappingBuffer slots = buffers.slots(b);
+        if (s.slots() != null) {
+            if (version < 2) {
+                throw new ProtocolException(FailureCode.PROTOCOL, "STEP_SLOTS in a version " + version + " session (step_id="
+                        + Long.toUnsignedString(s.stepId()) + "); it needs version 2");
+            }
+            long expected = s.tokens() * buffers.slotBytes();
+            if (s.slots().length != expected) {
+                throw new ProtocolException(FailureCode.PROTOCOL, "STEP_SLOTS: " + s.slots().length + " bytes of slots for tokens=" + s.tokens()
+                        + " of slot_bytes=" + buffers.slotBytes() + " (expected " + expected + "; step_id=" + Long.toUnsignedString(s.stepId()) + ")");
+            }
+        }
         buffers.ready(b).waitOnCompute();
-        waitNanos += feedEmit(new CaptureStep(s.stepId(), (int) s.tokens(), buffers.routing(b), buffers.slots(b)));
+        if (s.slots() != null) {
+            slots = buffers.uploadSlots(b, s.slots());
+        }
+        waitNanos += feedEmit(new CaptureStep(s.stepId(), (int) s.tokens(), buffers.routing(b), slots));
         buffers.consumed(b).recordOnCompute();
         ByteBuf out = channel.alloc().ioBuffer(15);
         FrameCodec.encodeConsumed(s.stepId(), b, out);

@@ -17,11 +17,13 @@ import java.util.List;
  * body (what {@link #frameDecoder()} emits: the length already stripped) and read it completely; a body that is
  * empty, truncated, has bytes left over, an unknown type or malformed UTF-8 is a {@link ProtocolException} with
  * code {@link FailureCode#PROTOCOL} naming the message type and the field. Encoders write a whole frame, length
- * included, into the given buffer. Stateless and thread-safe; decoding a STEP allocates only its record.
+ * included, into the given buffer. Stateless and thread-safe; decoding a STEP allocates only its record (a STEP_SLOTS also its slot bytes).
  */
 public final class FrameCodec {
-    /** The protocol version this codec speaks. */
-    public static final int VERSION = 1;
+    /** The protocol version this codec speaks: 2 (version 1, without STEP_SLOTS, is still accepted from an engine). */
+    public static final int VERSION = 2;
+    /** The oldest protocol version a sidecar accepts in HELLO. */
+    public static final int OLDEST_VERSION = 1;
     /** The largest body of a frame: 16 MiB. */
     public static final int MAX_BODY_BYTES = 16 << 20;
 
@@ -33,6 +35,7 @@ public final class FrameCodec {
     static final int SLOTS_MOVED = 6;
     static final int ROUND_CLEARED = 7;
     static final int GOODBYE = 8;
+    static final int STEP_SLOTS = 9;
     static final int WELCOME = 101;
     static final int CONSUMED = 102;
     static final int FAILED = 103;
@@ -92,8 +95,17 @@ public final class FrameCodec {
             case GOODBYE:
                 m = new EngineMessage.Goodbye();
                 break;
+            case STEP_SLOTS: {
+                long stepId = u64(body, "STEP_SLOTS", "step_id");
+                int buffer = u16(body, "STEP_SLOTS", "buffer");
+                long tokens = u32(body, "STEP_SLOTS", "tokens");
+                byte[] slots = new byte[body.readableBytes()];
+                body.readBytes(slots);
+                m = new EngineMessage.Step(stepId, buffer, tokens, slots);
+                break;
+            }
             default:
-                throw new ProtocolException(FailureCode.PROTOCOL, "unknown message type " + type + " (engine messages are 1 to 8)");
+                throw new ProtocolException(FailureCode.PROTOCOL, "unknown message type " + type + " (engine messages are 1 to 9)");
         }
         end(body, m.name());
         return m;
@@ -126,7 +138,10 @@ public final class FrameCodec {
     public static void encode(EngineMessage message, ByteBuf out) {
         int start = begin(out);
         if (message instanceof EngineMessage.Step s) {
-            out.writeByte(STEP).writeLongLE(s.stepId()).writeShortLE(s.buffer()).writeIntLE((int) s.tokens());
+            out.writeByte(s.slots() == null ? STEP : STEP_SLOTS).writeLongLE(s.stepId()).writeShortLE(s.buffer()).writeIntLE((int) s.tokens());
+            if (s.slots() != null) {
+                out.writeBytes(s.slots());
+            }
         } else if (message instanceof EngineMessage.Hello h) {
             out.writeByte(HELLO).writeShortLE(h.version()).writeByte(h.backend()).writeIntLE(h.deviceOrdinal()).writeShortLE(h.layers())
                     .writeShortLE(h.topK()).writeIntLE((int) h.numExperts()).writeByte(h.idBytes()).writeByte(h.slotBytes())

@@ -21,8 +21,8 @@ final class HelloCheck {
      * @throws ProtocolException (code 2) naming the first bad field
      */
     static RoutingShape check(EngineMessage.Hello hello, Backend backend, int deviceOrdinal) {
-        if (hello.version() != FrameCodec.VERSION) {
-            throw refuse("version=" + hello.version() + ": this sidecar speaks version " + FrameCodec.VERSION);
+        if (hello.version() < FrameCodec.OLDEST_VERSION || hello.version() > FrameCodec.VERSION) {
+            throw refuse("version=" + hello.version() + ": this sidecar speaks versions " + FrameCodec.OLDEST_VERSION + " to " + FrameCodec.VERSION);
         }
         if (hello.backend() != Backend.HOST.code() && hello.backend() != Backend.CUDA.code()) {
             throw refuse("backend=" + hello.backend() + ": expected 0 (host) or 1 (cuda)");

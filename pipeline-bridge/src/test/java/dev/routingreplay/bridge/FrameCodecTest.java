@@ -24,6 +24,8 @@ class FrameCodecTest {
         return List.of(
                 new EngineMessage.Hello(1, 1, 3, 58, 8, 256, 8, 4, 8192, "vLLM-0.11 ünïcode", List.of(BUFFER, BUFFER)),
                 new EngineMessage.Step(-2L, 63, 4_000_000_000L),
+                new EngineMessage.Step(5L, 1, 2, new byte[] {1, 0, 0, 0, -1, -1, -1, -1}),
+                new EngineMessage.Step(6L, 0, 0, new byte[0]),
                 new EngineMessage.Admitted("req-1"),
                 new EngineMessage.Finished("req-1", new int[] {5, -1, Integer.MAX_VALUE}),
                 new EngineMessage.Aborted("req-2"),
@@ -82,6 +84,15 @@ class FrameCodecTest {
         byte[] bytes = new byte[b.readableBytes()];
         b.readBytes(bytes);
         assertArrayEquals(new byte[] {15, 0, 0, 0, 2, 8, 7, 6, 5, 4, 3, 2, 1, 0x0B, 0x0A, 0x44, 0x33, 0x22, 0x11}, bytes);
+    }
+
+    @Test
+    void aStepWithSlotsIsTypeNineWithTheSlotBytesAfterStepsFields() {
+        ByteBuf b = Unpooled.buffer();
+        FrameCodec.encode(new EngineMessage.Step(1, 2, 1, new byte[] {7, 0, 0, 0}), b);
+        byte[] bytes = new byte[b.readableBytes()];
+        b.readBytes(bytes);
+        assertArrayEquals(new byte[] {19, 0, 0, 0, 9, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 0, 0, 0, 7, 0, 0, 0}, bytes);
     }
 
     @ParameterizedTest(name = "{1}")

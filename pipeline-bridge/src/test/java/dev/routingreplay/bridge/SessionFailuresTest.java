@@ -134,6 +134,18 @@ class SessionFailuresTest {
                 e.sendStep(0, 0, 9);
             }), FailureCode.PROTOCOL, "STEP: tokens=9 exceeds max_tokens=8");
             assertFailed(failure(sidecar, e -> {
+                e.welcome(SPEC, tmp, "slots-in-version-1");
+                e.sendStepSlots(0, 0, 1, new byte[SPEC.slotBytes()]);
+            }), FailureCode.PROTOCOL, "STEP_SLOTS in a version 1 session", "needs version 2");
+            assertFailed(failure(sidecar, e -> {
+                e.sendingSlotsInSteps().welcome(SPEC, tmp, "short-slots");
+                e.sendStepSlots(0, 0, 2, new byte[SPEC.slotBytes() + 1]);
+            }), FailureCode.PROTOCOL, "STEP_SLOTS: " + (SPEC.slotBytes() + 1) + " bytes of slots for tokens=2", "expected " + 2 * SPEC.slotBytes());
+            assertFailed(failure(sidecar, e -> {
+                e.sendingSlotsInSteps().welcome(SPEC, tmp, "slots-bad-buffer");
+                e.sendStepSlots(0, 2, 0, new byte[0]);
+            }), FailureCode.PROTOCOL, "STEP_SLOTS: buffer=2 is out of range for 2 buffers");
+            assertFailed(failure(sidecar, e -> {
                 e.welcome(SPEC, tmp, "empty-id");
                 e.admitted("");
             }), FailureCode.PROTOCOL, "ADMITTED: requestId must not be null or empty");
@@ -153,7 +165,7 @@ class SessionFailuresTest {
         record Case(EngineMessage.Hello hello, String... parts) {
         }
         List<Case> cases = new ArrayList<>();
-        cases.add(new Case(hello(2, 0, 0, 2, 2, 16, 4, 8, 8, List.of(good)), "version=2", "speaks version 1"));
+        cases.add(new Case(hello(3, 0, 0, 2, 2, 16, 4, 8, 8, List.of(good)), "version=3", "speaks versions 1 to 2"));
         cases.add(new Case(hello(1, 1, 0, 2, 2, 16, 4, 8, 8, List.of(good)), "backend=1 (cuda)", "host backend"));
         cases.add(new Case(hello(1, 5, 0, 2, 2, 16, 4, 8, 8, List.of(good)), "backend=5"));
         cases.add(new Case(hello(1, 0, 3, 2, 2, 16, 4, 8, 8, List.of(good)), "device=3"));

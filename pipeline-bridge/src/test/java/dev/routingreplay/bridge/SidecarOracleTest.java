@@ -19,23 +19,30 @@ class SidecarOracleTest {
     @TempDir
     Path tmp;
 
-    @ParameterizedTest(name = "seed {0}: {1} layers top {2} of {3}, ids {4} B, slots {5} B, {6} buffers, ring {7}, garbage {8}")
+    @ParameterizedTest(name = "seed {0}: {1} layers top {2} of {3}, ids {4} B, slots {5} B, {6} buffers, ring {7}, garbage {8}, "
+            + "slots in STEP_SLOTS {9}")
     @CsvSource({
-        "1, 3, 2, 300, 8, 8, 4, 4, false",
-        "2, 4, 8, 128, 4, 4, 2, 2, false",
-        "3, 2, 4, 256, 8, 4, 1, 1, false",
-        "4, 3, 2, 64, 4, 8, 2, 4, true",
-        "5, 2, 2, 200, 8, 8, 3, 1, true",
+        "1, 3, 2, 300, 8, 8, 4, 4, false, false",
+        "2, 4, 8, 128, 4, 4, 2, 2, false, false",
+        "3, 2, 4, 256, 8, 4, 1, 1, false, false",
+        "4, 3, 2, 64, 4, 8, 2, 4, true, false",
+        "5, 2, 2, 200, 8, 8, 3, 1, true, false",
+        "6, 3, 2, 300, 8, 8, 4, 4, false, true",
+        "7, 2, 4, 64, 4, 4, 2, 1, true, true",
+        "8, 2, 2, 200, 8, 4, 1, 2, true, true",
     })
     void everyFinishedRequestReadsBackWhatTheEngineWrote(long seed, int layers, int topK, int experts, int idBytes, int slotBytes,
-            int buffers, int ringDepth, boolean garbage) {
+            int buffers, int ringDepth, boolean garbage, boolean slotsInSteps) {
         FakeEngine.Spec spec = new FakeEngine.Spec(layers, topK, experts, idBytes, slotBytes, 64, buffers);
         try (Oracle oracle = new Oracle(seed, spec, 4000);
                 Sidecars sidecar = new Sidecars(tmp, oracle.slotCapacity(), ringDepth);
                 FakeEngine engine = FakeEngine.connect(sidecar.socket)) {
             CompletableFuture<SessionSummary> end = sidecar.nextSession();
+            if (slotsInSteps) {
+                engine.sendingSlotsInSteps();
+            }
             SidecarMessage.Welcome welcome = engine.welcome(spec, tmp, "oracle-" + seed);
-            assertEquals(FrameCodec.VERSION, welcome.version());
+            assertEquals(slotsInSteps ? 2 : 1, welcome.version(), "WELCOME answers with the engine's version");
             assertEquals("memory", welcome.store());
             if (garbage) {
                 engine.overwriteAfterConsumed();

@@ -6,6 +6,7 @@ import dev.routingreplay.core.device.RingSpec;
 import dev.routingreplay.core.device.InterprocessDevice;
 import dev.routingreplay.core.device.InterprocessEvent;
 import dev.routingreplay.core.device.StagingRing;
+import dev.routingreplay.core.device.UploadStaging;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.Objects;
@@ -226,6 +227,12 @@ public final class CudaDevice implements InterprocessDevice {
     @Override
     public InterprocessEvent createExportedEvent() {
         return CudaInterprocessEvent.create(this);
+    }
+
+    /** Pinned staging copied to device memory by {@code cuMemcpyHtoDAsync} on the compute stream. */
+    @Override
+    public UploadStaging openUploadStaging(int bytes) {
+        return new CudaUploadStaging(this, bytes);
     }
 
     /** Waits for the compute stream. */

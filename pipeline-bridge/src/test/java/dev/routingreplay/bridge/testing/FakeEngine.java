@@ -89,6 +89,7 @@ public final class FakeEngine implements AutoCloseable {
     private long sentSteps;
     private long sentTokens;
     private long sentFinished;
+    private boolean slotsInSteps;
 
     private FakeEngine(SocketChannel channel) {
         this.channel = channel;
@@ -116,9 +117,18 @@ public final class FakeEngine implements AutoCloseable {
 
     // ---------------------------------------------------------------- handshake
 
-    /** Creates the buffer file for {@code spec} under {@code dir} and sends HELLO with its regions. */
+    /**
+     * From now on: HELLO says version 2, and every step goes as STEP_SLOTS with the slots its writer wrote, after which
+     * the buffer's slots are overwritten with garbage (so a sidecar that read the engine's slots buffer would fail).
+     */
+    public FakeEngine sendingSlotsInSteps() {
+        slotsInSteps = true;
+        return this;
+    }
+
+    /** Creates the buffer file for {@code spec} under {@code dir} and sends HELLO with its regions (version 1, or 2 with slots in steps). */
     public void sendHello(Spec spec, Path dir, String name) {
-        sendHello(spec, dir, name, 1, 0, 0);
+        sendHello(spec, dir, name, slotsInSteps ? 2 : 1, 0, 0);
     }
 
     /** As {@link #sendHello(Spec, Path, String)} with an explicit version, backend and device, and the routing size shortened by {@code shortBy} bytes. */
@@ -194,9 +204,18 @@ public final class FakeEngine implements AutoCloseable {
         ByteBuffer slots = region(b * stride + spec.routingBytes(), spec.slotsBytes());
         writer.write(routing, slots);
         lastStepOf[b] = k;
-        ByteBuffer m = body(15);
-        m.put((byte) 2).putLong(k).putShort((short) b).putInt(tokens);
-        send(m);
+        if (slotsInSteps) {
+            byte[] sent = new byte[tokens * spec.slotBytes()];
+            slots.get(0, sent);
+            for (int i = 0; i < sent.length; i++) {
+                slots.put(i, (byte) 0x7F);
+            }
+            sendStepSlots(k, b, tokens, sent);
+        } else {
+            ByteBuffer m = body(15);
+            m.put((byte) 2).putLong(k).putShort((short) b).putInt(tokens);
+            send(m);
+        }
         sentSteps++;
         sentTokens += tokens;
         return k;
@@ -206,6 +225,13 @@ public final class FakeEngine implements AutoCloseable {
     public void sendStep(long stepId, int buffer, long tokens) {
         ByteBuffer m = body(15);
         m.put((byte) 2).putLong(stepId).putShort((short) buffer).putInt((int) tokens);
+        send(m);
+    }
+
+    /** Sends a STEP_SLOTS frame as given (type 9: STEP's fields, then {@code slots}), without touching buffers or waiting. */
+    public void sendStepSlots(long stepId, int buffer, long tokens, byte[] slots) {
+        ByteBuffer m = body(15 + slots.length);
+        m.put((byte) 9).putLong(stepId).putShort((short) buffer).putInt((int) tokens).put(slots);
         send(m);
     }
 

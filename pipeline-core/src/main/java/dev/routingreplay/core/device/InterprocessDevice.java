@@ -31,4 +31,7 @@ public interface InterprocessDevice extends RoutingDevice {
 
     /** Creates an event this process records and another process waits on; its {@link InterprocessEvent#handle()} is what to send. */
     InterprocessEvent createExportedEvent();
+
+    /** Opens {@code bytes} of host staging memory that this device copies into its own memory in compute-stream order. */
+    UploadStaging openUploadStaging(int bytes);
 }

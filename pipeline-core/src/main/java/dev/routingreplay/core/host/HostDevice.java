@@ -4,6 +4,7 @@ import dev.routingreplay.core.device.InterprocessDevice;
 import dev.routingreplay.core.device.InterprocessEvent;
 import dev.routingreplay.core.device.RingSpec;
 import dev.routingreplay.core.device.StagingRing;
+import dev.routingreplay.core.device.UploadStaging;
 import dev.routingreplay.core.memory.DeviceBuffer;
 import dev.routingreplay.core.memory.NativeMemory;
 import java.io.IOException;
@@ -123,6 +124,15 @@ public final class HostDevice implements InterprocessDevice {
     @Override
     public InterprocessEvent createExportedEvent() {
         return HostInterprocessEvent.INSTANCE;
+    }
+
+    /** Off-heap staging copied at once (host work is synchronous) into a buffer this device allocated. */
+    @Override
+    public UploadStaging openUploadStaging(int bytes) {
+        if (bytes < 0) {
+            throw new IllegalArgumentException("upload staging of " + bytes + " bytes");
+        }
+        return new HostUploadStaging(memory, bytes);
     }
 
     /** Off-heap bytes held by this device's buffers and rings that are not yet freed. */
