@@ -352,7 +352,10 @@ class Bench:
         return time.perf_counter() - t0, wall / 1e9, cpu / 1e9
 
     # ------------------------------------------------------------------------------------------------ runs
-    def run_section(self, name: str, step_fn, arg, rounds: int, warmup: int, slice_s: float) -> dict:
+    def run_section(self, name: str, step_fn, arg, rounds: int, warmup: int, slice_s: float, block: int = 1) -> dict:
+        """Rounds of every mode in rotating order; each mode runs ``block`` steps in a row and, with ``block`` > 1, the
+        first of them is run but not recorded: it may carry the previous mode's leftover work (a sidecar's reads of its
+        last step), while the recorded ones follow a step of their own mode, as in a real engine."""
         for w in range(warmup):
             for m in self.modes:
                 step_fn(m, arg)
@@ -365,13 +368,18 @@ class Bench:
             order = self.modes[k:] + self.modes[:k]
             got = {}
             for m in order:
-                self.begin_wall = 0
-                s, w, c = step_fn(m, arg)
-                samples[m].begin_wall_s.append(self.begin_wall / 1e9)
-                got[m] = s
-                samples[m].step_s.append(s)
-                samples[m].cap_wall_s.append(w)
-                samples[m].cap_cpu_s.append(c)
+                kept = []
+                for i in range(block):
+                    self.begin_wall = 0
+                    s, w, c = step_fn(m, arg)
+                    if block > 1 and i == 0:
+                        continue
+                    kept.append(s)
+                    samples[m].begin_wall_s.append(self.begin_wall / 1e9)
+                    samples[m].step_s.append(s)
+                    samples[m].cap_wall_s.append(w)
+                    samples[m].cap_cpu_s.append(c)
+                got[m] = float(np.median(kept))
             if "a" in got:
                 for m in self.modes:
                     paired[m].append(got[m] / got["a"])
@@ -445,7 +453,8 @@ class Bench:
 def markdown(result: dict) -> str:
     lines = [f"# Routing capture benchmark ({result['device']})", "",
              f"Model: {result['model']}. Decode: {result['decode_path']}. Torch {result['torch']}, transformers "
-             f"{result['transformers']}. Modes interleaved per round (rotating order).", "",
+             f"{result['transformers']}. Modes interleaved per round (rotating order), {result['block']} steps per mode in a row "
+             f"({result['prefill_block']} at the prefill), the first of each run not recorded.", "",
              "| size | mode | steps | median ms | p99 ms | ratio vs a | paired ratio | capture call wall µs (med / p99) "
              "| of it before the launch µs | capture call CPU µs | host MB | device MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -462,12 +471,13 @@ def markdown(result: dict) -> str:
     lines += ["", "Memory notes:"] + [f"- {m}: {v['note']}" for m, v in result["memory"].items() if v.get("note")]
     if result["notes"]:
         lines += ["", "Notes:"] + [f"- {n}" for n in result["notes"]]
-    lines += ["", "ratio vs a: median step time / median of (a); paired ratio: median over rounds of step / (a)'s step "
-              "in the same round. Capture call: the engine thread's time in the capture code of a step (b: .cpu() "
+    lines += ["", "ratio vs a: median step time / median of (a); paired ratio: median over rounds of a mode's median step in "
+              "the round / (a)'s. Capture call: the engine thread's time in the capture code of a step (b: .cpu() "
               "+ scatter, includes waiting for the forward; c: D2D + D2H enqueue + event + previous step's scatter; "
-              "d, e: begin_step + end_step with the slot mapping). Mode d's own GPU work runs in the sidecar (pack + D2H on its "
-              "stream, after the engine's event) and may overlap the next step, which belongs to another mode; mode e's "
-              "D2H runs on the engine's stream and its sidecar does no GPU work.", ""]
+              "d, e: begin_step + end_step with the slot mapping). Mode d's own GPU work runs in the sidecar (D2H of the raw rows "
+              "on its stream after the engine's event, f: pack kernel + D2H) and overlaps the engine's next step, which "
+              "is of the same mode for every recorded step when the block is over 1; mode e's D2H runs on the engine's "
+              "stream and its sidecar does no GPU work.", ""]
     return "\n".join(lines)
 
 
@@ -480,6 +490,10 @@ def main(argv=None) -> int:
     p.add_argument("--context", type=int, default=512, help="static KV positions per decode sequence")
     p.add_argument("--steps", type=int, default=500, help="rounds per decode size (each round: one step per mode)")
     p.add_argument("--prefill-steps", type=int, default=12, help="rounds of the prefill chunk")
+    p.add_argument("--block", type=int, default=8,
+                   help="decode steps per mode in a row within a round; the first is not recorded (1: one step per mode, "
+                        "each recorded, so a mode's leftover GPU work lands in the next mode's step)")
+    p.add_argument("--prefill-block", type=int, default=3, help="as --block, for the prefill chunk")
     p.add_argument("--warmup", type=int, default=10, help="untimed rounds per decode size")
     p.add_argument("--prefill-warmup", type=int, default=2)
     p.add_argument("--min-rounds", type=int, default=5)
@@ -514,7 +528,7 @@ def main(argv=None) -> int:
             slice_s = (args.budget_s - (time.perf_counter() - _T_START)) / (n_sections - i) * 0.9
             log(f"decode B={B}: up to {args.steps} rounds, slice {slice_s:.0f} s")
             sections[f"decode {B}"] = bench.run_section(f"decode {B}", bench.decode_step, B, args.steps, args.warmup,
-                                                        slice_s)
+                                                        slice_s, args.block)
             log(f"decode B={B}: " + ", ".join(f"{m} {r['median_ms']:.3f} ms" for m, r in sections[f'decode {B}'].items()))
         if bench.prefill:
             g = torch.Generator(device="cpu").manual_seed(args.seed)
@@ -523,7 +537,7 @@ def main(argv=None) -> int:
             log(f"prefill {bench.prefill} tokens: up to {args.prefill_steps} rounds, slice {slice_s:.0f} s")
             sections[f"prefill {bench.prefill}"] = bench.run_section(f"prefill {bench.prefill}", bench.prefill_step,
                                                                      ids, args.prefill_steps, args.prefill_warmup,
-                                                                     slice_s)
+                                                                     slice_s, args.prefill_block)
         memory = bench.memory()
     finally:
         try:
@@ -539,7 +553,7 @@ def main(argv=None) -> int:
         "decode_path": ("CUDA graphs" if bench.graphs is not None else "eager") + f", static KV {args.context} positions",
         "graph_error": bench.graph_error,
         "torch": torch.__version__, "transformers": transformers.__version__,
-        "modes": {m: MODE_NAMES[m] for m in bench.modes},
+        "modes": {m: MODE_NAMES[m] for m in bench.modes}, "block": args.block, "prefill_block": args.prefill_block,
         "sections": sections, "memory": memory, "notes": bench.notes,
         "capture_summary": {m: str(v) for m, v in summary.items()} if isinstance(summary, dict) else str(summary),
         "args": vars(args), "wall_s": time.perf_counter() - _T_START,

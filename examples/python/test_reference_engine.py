@@ -238,9 +238,12 @@ def test_bench_cpu_smoke(tmp_path):
     assert rc == 0
     res = json.loads((tmp_path / "bench.json").read_text())
     assert set(res["sections"]) == {"decode 1", "decode 4", "prefill 48"}
-    for sec in res["sections"].values():
+    for name, sec in res["sections"].items():
         assert set(sec) == {"a", "b", "c", "d"}
         assert sec["a"]["ratio_vs_a"] == 1.0
+        # blocks of 8 decode steps (3 at the prefill) per mode, the first of each not recorded
+        kept = 2 if name.startswith("prefill") else 7
+        assert all(r["steps"] > 0 and r["steps"] % kept == 0 for r in sec.values()), (name, sec)
     assert (tmp_path / "bench.md").read_text().startswith("# Routing capture benchmark")
 
 
