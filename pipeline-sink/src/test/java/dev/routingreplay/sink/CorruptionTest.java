@@ -16,6 +16,7 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Random;
+import java.util.regex.Pattern;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -193,6 +194,31 @@ class CorruptionTest {
         assertTrue(e instanceof StoreException, String.valueOf(e));
         assertTrue(seen.size() < REQUESTS, "seen " + seen.size());
         assertTrue(e.getMessage().startsWith(dir.resolve("requests").toString()), e.getMessage());
+    }
+
+    /**
+     * A file cut pages before the end of its records is refused on open, before a reader maps a byte past its end:
+     * such a read is a SIGBUS, which the JVM reports as an {@code InternalError} at some later point of the reader's
+     * thread (it can surface inside Reactor's signalling and leave the replay running forever).
+     */
+    @Test
+    void aRequestFileCutPagesShortIsRefusedBeforeAnyReadPastItsEnd() throws IOException {
+        write();
+        Path file = cq4(dir.resolve("requests"));
+        long cut = used(file) / 2;
+        try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {
+            f.setLength(cut);
+        }
+        try {
+            RoutingReplay.open(dir).close();
+            fail("opened a request file cut pages before its last record");
+        } catch (StoreException e) {
+            assertTrue(e.getMessage().matches(Pattern.quote(file.toString()) + ": queue file of " + cut + " bytes, cut inside its records "
+                    + "\\(its last record ends at byte \\d+\\): truncated; its records from byte " + cut + " on are lost"), e.getMessage());
+            for (Throwable t = e; t != null; t = t.getCause()) {
+                assertTrue(!(t instanceof InternalError), "a mapped read past the end of the file: " + t);
+            }
+        }
     }
 
     @Test
