@@ -29,6 +29,11 @@ final class HostInterprocessEvent implements InterprocessEvent {
     }
 
     @Override
+    public boolean isComplete() {
+        return true;
+    }
+
+    @Override
     public void close() {
         // nothing held
     }
