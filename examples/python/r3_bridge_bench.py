@@ -52,12 +52,11 @@ from qwen3_moe_model import add_model_args, build_model, resolve_dtype, shape_fr
 from routing_hooks import RouterHooks  # noqa: E402
 from static_decode import StaticDecoder  # noqa: E402
 
-MODES = ("a", "b", "c", "d", "e", "f", "g")
+MODES = ("a", "b", "c", "d", "e", "f")
 MODE_NAMES = {"a": "no capture", "b": "sync .cpu()", "c": "async D2D+pinned D2H (FastDeploy-style)",
               "d": "r3 sidecar (RoutingCapture)", "e": "r3 sidecar, pinned transport",
-              "f": "r3 sidecar, pack kernel (--pack device)",
-              "g": "r3 sidecar, ready wait on the host (--ready-wait host)"}
-SIDECAR_MODES = ("d", "e", "f", "g")
+              "f": "r3 sidecar, pack kernel (--pack device)"}
+SIDECAR_MODES = ("d", "e", "f")
 
 
 def log(msg: str) -> None:
@@ -123,7 +122,7 @@ class Bench:
         """Starts the sidecar of mode d (IPC transport, ``--backend cuda``) and of mode e (pinned transport,
         ``--backend host``), each with its own socket and store, and learns the buffers their captures hand out."""
         a = self.args
-        for only_real in ("e", "f", "g"):
+        for only_real in ("e", "f"):
             if only_real in self.modes and not (self.cuda and a.sidecar_cmd and (a.mode_d or "sidecar") == "sidecar"):
                 self.modes.remove(only_real)
                 self.notes.append(f"mode {only_real} skipped: it needs a CUDA device and --sidecar-cmd")
@@ -146,10 +145,8 @@ class Bench:
                 from sidecar_proc import SidecarProcess
                 work = Path(a.work_dir or tempfile.mkdtemp(prefix="r3-bench-")) / mode
                 sock = Path(tempfile.mkdtemp(prefix="r3s-")) / "r3.sock"  # short: at most 107 bytes
-                backend = "cuda" if self.cuda and mode in ("d", "f", "g") else "host"
+                backend = "cuda" if self.cuda and mode in ("d", "f") else "host"
                 pack = "--pack device" if mode == "f" else "--pack host" if backend == "cuda" else ""
-                if mode == "g":
-                    pack += " --ready-wait host"
                 sidecar = SidecarProcess(a.sidecar_cmd, sock, work / "store", backend, work / "sidecar.log", pack)
                 log(f"mode {mode} sidecar: {sidecar.command_line()} (slots used: [0, {self.num_slots}))")
                 sidecar.start()
@@ -431,7 +428,7 @@ class Bench:
                         "note": "engine side: one device routing + slots buffer; the host ring is a mapped file shared "
                                 "with the sidecar (pinned by cudaHostRegister, counted here)"
                                 + (f"; the sidecar's RSS: {side / 2**20:.0f} MiB" if side else "")}
-        for m in [m for m in ("d", "f", "g") if m in self.modes]:
+        for m in [m for m in ("d", "f") if m in self.modes]:
             dev = self.args.buffers * (buf + self.max_tokens * 8)
             side = self.sidecars[m].rss_bytes() if m in self.sidecars else None
             mem[m] = {"host_bytes": 0, "device_bytes": dev, "sidecar_rss_bytes": side,

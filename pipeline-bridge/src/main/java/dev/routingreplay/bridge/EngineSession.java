@@ -1,7 +1,6 @@
 package dev.routingreplay.bridge;
 
 import dev.routingreplay.core.RoutingShape;
-import dev.routingreplay.core.device.InterprocessEvent;
 import dev.routingreplay.core.event.CaptureStep;
 import dev.routingreplay.core.event.EngineEvent;
 import dev.routingreplay.core.event.RequestAborted;
@@ -23,7 +22,6 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.locks.LockSupport;
 import java.util.function.BiConsumer;
 import org.reactivestreams.Subscription;
 import reactor.core.publisher.BaseSubscriber;
@@ -87,7 +85,6 @@ final class EngineSession {
     private volatile long tokens;
     private volatile long finished;
     private volatile long waitNanos;
-    private volatile long readyWaitNanos;
     // confined to the feed thread
     private boolean ending;
     private boolean tornDown;
@@ -254,9 +251,6 @@ final class EngineSession {
                         + " of slot_bytes=" + buffers.slotBytes() + " (expected " + expected + "; step_id=" + Long.toUnsignedString(s.stepId()) + ")");
             }
         }
-        if (settings.readyWaitOnHost()) {
-            awaitOnHost(buffers.ready(b));
-        }
         buffers.ready(b).waitOnCompute();
         if (s.slots() != null) {
             slots = buffers.uploadSlots(b, s.slots());
@@ -268,19 +262,6 @@ final class EngineSession {
         channel.writeAndFlush(out);
         steps++;
         tokens += s.tokens();
-    }
-
-    /** Polls {@code ready} on the feed thread (spins briefly, then parks 20 us at a time) until it completed or the session is stopping. */
-    private void awaitOnHost(InterprocessEvent ready) {
-        long start = System.nanoTime();
-        for (int spins = 0; !ready.isComplete() && !stopRequested; spins++) {
-            if (spins < 100) {
-                Thread.onSpinWait();
-            } else {
-                LockSupport.parkNanos(20_000);
-            }
-        }
-        readyWaitNanos += System.nanoTime() - start;
     }
 
     private interface EventSource {

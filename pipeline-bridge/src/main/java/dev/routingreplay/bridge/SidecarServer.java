@@ -62,12 +62,12 @@ public final class SidecarServer implements AutoCloseable {
 
     /** What every session of a server shares. */
     record Settings(InterprocessDevice device, Backend backend, int deviceOrdinal, int ringDepth, String storeName, Consumer<String> log,
-            Duration closeTimeout, Consumer<SessionSummary> onSessionEnd, boolean readyWaitOnHost) {
+            Duration closeTimeout, Consumer<SessionSummary> onSessionEnd) {
     }
 
     private SidecarServer(Builder b) {
         this.settings = new Settings(b.device, Backend.of(b.device), b.deviceOrdinal, b.ringDepth, b.storeName, b.log, b.closeTimeout,
-                b.onSessionEnd, b.readyWaitOnHost);
+                b.onSessionEnd);
         this.socket = b.socket;
         this.sink = new SharedSink(b.sinks);
         SocketFile.prepare(socket);
@@ -218,7 +218,6 @@ public final class SidecarServer implements AutoCloseable {
         private SinkFactory sinks;
         private int deviceOrdinal;
         private int ringDepth = 4;
-        private boolean readyWaitOnHost;
         private String storeName = "";
         private Duration progressInterval = Duration.ofSeconds(5);
         private Duration closeTimeout = Duration.ofSeconds(60);
@@ -261,17 +260,6 @@ public final class SidecarServer implements AutoCloseable {
                 throw new IllegalArgumentException("ringDepth must be in [1, 1024], was " + ringDepth);
             }
             this.ringDepth = ringDepth;
-            return this;
-        }
-
-        /**
-         * Where a session waits for a step's ready event before reading the engine's buffer: on the device (false, the
-         * default: the compute stream waits, nothing blocks) or on the host (true: the session's feed thread polls the
-         * event and enqueues the read only once the engine's forward has completed, so no wait of this process sits on
-         * the GPU while the engine's forward runs).
-         */
-        public Builder readyWaitOnHost(boolean onHost) {
-            this.readyWaitOnHost = onHost;
             return this;
         }
 

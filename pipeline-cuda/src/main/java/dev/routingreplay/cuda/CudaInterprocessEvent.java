@@ -5,7 +5,6 @@ import java.util.concurrent.atomic.AtomicBoolean;
 import jcuda.driver.CUevent;
 import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUipcEventHandle;
-import jcuda.driver.CUresult;
 import jcuda.driver.JCudaDriver;
 
 /**
@@ -64,18 +63,6 @@ final class CudaInterprocessEvent implements InterprocessEvent {
         live();
         device.bind();
         Cuda.check(JCudaDriver.cuStreamWaitEvent(device.computeStream(), event, 0), "cuStreamWaitEvent(interprocess event)");
-    }
-
-    @Override
-    public boolean isComplete() {
-        live();
-        device.bind();
-        int r = JCudaDriver.cuEventQuery(event);
-        if (r == CUresult.CUDA_ERROR_NOT_READY) {
-            return false;
-        }
-        Cuda.check(r, "cuEventQuery(interprocess event)");
-        return true;
     }
 
     private void live() {

@@ -65,11 +65,6 @@ public final class SidecarCommand implements Callable<Integer> {
             + "pack kernel: a quarter to an eighth of the PCIe traffic, but a kernel of another process on the engine's GPU).")
     String pack;
 
-    @Option(names = "--ready-wait", defaultValue = "device", description = "Where a step waits for the engine's ready event before "
-            + "the sidecar reads its buffer: device (default: the sidecar's stream waits on the GPU) or host (a sidecar thread polls the "
-            + "event and enqueues the read once the engine's forward is done, so nothing of the sidecar waits on the GPU meanwhile).")
-    String readyWait;
-
     @Option(names = "--device", defaultValue = "0", description = "CUDA device ordinal, 0 to 1023 (default: ${DEFAULT-VALUE}); HELLO must name it.")
     int device;
 
@@ -95,9 +90,6 @@ public final class SidecarCommand implements Callable<Integer> {
     private void validate() {
         if (!List.of("host", "cuda").contains(backend)) {
             throw new ParameterException(spec.commandLine(), "Invalid value for option '--backend': '" + backend + "'; expected host or cuda");
-        }
-        if (!List.of("host", "device").contains(readyWait)) {
-            throw new ParameterException(spec.commandLine(), "Invalid value for option '--ready-wait': '" + readyWait + "'; expected device or host");
         }
         if (!List.of("host", "device").contains(pack)) {
             throw new ParameterException(spec.commandLine(), "Invalid value for option '--pack': '" + pack + "'; expected host or device");
@@ -158,7 +150,6 @@ public final class SidecarCommand implements Callable<Integer> {
         SidecarServer server;
         try {
             server = SidecarServer.builder().socket(socket).device(ipc).deviceOrdinal(device).ringDepth(ringDepth)
-                    .readyWaitOnHost(readyWait.equals("host"))
                     .storeName(store.toAbsolutePath().toString()).progressInterval(Duration.ofMillis(progressMs))
                     .log(line -> print(out, "r3 sidecar: " + line))
                     .onSessionEnd(summary -> {

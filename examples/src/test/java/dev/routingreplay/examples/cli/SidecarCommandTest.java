@@ -141,8 +141,6 @@ class SidecarCommandTest {
                 .assertFails(ExitStatus.USAGE, "r3 sidecar: ", "--backend", "'tpu'");
         CommandRun.of(R3Command.commandLine(), "sidecar", "--socket", sock, "--store", store, "--pack", "gpu")
                 .assertFails(ExitStatus.USAGE, "r3 sidecar: ", "--pack", "'gpu'", "host or device");
-        CommandRun.of(R3Command.commandLine(), "sidecar", "--socket", sock, "--store", store, "--ready-wait", "cpu")
-                .assertFails(ExitStatus.USAGE, "r3 sidecar: ", "--ready-wait", "'cpu'", "device or host");
         CommandRun.of(R3Command.commandLine(), "sidecar", "--socket", sock, "--store", store, "--pack", "device")
                 .assertFails(ExitStatus.USAGE, "r3 sidecar: ", "--pack device needs --backend cuda");
         CommandRun.of(R3Command.commandLine(), "sidecar", "--socket", sock, "--store", store, "--slots", "0")

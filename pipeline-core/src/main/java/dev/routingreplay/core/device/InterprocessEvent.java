@@ -14,12 +14,6 @@ public interface InterprocessEvent extends AutoCloseable {
     /** Makes the device's compute stream wait for the event's latest record before any work enqueued later. Never blocks the caller. */
     void waitOnCompute();
 
-    /**
-     * Whether the work before the event's latest record has completed (true for an event never recorded). Never blocks;
-     * for a caller that waits on the host instead of making the compute stream wait.
-     */
-    boolean isComplete();
-
     /** Releases this process's reference to the event. Idempotent. */
     @Override
     void close();

@@ -29,11 +29,6 @@ final class HostInterprocessEvent implements InterprocessEvent {
     }
 
     @Override
-    public boolean isComplete() {
-        return true;
-    }
-
-    @Override
     public void close() {
         // nothing held
     }
