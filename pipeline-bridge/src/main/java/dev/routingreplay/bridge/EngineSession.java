@@ -288,15 +288,26 @@ final class EngineSession {
         }
     }
 
+    /**
+     * GOODBYE: stores everything, answers, and only once the answer left (or 5 s passed) reports the end, so a server
+     * that is closed as soon as the session ended ({@code r3 sidecar --once}) never drops the FAREWELL.
+     */
     private void goodbye() {
         ending = true;
         goodbye = true;
-        teardown();
+        SessionSummary summary = release();
         Throwable error = pipelineError;
         if (error == null) {
             answer(new SidecarMessage.Farewell(steps, tokens, finished));
         } else {
             answer(new SidecarMessage.Failed(FailureCode.PIPELINE.code(), String.valueOf(error.getMessage())));
+        }
+        ChannelFuture written = answerWritten;
+        if (written != null) {
+            written.awaitUninterruptibly(5, TimeUnit.SECONDS);
+        }
+        if (summary != null) {
+            report(summary);
         }
     }
 
@@ -343,8 +354,22 @@ final class EngineSession {
      * reports the session's end to the server. Once.
      */
     private void teardown() {
+        SessionSummary summary = release();
+        if (summary != null) {
+            report(summary);
+        }
+    }
+
+    /** Logs the session's end and tells the server. */
+    private void report(SessionSummary summary) {
+        settings.log().accept(summary.describe());
+        onEnd.accept(this, summary);
+    }
+
+    /** {@link #teardown()} but for the report: returns the session's summary, or null when it was released already. */
+    private SessionSummary release() {
         if (tornDown) {
-            return;
+            return null;
         }
         tornDown = true;
         if (feed != null) {
@@ -371,10 +396,8 @@ final class EngineSession {
             outcome = SessionSummary.Outcome.DISCONNECTED;
             reason = disconnect;
         }
-        SessionSummary summary = new SessionSummary(id, engineName, outcome, reason, steps, tokens, finished, waitNanos,
+        return new SessionSummary(id, engineName, outcome, reason, steps, tokens, finished, waitNanos,
                 Duration.ofNanos(System.nanoTime() - startNanos));
-        settings.log().accept(summary.describe());
-        onEnd.accept(this, summary);
     }
 
     private static void awaitUninterruptibly(CountDownLatch latch) {
