@@ -1,5 +1,7 @@
 package dev.routingreplay.cuda;
 
+import jcuda.driver.CUevent_flags;
+
 /**
  * How the CUDA backend learns that a capture's device-to-host copy completed (see docs/benchmarks.md for the
  * measured latency and CPU cost of each). Both report a CUDA error (also a sticky one) to the capture's listener.
@@ -14,4 +16,9 @@ public enum CompletionStrategy {
 
     /** The strategy the backend uses unless told otherwise. */
     public static final CompletionStrategy DEFAULT = POLL;
+
+    /** Flags of a ring's copy-complete events under this strategy: timing disabled, blocking sync for {@link #BLOCKING_SYNC}. */
+    int copiedEventFlags() {
+        return CUevent_flags.CU_EVENT_DISABLE_TIMING | (this == BLOCKING_SYNC ? CUevent_flags.CU_EVENT_BLOCKING_SYNC : 0);
+    }
 }

@@ -11,7 +11,6 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import jcuda.Pointer;
 import jcuda.driver.CUevent;
-import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUstream;
 import jcuda.driver.JCudaDriver;
 
@@ -31,6 +30,7 @@ final class CudaHostPackRing implements StagingRing {
     private final RingSpec spec;
     private final RingSlotLayout layout;
     private final Pointer[] raw;
+    private final Pointer[] rawSlots;
     private final ByteBuffer[] hostBuffers;
     private final CUevent[] copied;
     private final PackTask[] tasks;
@@ -83,18 +83,19 @@ final class CudaHostPackRing implements StagingRing {
                     + spec.shape().idsPerRow() + " int64 ids) exceeds 2 GiB; lower maxTokensPerStep");
         }
         this.raw = new Pointer[depth];
+        this.rawSlots = new Pointer[depth];
         this.hostBuffers = new ByteBuffer[depth];
         this.copied = new CUevent[depth];
         this.tasks = new PackTask[depth];
         device.bind();
         try {
-            int eventFlags = CUevent_flags.CU_EVENT_DISABLE_TIMING
-                    | (completion == CompletionStrategy.BLOCKING_SYNC ? CUevent_flags.CU_EVENT_BLOCKING_SYNC : 0);
+            int eventFlags = completion.copiedEventFlags();
             // each handle enters its array only once created, so a failure part way frees exactly what exists
             for (int i = 0; i < depth; i++) {
                 Pointer h = new Pointer();
                 Cuda.check(JCudaDriver.cuMemHostAlloc(h, rawBytes, 0), "cuMemHostAlloc(" + rawBytes + ")");
                 raw[i] = h;
+                rawSlots[i] = h.withByteOffset(rawIdBytes);
                 CUevent ce = new CUevent();
                 Cuda.check(JCudaDriver.cuEventCreate(ce, eventFlags), "cuEventCreate(copied)");
                 copied[i] = ce;
@@ -146,7 +147,7 @@ final class CudaHostPackRing implements StagingRing {
         device.bind();
         if (tokens > 0) {
             Cuda.check(JCudaDriver.cuMemcpyDtoHAsync(raw[index], routing.pointer(), idBytes, compute), "cuMemcpyDtoHAsync(ids)");
-            Cuda.check(JCudaDriver.cuMemcpyDtoHAsync(raw[index].withByteOffset(rawIdBytes), slots.pointer(), slotBytes, compute),
+            Cuda.check(JCudaDriver.cuMemcpyDtoHAsync(rawSlots[index], slots.pointer(), slotBytes, compute),
                     "cuMemcpyDtoHAsync(slots)");
         }
         Cuda.check(JCudaDriver.cuEventRecord(copied[index], compute), "cuEventRecord(copied)");

@@ -93,8 +93,7 @@ final class CudaStagingRing implements StagingRing {
         try {
             Cuda.check(JCudaDriver.cuStreamCreate(copyStream, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate(copy)");
             copyStreamCreated = true;
-            int eventFlags = CUevent_flags.CU_EVENT_DISABLE_TIMING
-                    | (completion == CompletionStrategy.BLOCKING_SYNC ? CUevent_flags.CU_EVENT_BLOCKING_SYNC : 0);
+            int eventFlags = completion.copiedEventFlags();
             RoutingShape shape = spec.shape();
             // each handle enters its array only once created, so a failure part way frees exactly what exists
             for (int i = 0; i < depth; i++) {
