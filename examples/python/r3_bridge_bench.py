@@ -11,6 +11,10 @@ One run, the modes interleaved step by step (the order rotates every round) so t
      ``end_step``); ``--mode-d oracle`` swaps in the pure-PyTorch stand-in (smoke runs only, it is synchronous)
   e  the same sidecar API with ``transport="pinned"``: one device buffer in the engine, an async D2H on the engine's
      stream into the host sidecar's shared memory (``r3 sidecar --backend host``: no GPU work in the sidecar); CUDA only
+  f  mode d with the sidecar's pack kernel (``--pack device``)
+  g  mode e with an ``r3.tap.RouterTap``: the router hooks only keep each layer's ids, one stack after the forward
+     writes them all into the buffer (instead of one copy per layer in the hooks, as every other mode does)
+  h  mode c with the same RouterTap: what the tap alone is worth to the peers' method
 Sizes: decode batches (default 1, 32, 128, 256 sequences) and one prefill chunk (default 8192 tokens).
 
 Decode runs in CUDA graphs (static KV cache, ``static_decode.py``), one graph per batch size and capture target: the
@@ -49,14 +53,18 @@ import torch  # noqa: E402
 
 from capture_oracle import OracleCapture  # noqa: E402
 from qwen3_moe_model import add_model_args, build_model, resolve_dtype, shape_from_args  # noqa: E402
+from r3.tap import RouterTap  # noqa: E402
 from routing_hooks import RouterHooks  # noqa: E402
 from static_decode import StaticDecoder  # noqa: E402
 
-MODES = ("a", "b", "c", "d", "e", "f")
+MODES = ("a", "b", "c", "d", "e", "f", "g", "h")
 MODE_NAMES = {"a": "no capture", "b": "sync .cpu()", "c": "async D2D+pinned D2H (FastDeploy-style)",
               "d": "r3 sidecar (RoutingCapture)", "e": "r3 sidecar, pinned transport",
-              "f": "r3 sidecar, pack kernel (--pack device)"}
-SIDECAR_MODES = ("d", "e", "f")
+              "f": "r3 sidecar, pack kernel (--pack device)", "g": "r3 sidecar, pinned transport + RouterTap",
+              "h": "c + RouterTap"}
+SIDECAR_MODES = ("d", "e", "f", "g")
+PINNED_MODES = ("e", "g")  # transport="pinned", r3 sidecar --backend host
+TAP_MODES = ("g", "h")     # the hooks record into a RouterTap, one write after the forward
 
 
 def log(msg: str) -> None:
@@ -81,6 +89,7 @@ class Bench:
                                  args.experts_impl, log=log)
         self.hooks = RouterHooks(self.model)
         L, K = self.hooks.layers, self.hooks.top_k
+        self.tap = RouterTap(L, K)  # modes g, h
         self.sizes = [int(s) for s in args.sizes.split(",") if s]
         self.max_batch = max(self.sizes) if self.sizes else 1
         self.prefill = args.prefill_tokens
@@ -101,7 +110,8 @@ class Bench:
         self.c_pending = None
         # (b), (c) slot-indexed host stores (pages touched: they are really held)
         self.store_b = np.full((self.num_slots, L, K), -1, dtype=np.int32) if "b" in self.modes else None
-        self.store_c = np.full((self.num_slots, L, K), -1, dtype=np.int32) if "c" in self.modes else None
+        self.store_c = (np.full((self.num_slots, L, K), -1, dtype=np.int32)
+                        if "c" in self.modes or "h" in self.modes else None)
         # engine-side host inputs
         self.ids_pin = torch.zeros(self.max_tokens, dtype=torch.long, pin_memory=self.cuda)
         self.pos_pin = torch.zeros(self.max_tokens, dtype=torch.long, pin_memory=self.cuda)
@@ -122,7 +132,7 @@ class Bench:
         """Starts the sidecar of mode d (IPC transport, ``--backend cuda``) and of mode e (pinned transport,
         ``--backend host``), each with its own socket and store, and learns the buffers their captures hand out."""
         a = self.args
-        for only_real in ("e", "f"):
+        for only_real in ("e", "f", "g"):
             if only_real in self.modes and not (self.cuda and a.sidecar_cmd and (a.mode_d or "sidecar") == "sidecar"):
                 self.modes.remove(only_real)
                 self.notes.append(f"mode {only_real} skipped: it needs a CUDA device and --sidecar-cmd")
@@ -156,7 +166,8 @@ class Bench:
                         str(sidecar.socket_path), layers=L, top_k=K, num_experts=E, max_tokens=self.max_tokens,
                         device=f"cuda:{torch.cuda.current_device()}" if self.cuda else "host", buffers=a.buffers,
                         id_dtype=torch.int32, slot_dtype=torch.int64, on_failure="raise",
-                        engine_name=f"r3-bridge-bench-{mode}", transport="pinned" if mode == "e" else "ipc")
+                        engine_name=f"r3-bridge-bench-{mode}",
+                        transport="pinned" if mode in PINNED_MODES else "ipc")
                 except BaseException:
                     sidecar.stop(grace_s=5)
                     log(sidecar.log_tail())
@@ -166,7 +177,7 @@ class Bench:
             for _ in range(a.buffers):
                 routing, slots = self.captures[mode].begin_step()
                 slots[:1].fill_(-1)
-                self.d_views[routing.data_ptr()] = routing
+                self.d_views[routing.data_ptr()] = (routing, mode in TAP_MODES)
                 views.add(routing.data_ptr())
                 self.captures[mode].end_step(1)
             log(f"mode {mode}: {kind if mode == 'd' else MODE_NAMES[mode]}, {len(views)} device buffer(s) of "
@@ -213,12 +224,14 @@ class Bench:
             self.graphs = DecodeGraphs(self.decoder, self.hooks, self.scratch)
             for B in self.sizes:
                 self._fill_inputs(B)
-                self.graphs.warmup(B)
+                self.graphs.warmup(B, tap=self.tap if any(m in TAP_MODES for m in self.modes) else None)
                 self.graphs.capture(B, "a", None)
                 if "b" in self.modes or "c" in self.modes:
                     self.graphs.capture(B, "bc", self.routing_dev)
-                for ptr, view in self.d_views.items():
-                    self.graphs.capture(B, ptr, view)
+                if "h" in self.modes:
+                    self.graphs.capture(B, "h", self.routing_dev, self.tap)
+                for ptr, (view, tapped) in self.d_views.items():
+                    self.graphs.capture(B, ptr, view, self.tap if tapped else None)
             torch.cuda.synchronize()
             log(f"captured {len(self.graphs.graphs)} CUDA graphs in {time.perf_counter() - t0:.1f} s")
         except Exception as e:  # noqa: BLE001 - reported, and the benchmark still runs
@@ -237,17 +250,20 @@ class Bench:
             self.decoder.ids[:B].copy_(self.ids_pin[:B])
             self.decoder.pos[:B].copy_(self.pos_pin[:B])
 
-    def _decode_forward(self, B: int, key, target):
+    def _decode_forward(self, B: int, key, target, tapped: bool = False):
+        tap = self.tap if tapped else None
         if self.graphs is not None:
             if (B, key) not in self.graphs.graphs:  # a ring buffer first seen now: capture records, runs nothing
-                self.graphs.capture(B, key, target)
+                self.graphs.capture(B, key, target, tap)
             return self.graphs.replay(B, key)
-        self.hooks.target = target
+        self.hooks.target, self.hooks.tap = target, tap
         try:
             with torch.no_grad():
-                return self.decoder.forward(B)
+                out = self.decoder.forward(B)
+            self.hooks.finish()
+            return out
         finally:
-            self.hooks.target = None
+            self.hooks.target, self.hooks.tap = None, None
 
     def _sync(self) -> None:
         if self.cuda:
@@ -289,12 +305,12 @@ class Bench:
         wall = cpu = 0
         if mode == "a":
             out = self._decode_forward(B, "a", None)
-        elif mode in ("b", "c"):
-            out = self._decode_forward(B, "bc", self.routing_dev)
+        elif mode in ("b", "c", "h"):
+            out = self._decode_forward(B, "h" if mode == "h" else "bc", self.routing_dev, mode in TAP_MODES)
             _, wall, cpu = self._timed(self._capture_b if mode == "b" else self._capture_c, B, slots_np)
         else:
             routing, w1, c1 = self._begin_d(mode)
-            out = self._decode_forward(B, routing.data_ptr(), routing)
+            out = self._decode_forward(B, routing.data_ptr(), routing, mode in TAP_MODES)
             _, w2, c2 = self._timed(self._end_d, mode, B, slots_np)
             wall, cpu = w1 + w2, c1 + c2
             self.begin_wall = w1
@@ -334,15 +350,17 @@ class Bench:
             routing, wall, cpu = self._begin_d(mode)
             self.begin_wall = wall
             self.hooks.target = routing
-        elif mode in ("b", "c"):
+        elif mode in ("b", "c", "h"):
             self.hooks.target = self.routing_dev
+        self.hooks.tap = self.tap if mode in TAP_MODES else None
         try:
             with torch.no_grad():
                 hid = self.model.model(input_ids=ids, use_cache=False).last_hidden_state
+                self.hooks.finish()
                 out = self.model.lm_head(hid[:, -1]).argmax(-1)
         finally:
-            self.hooks.target = None
-        if mode in ("b", "c"):
+            self.hooks.target, self.hooks.tap = None, None
+        if mode in ("b", "c", "h"):
             _, wall, cpu = self._timed(self._capture_b if mode == "b" else self._capture_c, P, slots_np)
         elif mode in SIDECAR_MODES:
             _, w2, c2 = self._timed(self._end_d, mode, P, slots_np)
@@ -417,17 +435,21 @@ class Bench:
         if "b" in self.modes:
             mem["b"] = {"host_bytes": self.store_b.nbytes + buf, "device_bytes": buf,
                         "note": "slot-indexed host store + a pageable [max_tokens] copy per step; device routing buffer"}
-        if "c" in self.modes:
-            mem["c"] = {"host_bytes": self.store_c.nbytes + sum(p.numel() * 4 for p in self.pinned),
-                        "device_bytes": 2 * buf,
-                        "note": f"slot-indexed host store + pinned ring 2 x {buf / 1e6:.1f} MB; device routing + staging"}
-        if "e" in self.modes:
-            side = self.sidecars["e"].rss_bytes()
-            mem["e"] = {"host_bytes": self.args.buffers * (buf + self.max_tokens * 8), "device_bytes": buf + self.max_tokens * 8,
-                        "sidecar_rss_bytes": side,
-                        "note": "engine side: one device routing + slots buffer; the host ring is a mapped file shared "
-                                "with the sidecar (pinned by cudaHostRegister, counted here)"
-                                + (f"; the sidecar's RSS: {side / 2**20:.0f} MiB" if side else "")}
+        tap_bytes = self.max_tokens * L * K * 8  # the tap's int64 scratch (int32 buffers)
+        for m in [m for m in ("c", "h") if m in self.modes]:
+            mem[m] = {"host_bytes": self.store_c.nbytes + sum(p.numel() * 4 for p in self.pinned),
+                      "device_bytes": 2 * buf + (tap_bytes if m == "h" else 0),
+                      "note": f"slot-indexed host store + pinned ring 2 x {buf / 1e6:.1f} MB; device routing + staging"
+                              + (" + the tap's int64 scratch" if m == "h" else "")}
+        for m in [m for m in PINNED_MODES if m in self.modes]:
+            side = self.sidecars[m].rss_bytes()
+            mem[m] = {"host_bytes": self.args.buffers * (buf + self.max_tokens * 8),
+                      "device_bytes": buf + self.max_tokens * 8 + (tap_bytes if m in TAP_MODES else 0),
+                      "sidecar_rss_bytes": side,
+                      "note": "engine side: one device routing + slots buffer"
+                              + (" + the tap's int64 scratch" if m in TAP_MODES else "")
+                              + "; the host ring is a mapped file shared with the sidecar (pinned by cudaHostRegister, "
+                                "counted here)" + (f"; the sidecar's RSS: {side / 2**20:.0f} MiB" if side else "")}
         for m in [m for m in ("d", "f") if m in self.modes]:
             dev = self.args.buffers * (buf + self.max_tokens * 8)
             side = self.sidecars[m].rss_bytes() if m in self.sidecars else None
@@ -498,7 +520,7 @@ def main(argv=None) -> int:
     p.add_argument("--prefill-warmup", type=int, default=2)
     p.add_argument("--min-rounds", type=int, default=5)
     p.add_argument("--budget-s", type=float, default=420.0, help="whole run incl. build; sections stop early to fit")
-    p.add_argument("--modes", default="a,b,c,d,e,f")
+    p.add_argument("--modes", default="a,b,c,d,e,f,g,h", help="comma list of " + ", ".join(MODES) + "; a is required")
     p.add_argument("--mode-d", choices=["sidecar", "oracle", "off"], default=None,
                    help="default: sidecar with --sidecar-cmd, else oracle on cpu and off on cuda")
     p.add_argument("--sidecar-cmd")
@@ -519,6 +541,9 @@ def main(argv=None) -> int:
     bench = Bench(args)
     if "a" not in bench.modes:
         raise SystemExit("--modes must include a (the reference)")
+    unknown = [m for m in bench.modes if m not in MODES]
+    if unknown:
+        raise SystemExit(f"--modes: unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
     sections: dict[str, dict] = {}
     try:
         bench.setup_mode_d()

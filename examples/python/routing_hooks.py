@@ -6,6 +6,10 @@ order) writes the ids into the capture's routing buffer at that layer: ``routing
 is a plain ``Tensor.copy_`` (with the int64 -> int32 cast), so it is recorded into a CUDA graph when the forward is
 captured: the buffer's address is then baked into the graph.
 
+With ``tap`` set (an ``r3.tap.RouterTap``), the hooks copy nothing: they only hand each layer's ids to the tap, and
+``finish()`` after the forward writes all layers into the target with one stack (one or two kernels instead of one
+per layer; inside a CUDA graph capture too, where ``finish`` must run before the capture ends).
+
 Independently of the buffer, ``record`` keeps a CPU copy of every layer's ids of the last forward (verification; it
 synchronises, so never with a CUDA graph).
 """
@@ -31,6 +35,7 @@ class RouterHooks:
         self.num_experts = self.routers[0].num_experts
         self.target: torch.Tensor | None = None  # [max_tokens, layers, top_k]; None: capture off
         self.record: list | None = None          # per layer the last forward's ids on the CPU; None: off
+        self.tap = None                          # an r3.tap.RouterTap: record by reference, finish() writes once
         self._checked = False
         self._handles = [r.register_forward_hook(self._hook(i)) for i, r in enumerate(self.routers)]
 
@@ -45,7 +50,10 @@ class RouterHooks:
                 if n > target.shape[0]:
                     raise ValueError(f"router of MoE layer {layer} routed {n} tokens, the routing buffer holds "
                                      f"{target.shape[0]} (max_tokens)")
-                target[:n, layer, :].copy_(indices)
+                if self.tap is not None:
+                    self.tap.record(layer, indices)
+                else:
+                    target[:n, layer, :].copy_(indices)
             if self.record is not None:
                 self.record[layer] = indices.detach().to("cpu", copy=True)
         return hook
@@ -58,6 +66,11 @@ class RouterHooks:
             raise RuntimeError("expected the router to return (logits, scores, indices int64 [tokens, "
                                f"{self.top_k}]), got {desc}")
         self._checked = True
+
+    def finish(self) -> None:
+        """After the forward: with a tap and a target, writes every layer's recorded ids into the target at once."""
+        if self.tap is not None and self.target is not None:
+            self.tap.write(self.target)
 
     def start_record(self) -> None:
         self.record = [None] * self.layers

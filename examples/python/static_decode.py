@@ -98,30 +98,39 @@ class DecodeGraphs:
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: dict[tuple[int, object], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
 
-    def warmup(self, B: int, iters: int = 3) -> None:
+    def warmup(self, B: int, iters: int = 3, tap=None) -> None:
+        """``tap``: one more iteration through it, so what its first write makes (its scratch) is made outside a
+        graph."""
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        saved = self.hooks.target
+        saved = self.hooks.target, self.hooks.tap
         self.hooks.target = self.scratch
         try:
             with torch.cuda.stream(side), torch.no_grad():
                 for _ in range(iters):
                     self.decoder.forward(B)
+                if tap is not None:
+                    self.hooks.tap = tap
+                    self.decoder.forward(B)
+                    self.hooks.finish()
         finally:
-            self.hooks.target = saved
+            self.hooks.target, self.hooks.tap = saved
         torch.cuda.current_stream().wait_stream(side)
         torch.cuda.synchronize()
 
-    def capture(self, B: int, key, target: torch.Tensor | None) -> None:
+    def capture(self, B: int, key, target: torch.Tensor | None, tap=None) -> None:
+        """Records the step's graph for ``target``; with ``tap`` the hooks hand the ids to it and its one write into
+        the target ends the graph (instead of one copy per layer)."""
         g = torch.cuda.CUDAGraph()
-        saved = self.hooks.target
-        self.hooks.target = target
+        saved = self.hooks.target, self.hooks.tap
+        self.hooks.target, self.hooks.tap = target, tap
         try:
             # thread_local: a helper thread of the capture module (socket reader) may touch CUDA meanwhile
             with torch.no_grad(), torch.cuda.graph(g, pool=self.pool, capture_error_mode="thread_local"):
                 out = self.decoder.forward(B)
+                self.hooks.finish()
         finally:
-            self.hooks.target = saved
+            self.hooks.target, self.hooks.tap = saved
         self.graphs[(B, key)] = (g, out)
 
     def replay(self, B: int, key) -> torch.Tensor:
