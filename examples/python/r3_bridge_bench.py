@@ -77,6 +77,7 @@ class Samples:
     cap_wall_s: list = field(default_factory=list)
     cap_cpu_s: list = field(default_factory=list)
     begin_wall_s: list = field(default_factory=list)  # d, e: begin_step alone (before the launch)
+    sync_wait_s: list = field(default_factory=list)   # the final sync: GPU work left once the CPU's step was done
 
 
 class Bench:
@@ -124,6 +125,7 @@ class Bench:
         self.graph_error = None
         self.notes: list[str] = []
         self.begin_wall = 0
+        self.sync_wait = 0.0
         self.next_views: dict = {}  # mode d / e -> the buffer begun after the previous step's launch
         self.decoder = None
 
@@ -315,8 +317,10 @@ class Bench:
             wall, cpu = w1 + w2, c1 + c2
             self.begin_wall = w1
         self.tok_pin[:B].copy_(out, non_blocking=self.cuda)
+        t_sync = time.perf_counter()
         self._sync()  # the engine's sampling sync: every mode has it
-        step = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        step, self.sync_wait = t1 - t0, t1 - t_sync
         # engine bookkeeping, outside the timing: next inputs
         self.ids_pin[:B].copy_(self.tok_pin[:B])
         p = self.pos_np[:B] + 1
@@ -366,8 +370,11 @@ class Bench:
             _, w2, c2 = self._timed(self._end_d, mode, P, slots_np)
             wall, cpu = wall + w2, cpu + c2
         self.tok_pin[:1].copy_(out, non_blocking=self.cuda)
+        t_sync = time.perf_counter()
         self._sync()
-        return time.perf_counter() - t0, wall / 1e9, cpu / 1e9
+        t1 = time.perf_counter()
+        self.sync_wait = t1 - t_sync
+        return t1 - t0, wall / 1e9, cpu / 1e9
 
     # ------------------------------------------------------------------------------------------------ runs
     def run_section(self, name: str, step_fn, arg, rounds: int, warmup: int, slice_s: float, block: int = 1) -> dict:
@@ -394,6 +401,7 @@ class Bench:
                         continue
                     kept.append(s)
                     samples[m].begin_wall_s.append(self.begin_wall / 1e9)
+                    samples[m].sync_wait_s.append(self.sync_wait)
                     samples[m].step_s.append(s)
                     samples[m].cap_wall_s.append(w)
                     samples[m].cap_cpu_s.append(c)
@@ -425,6 +433,7 @@ class Bench:
                 "capture_wall_us_p99": float(np.percentile(s.cap_wall_s, 99)) * 1e6,
                 "capture_cpu_us_median": float(np.median(s.cap_cpu_s)) * 1e6,
                 "begin_wall_us_median": float(np.median(s.begin_wall_s)) * 1e6,
+                "sync_wait_us_median": float(np.median(s.sync_wait_s)) * 1e6,
             }
         return out
 
@@ -478,8 +487,8 @@ def markdown(result: dict) -> str:
              f"{result['transformers']}. Modes interleaved per round (rotating order), {result['block']} steps per mode in a row "
              f"({result['prefill_block']} at the prefill), the first of each run not recorded.", "",
              "| size | mode | steps | median ms | p99 ms | ratio vs a | paired ratio | capture call wall µs (med / p99) "
-             "| of it before the launch µs | capture call CPU µs | host MB | device MB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| of it before the launch µs | capture call CPU µs | sync wait µs | host MB | device MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for sec, res in result["sections"].items():
         for m, r in res.items():
             mem = result["memory"].get(m, {})
@@ -488,7 +497,8 @@ def markdown(result: dict) -> str:
             lines.append(f"| {sec} | {m} {MODE_NAMES[m]} | {r['steps']} | {r['median_ms']:.3f} | {r['p99_ms']:.3f} | "
                          f"{ratio} | {pr} | {r['capture_wall_us_median']:.0f} / {r['capture_wall_us_p99']:.0f} | "
                          f"{r['begin_wall_us_median']:.0f} | "
-                         f"{r['capture_cpu_us_median']:.0f} | {mem.get('host_bytes', 0) / 1e6:.2f} | "
+                         f"{r['capture_cpu_us_median']:.0f} | {r['sync_wait_us_median']:.0f} | "
+                         f"{mem.get('host_bytes', 0) / 1e6:.2f} | "
                          f"{mem.get('device_bytes', 0) / 1e6:.2f} |")
     lines += ["", "Memory notes:"] + [f"- {m}: {v['note']}" for m, v in result["memory"].items() if v.get("note")]
     if result["notes"]:
@@ -496,7 +506,9 @@ def markdown(result: dict) -> str:
     lines += ["", "ratio vs a: median step time / median of (a); paired ratio: median over rounds of a mode's median step in "
               "the round / (a)'s. Capture call: the engine thread's time in the capture code of a step (b: .cpu() "
               "+ scatter, includes waiting for the forward; c: D2D + D2H enqueue + event + previous step's scatter; "
-              "d, e: begin_step + end_step with the slot mapping). Mode d's own GPU work runs in the sidecar (D2H of the raw rows "
+              "d-g: begin_step + end_step with the slot mapping; g, h: the tap's write is in the graph, not here). "
+              "Sync wait: the engine's final sync, i.e. the GPU work still left when the CPU's part of the step was "
+              "done; capture CPU work after the launch is hidden while it is shorter than (a)'s sync wait. Mode d's own GPU work runs in the sidecar (D2H of the raw rows "
               "on its stream after the engine's event, f: pack kernel + D2H) and overlaps the engine's next step, which "
               "is of the same mode for every recorded step when the block is over 1; mode e's D2H runs on the engine's "
               "stream and its sidecar does no GPU work.", ""]

@@ -5,8 +5,9 @@ Hugging Face ``Qwen3MoeForCausalLM`` (random weights, the Qwen3-30B-A3B routing 
 continuous-batching loop: admission of requests with prompts of varied lengths, a paged KV slot allocator (block
 size 16, LIFO free list), chunked prefill under a token budget, decode steps, finish at a per-request max length,
 one preempted request (blocks freed, re-admitted later and re-prefilled from scratch: its stored routing must be the
-re-run's) and one aborted request (nothing stored). Router forward hooks write each MoE layer's top-k ids into the
-capture's routing buffer (``routing[:n, layer, :] = indices``) and the step's slot mapping goes into its slot buffer.
+re-run's) and one aborted request (nothing stored). Router forward hooks hand each MoE layer's top-k ids to an
+``r3.tap.RouterTap``, whose one write after the forward fills the capture's routing buffer (``--hooks copy``: each
+hook copies its layer's ids, ``routing[:n, layer, :] = indices``); the step's slot mapping goes with ``end_step``.
 
 Capture backends (``--capture``):
 - ``oracle``: a pure-PyTorch stand-in with the sidecar's store semantics (capture_oracle.py); no JVM;
@@ -46,6 +47,7 @@ from capture_oracle import OracleCapture  # noqa: E402
 from paged_forward import FORWARDS, build_step_batch  # noqa: E402
 from paged_kv import BLOCK_SIZE, BlockAllocator, OutOfBlocks, PagedKVPool, slots_of  # noqa: E402
 from qwen3_moe_model import add_model_args, build_model, resolve_dtype, shape_from_args  # noqa: E402
+from r3.tap import RouterTap  # noqa: E402
 from routing_hooks import RouterHooks  # noqa: E402
 
 
@@ -239,6 +241,7 @@ class ReferenceEngine:
             self.hooks.start_record()
         with torch.no_grad():
             hidden = self.forward(self.model, batch)
+            self.hooks.finish()  # --hooks tap: every layer's ids into the buffer at once
             # sample (greedy) where a request's chunk reached its last known token
             last_idx, last_req = [], []
             for i, (tid, p, s, o) in enumerate(tokens):
@@ -402,6 +405,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     c.add_argument("--capture", choices=["oracle", "sidecar", "none"], default="oracle")
     c.add_argument("--verify", action="store_true", help="compare the stored routing with the hooks' own copy")
     c.add_argument("--buffers", type=int, default=2, help="engine buffers in the handshake ring")
+    c.add_argument("--transport", choices=["ipc", "pinned"], default="ipc",
+                   help="--capture sidecar on CUDA: ipc (r3 sidecar --backend cuda reads the engine's device buffers) "
+                        "or pinned (the engine copies each step into an r3 sidecar --backend host's shared memory)")
+    c.add_argument("--hooks", choices=["tap", "copy"], default="tap",
+                   help="tap: the router hooks keep each layer's ids and one r3.tap.RouterTap write after the forward "
+                        "fills the buffer; copy: each hook copies its layer's ids into the buffer (vLLM's way)")
     c.add_argument("--finish-form", choices=["slots", "block_table", "mixed"], default="mixed",
                    help="how FINISHED names the slots (mixed: even request ids slots=, odd ones block_table=)")
     c.add_argument("--sidecar-cmd", help="command line of 'r3 sidecar' (see sidecar_proc.py)")
@@ -426,7 +435,8 @@ def make_capture(args, hooks: RouterHooks, num_slots: int, work: Path, log):
     if (work / "store").exists() and any((work / "store").iterdir()):
         raise SystemExit(f"{work / 'store'} holds a store from an earlier run: choose a new --work-dir")
     sock = Path(tempfile.mkdtemp(prefix="r3s-")) / "r3.sock"  # short: a socket path has at most 107 bytes
-    side = SidecarProcess(args.sidecar_cmd, sock, work / "store", "cuda" if cuda else "host", work / "sidecar.log")
+    backend = "cuda" if cuda and args.transport == "ipc" else "host"  # pinned: the sidecar needs no GPU
+    side = SidecarProcess(args.sidecar_cmd, sock, work / "store", backend, work / "sidecar.log")
     log(f"sidecar: {side.command_line()} (slots used: [0, {num_slots}))")
     side.start()
     try:
@@ -434,7 +444,8 @@ def make_capture(args, hooks: RouterHooks, num_slots: int, work: Path, log):
                                      num_experts=hooks.num_experts, max_tokens=max_tokens,
                                      device=f"cuda:{torch.cuda.current_device()}" if cuda else "host",
                                      buffers=args.buffers, id_dtype=torch.int32, slot_dtype=torch.int64,
-                                     on_failure="raise", engine_name="r3-reference-engine")
+                                     on_failure="raise", engine_name="r3-reference-engine",
+                                     transport=args.transport if cuda else "ipc")
     except BaseException:
         side.stop(grace_s=5)
         log(side.log_tail())
@@ -453,6 +464,8 @@ def main(argv=None) -> int:
     shape = shape_from_args(args)
     model = build_model(shape, device, resolve_dtype(args.dtype, device), args.seed, args.experts_impl, log=log)
     hooks = RouterHooks(model)
+    if args.hooks == "tap":
+        hooks.tap = RouterTap(hooks.layers, hooks.top_k)
     num_slots = args.num_blocks * BLOCK_SIZE
     capture, side = make_capture(args, hooks, num_slots, work, log)
     engine = ReferenceEngine(model, hooks, capture, args, device, log)
