@@ -264,6 +264,9 @@ class Bench:
                 out = self.decoder.forward(B)
             self.hooks.finish()
             return out
+        except BaseException:
+            self.hooks.discard()
+            raise
         finally:
             self.hooks.target, self.hooks.tap = None, None
 
@@ -362,6 +365,9 @@ class Bench:
                 hid = self.model.model(input_ids=ids, use_cache=False).last_hidden_state
                 self.hooks.finish()
                 out = self.model.lm_head(hid[:, -1]).argmax(-1)
+        except BaseException:
+            self.hooks.discard()
+            raise
         finally:
             self.hooks.target, self.hooks.tap = None, None
         if mode in ("b", "c", "h"):
@@ -444,19 +450,16 @@ class Bench:
         if "b" in self.modes:
             mem["b"] = {"host_bytes": self.store_b.nbytes + buf, "device_bytes": buf,
                         "note": "slot-indexed host store + a pageable [max_tokens] copy per step; device routing buffer"}
-        tap_bytes = self.max_tokens * L * K * 8  # the tap's int64 scratch (int32 buffers)
         for m in [m for m in ("c", "h") if m in self.modes]:
             mem[m] = {"host_bytes": self.store_c.nbytes + sum(p.numel() * 4 for p in self.pinned),
-                      "device_bytes": 2 * buf + (tap_bytes if m == "h" else 0),
-                      "note": f"slot-indexed host store + pinned ring 2 x {buf / 1e6:.1f} MB; device routing + staging"
-                              + (" + the tap's int64 scratch" if m == "h" else "")}
+                      "device_bytes": 2 * buf,
+                      "note": f"slot-indexed host store + pinned ring 2 x {buf / 1e6:.1f} MB; device routing + staging"}
         for m in [m for m in PINNED_MODES if m in self.modes]:
             side = self.sidecars[m].rss_bytes()
             mem[m] = {"host_bytes": self.args.buffers * (buf + self.max_tokens * 8),
-                      "device_bytes": buf + self.max_tokens * 8 + (tap_bytes if m in TAP_MODES else 0),
+                      "device_bytes": buf + self.max_tokens * 8,
                       "sidecar_rss_bytes": side,
                       "note": "engine side: one device routing + slots buffer"
-                              + (" + the tap's int64 scratch" if m in TAP_MODES else "")
                               + "; the host ring is a mapped file shared with the sidecar (pinned by cudaHostRegister, "
                                 "counted here)" + (f"; the sidecar's RSS: {side / 2**20:.0f} MiB" if side else "")}
         for m in [m for m in ("d", "f") if m in self.modes]:

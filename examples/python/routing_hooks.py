@@ -15,7 +15,12 @@ synchronises, so never with a CUDA graph).
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from r3.tap import RouterTap
 
 
 def find_routers(model) -> list[torch.nn.Module]:
@@ -35,7 +40,7 @@ class RouterHooks:
         self.num_experts = self.routers[0].num_experts
         self.target: torch.Tensor | None = None  # [max_tokens, layers, top_k]; None: capture off
         self.record: list | None = None          # per layer the last forward's ids on the CPU; None: off
-        self.tap = None                          # an r3.tap.RouterTap: record by reference, finish() writes once
+        self.tap: RouterTap | None = None        # record by reference, finish() writes once
         self._checked = False
         self._handles = [r.register_forward_hook(self._hook(i)) for i, r in enumerate(self.routers)]
 
@@ -71,6 +76,11 @@ class RouterHooks:
         """After the forward: with a tap and a target, writes every layer's recorded ids into the target at once."""
         if self.tap is not None and self.target is not None:
             self.tap.write(self.target)
+
+    def discard(self) -> None:
+        """After a failed forward: forgets what the tap recorded, so the next forward starts clean."""
+        if self.tap is not None:
+            self.tap.discard()
 
     def start_record(self) -> None:
         self.record = [None] * self.layers

@@ -12,10 +12,15 @@ so the ``G`` query heads of a KV head are folded into the query-length axis: ``q
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
 from paged_forward import _mlp, rope_cos_sin, rotate_half
+
+if TYPE_CHECKING:
+    from r3.tap import RouterTap
 
 
 class StaticDecoder:
@@ -98,7 +103,7 @@ class DecodeGraphs:
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: dict[tuple[int, object], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
 
-    def warmup(self, B: int, iters: int = 3, tap=None) -> None:
+    def warmup(self, B: int, iters: int = 3, tap: RouterTap | None = None) -> None:
         """``tap``: one more iteration through it, so what its first write makes (its scratch) is made outside a
         graph."""
         side = torch.cuda.Stream()
@@ -113,12 +118,15 @@ class DecodeGraphs:
                     self.hooks.tap = tap
                     self.decoder.forward(B)
                     self.hooks.finish()
+        except BaseException:
+            self.hooks.discard()
+            raise
         finally:
             self.hooks.target, self.hooks.tap = saved
         torch.cuda.current_stream().wait_stream(side)
         torch.cuda.synchronize()
 
-    def capture(self, B: int, key, target: torch.Tensor | None, tap=None) -> None:
+    def capture(self, B: int, key, target: torch.Tensor | None, tap: RouterTap | None = None) -> None:
         """Records the step's graph for ``target``; with ``tap`` the hooks hand the ids to it and its one write into
         the target ends the graph (instead of one copy per layer)."""
         g = torch.cuda.CUDAGraph()
@@ -129,6 +137,9 @@ class DecodeGraphs:
             with torch.no_grad(), torch.cuda.graph(g, pool=self.pool, capture_error_mode="thread_local"):
                 out = self.decoder.forward(B)
                 self.hooks.finish()
+        except BaseException:
+            self.hooks.discard()  # a failed capture must not leave half a forward in the tap
+            raise
         finally:
             self.hooks.target, self.hooks.tap = saved
         self.graphs[(B, key)] = (g, out)

@@ -5,10 +5,10 @@ into the routing buffer inside that layer's router hook, ``routing[:n, layer, :]
 layer per step, 48 for Qwen3-30B-A3B, each a launch on the CPU and a few microseconds on the GPU. A
 :class:`RouterTap`'s hook launches nothing: it keeps a reference to the layer's ids tensor. :meth:`RouterTap.write`,
 called once after the forward, lays all layers into ``routing[:n]`` with one stack: one kernel on CUDA when the
-buffer has the ids' dtype (the router's int64), two when it has another (a stack into the tap's scratch, then a
-cast copy). Holding the references keeps the ids' memory from being reused before the write, in eager mode and
-inside a CUDA graph capture alike; in a graph, call :meth:`RouterTap.write` before the capture ends, so the stack is
-recorded in the graph and reads the ids of each replay.
+buffer has the ids' dtype (the router's int64), two when it has another (a stack into a temporary, then a cast
+copy). Holding the references keeps the ids' memory from being reused before the write, in eager mode and inside a
+CUDA graph capture alike; in a graph, call :meth:`RouterTap.write` before the capture ends, so the stack is recorded
+in the graph (its temporary comes from the graph's pool) and reads the ids of each replay.
 
 Works with PyTorch tensors (any device) and with numpy arrays (the host backend); this module imports neither.
 """
@@ -27,10 +27,11 @@ def _is_numpy(x: Any) -> bool:
 def _describe(x: Any) -> str:
     if _is_numpy(x):
         return f"numpy {x.dtype} {list(x.shape)}"
+    if not hasattr(x, "shape"):
+        return type(x).__name__
     dtype = str(getattr(x, "dtype", type(x).__name__)).replace("torch.", "")
-    shape = list(getattr(x, "shape", []))
     device = getattr(x, "device", None)
-    return f"{dtype} {shape}" + (f" on {device}" if device is not None else "")
+    return f"{dtype} {list(x.shape)}" + (f" on {device}" if device is not None else "")
 
 
 _INT_DTYPES = ("int32", "int64")
@@ -46,7 +47,8 @@ class RouterTap:
     Use: :meth:`attach` a forward hook to every router (or call :meth:`record` from your own hook), run the forward,
     then :meth:`write` the ids into the ``[max_tokens, layers, top_k]`` buffer that ``RoutingCapture.begin_step``
     handed out, before ``end_step``. Every layer must be recorded exactly once between two writes; the tap checks
-    it. Not thread-safe: one tap per forward at a time.
+    it. A forward that fails leaves what it recorded: :meth:`discard` it before the next one. Not thread-safe: one
+    tap per forward at a time.
     """
 
     def __init__(self, layers: int, top_k: int) -> None:
@@ -58,7 +60,6 @@ class RouterTap:
         self._top_k = top_k
         self._ids: list[Any] = [None] * layers
         self._recorded = 0
-        self._scratch: Any = None
 
     @property
     def layers(self) -> int:
@@ -102,9 +103,18 @@ class RouterTap:
     def hook(self, layer: int, output_index: int | None = 2) -> Callable[..., None]:
         """A forward hook (``module.register_forward_hook``) that records ``output[output_index]`` as ``layer``'s ids,
         or the whole output with ``output_index=None``. The default fits transformers 5.x's ``Qwen3MoeTopKRouter``,
-        which returns ``(logits, scores, indices)``."""
+        which returns ``(logits, scores, indices)``. The hook raises ``ValueError`` when ``output_index`` is given and
+        the output is not a tuple or list that long."""
         def tap_hook(module: Any, args: Any, output: Any) -> None:
-            self.record(layer, output if output_index is None else output[output_index])
+            if output_index is None:
+                self.record(layer, output)
+                return
+            if not isinstance(output, (tuple, list)) or not -len(output) <= output_index < len(output):
+                got = (f"a {type(output).__name__} of {len(output)}" if isinstance(output, (tuple, list))
+                       else _describe(output))
+                raise ValueError(f"MoE layer {layer}: output_index={output_index} needs a tuple or list output that "
+                                 f"long, the router returned {got} (output_index=None records a bare tensor)")
+            self.record(layer, output[output_index])
         return tap_hook
 
     def attach(self, routers: Sequence[Any], output_index: int | None = 2) -> list[Any]:
@@ -119,8 +129,9 @@ class RouterTap:
         ids' device) and forgets them; returns ``tokens``.
 
         On CUDA this is enqueued on the current stream (one stack kernel, plus a cast copy when the buffer's dtype is
-        not the ids'); inside a CUDA graph capture it is recorded in the graph. ``ValueError`` naming the layers not
-        recorded, or what is wrong with the buffer; the recorded ids are kept on error.
+        not the ids'); inside a CUDA graph capture it is recorded in the graph. A numpy buffer (the host backend's)
+        takes numpy ids or CPU tensors. ``ValueError`` naming the layers not recorded, or what is wrong with the
+        buffer; the recorded ids are kept on error.
         """
         missing = [i for i, x in enumerate(self._ids) if x is None]
         if missing:
@@ -129,6 +140,9 @@ class RouterTap:
                              f"{self._layers} were): is a hook missing, or did the forward not run?")
         first = self._ids[0]
         n = int(first.shape[0])
+        if _is_numpy(routing) and not _is_numpy(first) and str(getattr(first, "device", "")) == "cpu":
+            import torch
+            routing = torch.from_numpy(routing)  # the host backend's numpy buffer, a PyTorch model's CPU ids
         shape = tuple(getattr(routing, "shape", ()))
         if (not _int_dtype(routing) or len(shape) != 3 or shape[1:] != (self._layers, self._top_k)
                 or _is_numpy(routing) != _is_numpy(first)
@@ -146,9 +160,8 @@ class RouterTap:
             if routing.dtype == first.dtype:
                 torch.stack(self._ids, dim=1, out=routing[:n])  # one batched cat kernel: same dtype, contiguous
             else:
-                scratch = self._scratch_for(routing, first)
-                torch.stack(self._ids, dim=1, out=scratch[:n])
-                routing[:n].copy_(scratch[:n])
+                # a cat into another dtype falls back to a copy per input: stack in the ids' dtype, then one cast
+                routing[:n].copy_(torch.stack(self._ids, dim=1))
         self.discard()
         return n
 
@@ -156,12 +169,3 @@ class RouterTap:
         """Forgets the recorded ids without writing them (an aborted forward)."""
         self._ids = [None] * self._layers
         self._recorded = 0
-
-    def _scratch_for(self, routing: Any, ids: Any) -> Any:
-        """A ``routing``-shaped buffer of the ids' dtype, made once (a different buffer shape or device makes a new
-        one). Made in the first write: do one write before capturing a CUDA graph, so the graph does not own it."""
-        s = self._scratch
-        if s is None or s.shape != routing.shape or s.dtype != ids.dtype or s.device != routing.device:
-            import torch
-            s = self._scratch = torch.empty(routing.shape, dtype=ids.dtype, device=routing.device)
-        return s

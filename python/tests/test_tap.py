@@ -86,7 +86,7 @@ def test_a_layer_recorded_twice_is_refused() -> None:
                                          r"got numpy float32 \[4, 3\]"),
     (np.zeros((4, 2), dtype=np.int64), r"got numpy int64 \[4, 2\]"),
     (np.zeros((4, 3, 1), dtype=np.int64), r"got numpy int64 \[4, 3, 1\]"),
-    ([[1, 2, 3]], r"got list \[\]"),
+    ([[1, 2, 3]], r"got list$"),
 ])
 def test_ids_of_the_wrong_kind_are_refused(bad, message) -> None:
     tap = RouterTap(LAYERS, TOP_K)
@@ -164,6 +164,32 @@ def test_attach_hooks_every_router_in_layer_order() -> None:
         tap.attach(routers[:3])
 
 
+def test_a_record_after_discard_starts_a_new_forward() -> None:
+    tap = RouterTap(LAYERS, TOP_K)
+    rng = np.random.default_rng(8)
+    for layer, x in enumerate(layer_ids(rng, 3)[:2]):
+        tap.record(layer, x)  # a forward that failed half way
+    tap.discard()
+    ids = layer_ids(rng, 2)
+    for layer, x in enumerate(ids):
+        tap.record(layer, x)
+    routing = np.zeros((MAX_TOKENS, LAYERS, TOP_K), dtype=np.int64)
+    assert tap.write(routing) == 2
+    np.testing.assert_array_equal(routing[:2], np.stack(ids, axis=1))
+
+
+def test_the_default_output_index_on_a_bare_output_is_refused_by_name() -> None:
+    router = FakeRouter()
+    tap = RouterTap(1, TOP_K)
+    tap.attach([router])
+    with pytest.raises(ValueError, match=r"MoE layer 0: output_index=2 needs a tuple or list output that long, the "
+                                         r"router returned numpy int64 \[5, 3\] \(output_index=None records"):
+        router(np.ones((5, TOP_K), dtype=np.int64))
+    with pytest.raises(ValueError, match="the router returned a tuple of 2"):
+        router((None, np.ones((5, TOP_K), dtype=np.int64)))
+    assert tap.recorded == 0
+
+
 def test_a_hook_on_a_bare_output() -> None:
     router = FakeRouter()
     tap = RouterTap(1, TOP_K)
@@ -193,21 +219,48 @@ def test_torch_hooks_on_real_modules_write_both_dtypes() -> None:
     routers = torch.nn.ModuleList(Router(i) for i in range(LAYERS))
     tap = RouterTap(LAYERS, TOP_K)
     tap.attach(list(routers))
-    x = torch.randn(5, 6)
-    for dtype in (torch.int64, torch.int32, torch.int32):  # the int32 buffer goes through the scratch, twice
+    for n, dtype in ((5, torch.int64), (5, torch.int32), (3, torch.int32), (0, torch.int32)):
+        x = torch.randn(n, 6)
         expected = torch.stack([r(x)[2] for r in routers], dim=1)  # the hooks fire here too
         routing = torch.full((MAX_TOKENS, LAYERS, TOP_K), -1, dtype=dtype)
-        assert tap.write(routing) == 5
-        assert torch.equal(routing[:5], expected.to(dtype))
-        assert (routing[5:] == -1).all()
+        assert tap.write(routing) == n
+        assert torch.equal(routing[:n], expected.to(dtype))
+        assert (routing[n:] == -1).all()
 
 
-def test_torch_a_buffer_on_another_device_or_numpy_is_refused() -> None:
+def test_torch_int32_ids_into_an_int64_buffer_and_a_numpy_buffer() -> None:
+    torch = pytest.importorskip("torch")
+    ids = [torch.randint(0, 64, (4, TOP_K), dtype=torch.int32) for _ in range(LAYERS)]
+    tap = RouterTap(LAYERS, TOP_K)
+    for layer, x in enumerate(ids):
+        tap.record(layer, x)
+    routing = torch.zeros((MAX_TOKENS, LAYERS, TOP_K), dtype=torch.int64)
+    assert tap.write(routing) == 4
+    assert torch.equal(routing[:4], torch.stack(ids, dim=1).long())
+    # the host backend hands out numpy views; a PyTorch model's CPU ids go into them
+    for layer, x in enumerate(ids):
+        tap.record(layer, x)
+    host = np.full((MAX_TOKENS, LAYERS, TOP_K), -1, dtype=np.int32)
+    assert tap.write(host) == 4
+    np.testing.assert_array_equal(host[:4], torch.stack(ids, dim=1).numpy())
+    assert (host[4:] == -1).all()
+
+
+def test_torch_a_buffer_on_another_device_is_refused_and_the_ids_are_kept() -> None:
     torch = pytest.importorskip("torch")
     tap = RouterTap(1, TOP_K)
-    tap.record(0, torch.zeros((2, TOP_K), dtype=torch.int64))
-    with pytest.raises(ValueError, match=r"routing buffer of shape \[max_tokens, 1, 3\] on cpu, got numpy int32"):
-        tap.write(np.zeros((4, 1, TOP_K), dtype=np.int32))
+    ids = torch.ones((2, TOP_K), dtype=torch.int64)
+    tap.record(0, ids)
+    with pytest.raises(ValueError, match=r"routing buffer of shape \[max_tokens, 1, 3\] on cpu, got int32 \[4, 1, 3\] "
+                                         r"on meta"):
+        tap.write(torch.zeros((4, 1, TOP_K), dtype=torch.int32, device="meta"))
+    assert tap.recorded == 1
+    routing = torch.zeros((4, 1, TOP_K), dtype=torch.int32)
+    assert tap.write(routing) == 2 and bool((routing[:2] == 1).all())
+    meta = RouterTap(1, TOP_K)
+    meta.record(0, torch.zeros((2, TOP_K), dtype=torch.int64, device="meta"))
+    with pytest.raises(ValueError, match=r"on meta, got numpy int32"):  # a numpy buffer takes CPU ids only
+        meta.write(np.zeros((4, 1, TOP_K), dtype=np.int32))
     mixed = RouterTap(2, TOP_K)
     mixed.record(0, np.zeros((2, TOP_K), dtype=np.int64))
     with pytest.raises(ValueError, match="differ from the layers recorded before"):
@@ -235,7 +288,7 @@ def test_cuda_one_stack_matches_per_layer_copies_in_a_graph() -> None:
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        forward()  # the scratch is made here, outside the capture
+        forward()  # warm up outside the capture, as PyTorch asks
     torch.cuda.current_stream().wait_stream(side)
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
