@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from r3.engine import _describe as _describe_tensor
+from r3.engine import _dtype_name
+
 __all__ = ["RouterTap"]
 
 
@@ -25,20 +28,14 @@ def _is_numpy(x: Any) -> bool:
 
 
 def _describe(x: Any) -> str:
+    """The engine module's description, with numpy arrays named as such (a numpy buffer and CPU tensors mix)."""
     if _is_numpy(x):
-        return f"numpy {x.dtype} {list(x.shape)}"
-    if not hasattr(x, "shape"):
-        return type(x).__name__
-    dtype = str(getattr(x, "dtype", type(x).__name__)).replace("torch.", "")
-    device = getattr(x, "device", None)
-    return f"{dtype} {list(x.shape)}" + (f" on {device}" if device is not None else "")
-
-
-_INT_DTYPES = ("int32", "int64")
+        return "numpy " + _describe_tensor(x).removesuffix(" on cpu")
+    return _describe_tensor(x)
 
 
 def _int_dtype(x: Any) -> bool:
-    return str(getattr(x, "dtype", "")).replace("torch.", "") in _INT_DTYPES
+    return _dtype_name(getattr(x, "dtype", "")) in ("int32", "int64")
 
 
 class RouterTap:
@@ -59,7 +56,7 @@ class RouterTap:
         self._layers = layers
         self._top_k = top_k
         self._ids: list[Any] = [None] * layers
-        self._recorded = 0
+        self._first: Any = None  # the first ids recorded in this forward: every later layer must match them
 
     @property
     def layers(self) -> int:
@@ -74,7 +71,7 @@ class RouterTap:
     @property
     def recorded(self) -> int:
         """How many layers this forward has recorded so far."""
-        return self._recorded
+        return sum(x is not None for x in self._ids)
 
     def record(self, layer: int, topk_ids: Any) -> None:
         """Keeps a reference to MoE layer ``layer``'s ``[tokens, top_k]`` int32/int64 ids; copies nothing.
@@ -91,14 +88,15 @@ class RouterTap:
         if not _int_dtype(topk_ids) or len(shape) != 2 or shape[1] != self._top_k:
             raise ValueError(f"MoE layer {layer}: expected int32 or int64 top-k ids of shape [tokens, {self._top_k}], "
                              f"got {_describe(topk_ids)}")
-        first = next((x for x in self._ids if x is not None), None)
+        first = self._first
         if first is not None and (shape[0] != first.shape[0] or topk_ids.dtype != first.dtype
                                   or getattr(topk_ids, "device", None) != getattr(first, "device", None)
                                   or _is_numpy(topk_ids) != _is_numpy(first)):
             raise ValueError(f"MoE layer {layer}: ids {_describe(topk_ids)} differ from the layers recorded before "
                              f"({_describe(first)}): one forward routes the same tokens in every layer")
         self._ids[layer] = topk_ids
-        self._recorded += 1
+        if first is None:
+            self._first = topk_ids
 
     def hook(self, layer: int, output_index: int | None = 2) -> Callable[..., None]:
         """A forward hook (``module.register_forward_hook``) that records ``output[output_index]`` as ``layer``'s ids,
@@ -136,7 +134,7 @@ class RouterTap:
         missing = [i for i, x in enumerate(self._ids) if x is None]
         if missing:
             shown = ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")
-            raise ValueError(f"MoE layers {shown} were not recorded in this forward ({self._recorded} of "
+            raise ValueError(f"MoE layers {shown} were not recorded in this forward ({self.recorded} of "
                              f"{self._layers} were): is a hook missing, or did the forward not run?")
         first = self._ids[0]
         n = int(first.shape[0])
@@ -168,4 +166,4 @@ class RouterTap:
     def discard(self) -> None:
         """Forgets the recorded ids without writing them (an aborted forward)."""
         self._ids = [None] * self._layers
-        self._recorded = 0
+        self._first = None
