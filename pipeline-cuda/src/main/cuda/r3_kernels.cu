@@ -119,8 +119,9 @@ extern "C" __global__ void r3_gate(int* __restrict__ out, int tokens, int layers
 }
 
 // The examples' deterministic gate (dev.routingreplay.examples.ExpertRouting.mix), so a simulated engine can produce
-// its routing on the GPU: out[t, l, k] = floorMod(mix(keys[t], positions[t], l, k), numExperts) as int32; a token
-// with position -1 is padding and gets numExperts + 7 (an id the pipeline must skip, never store).
+// its routing on the GPU: out[t, l, k] = (floorMod(mix(keys[t], positions[t], l), numExperts) + k) % numExperts as
+// int32, so the top-k of a layer are distinct experts, as a real gate's are; a token with position -1 is padding and
+// gets numExperts + 7 (an id the pipeline must skip, never store).
 extern "C" __global__ void r3_keyed_routing(int* __restrict__ out, const long long* __restrict__ keys,
                                             const int* __restrict__ positions, int tokens, int layers, int topK,
                                             int numExperts) {
@@ -136,7 +137,7 @@ extern "C" __global__ void r3_keyed_routing(int* __restrict__ out, const long lo
             continue;
         }
         uint64_t h = (uint64_t) keys[t] + (uint64_t) (long long) position * 0xC2B2AE3D27D4EB4FULL
-                + (uint64_t) (long long) l * 0x165667B19E3779F9ULL + (uint64_t) (long long) k * 0x27D4EB2F165667C5ULL;
+                + (uint64_t) (long long) l * 0x165667B19E3779F9ULL;
         h ^= h >> 31;
         h *= 0x94D049BB133111EBULL;
         h ^= h >> 29;
@@ -146,6 +147,6 @@ extern "C" __global__ void r3_keyed_routing(int* __restrict__ out, const long lo
         if (r < 0) {
             r += numExperts;
         }
-        out[i] = (int) r;
+        out[i] = (int) ((r + k) % numExperts);
     }
 }

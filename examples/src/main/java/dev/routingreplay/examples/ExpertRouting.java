@@ -64,16 +64,18 @@ public final class ExpertRouting {
     }
 
     /**
-     * The gate itself: a well-mixed id in {@code [0, numExperts)} from a token key, its position, the layer and k. The
-     * CUDA backend's {@code r3_keyed_routing} kernel computes exactly this, bit for bit.
+     * The gate itself: an id in {@code [0, numExperts)} for choice {@code k}, a well-mixed base from a token key, its
+     * position and the layer, plus {@code k} (modulo {@code numExperts}), so the top-k of one layer are distinct experts
+     * as a real gate's are (the store reports a row naming one expert twice as missing). The CUDA backend's
+     * {@code r3_keyed_routing} kernel computes exactly this, bit for bit.
      */
     public static int mix(long content, int position, int layer, int k, int numExperts) {
-        long h = content + position * 0xC2B2AE3D27D4EB4FL + layer * 0x165667B19E3779F9L + k * 0x27D4EB2F165667C5L;
+        long h = content + position * 0xC2B2AE3D27D4EB4FL + layer * 0x165667B19E3779F9L;
         h ^= h >>> 31;
         h *= 0x94D049BB133111EBL;
         h ^= h >>> 29;
         h *= 0xBF58476D1CE4E5B9L;
         h ^= h >>> 32;
-        return (int) Math.floorMod(h, (long) numExperts);
+        return (int) ((Math.floorMod(h, (long) numExperts) + k) % numExperts);
     }
 }

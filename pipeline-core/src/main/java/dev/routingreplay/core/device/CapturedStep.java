@@ -103,6 +103,16 @@ public final class CapturedStep {
         return shape.dtype().read(host, layout.rowOffset(token) + (layer * shape.topK() + k) * shape.dtype().bytes());
     }
 
+    /** Expert ids outside {@code [0, numExperts)} the pack found in this step (each dropped its token's row). */
+    public int invalidIdCount() {
+        return host.getInt(RingSlotLayout.INVALID_ID_COUNT);
+    }
+
+    /** Slot mapping entries outside {@code [-1, slotCapacity)} the pack found in this step (each dropped its token's row). */
+    public int invalidSlotCount() {
+        return host.getInt(RingSlotLayout.INVALID_SLOT_COUNT);
+    }
+
     /**
      * Throws when the pack found an id outside {@code [0, numExperts)} or a slot outside {@code [-1, slotCapacity)}.
      * The message names the token, the field and the value.

@@ -5,7 +5,7 @@ package dev.routingreplay.core.event;
  * the pipeline applies their effects to the sink in exactly that order.
  */
 public sealed interface EngineEvent
-        permits CaptureStep, RequestAdmitted, RequestFinished, RequestAborted, SlotsMoved, RoundCleared {
+        permits CaptureStep, RequestAdmitted, RequestFinished, RequestAborted, SlotsMoved, RoundCleared, RequestFault {
 
     /** A short description for error messages and logs, e.g. {@code step 42} or {@code finish of request r7}. */
     String describe();

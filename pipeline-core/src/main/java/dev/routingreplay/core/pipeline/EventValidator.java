@@ -7,16 +7,21 @@ import dev.routingreplay.core.event.CaptureStep;
 import dev.routingreplay.core.event.EngineEvent;
 import dev.routingreplay.core.event.RequestAborted;
 import dev.routingreplay.core.event.RequestAdmitted;
+import dev.routingreplay.core.event.RequestFault;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.RoundCleared;
-import dev.routingreplay.core.event.SlotsMoved;
 import java.util.HashSet;
 import java.util.Set;
 
 /**
  * Checks each engine event against the run's ring spec and the live request ids before any of its effects is
- * applied, on the engine thread. The ids and ranges of a capture's rows are checked later, by the pack on the device.
- * Every failure is an {@link InvalidEventException} naming the field and the value.
+ * applied, on the engine thread. The ids and ranges of a capture's rows are checked later, by the pack on the device,
+ * and slots of finishes and moves by the store (a bad one becomes a missing row, never a failure of the run).
+ *
+ * <p>A capture that does not fit the run (shape, size, an overwritten buffer) fails with an
+ * {@link InvalidEventException} naming the field and the value: it breaks the protocol for every request in it. A
+ * lifecycle event that is one request's fault (a finish or abort of an id that is not live) is answered with a
+ * message for that request only, and the run goes on.
  */
 final class EventValidator {
     private final RingSpec spec;
@@ -27,34 +32,39 @@ final class EventValidator {
         this.spec = spec;
     }
 
-    /** Checks {@code event} and, for a lifecycle event, updates the live request ids; allocates nothing for a capture. */
-    void check(EngineEvent event) {
+    /**
+     * Checks {@code event} and, for a lifecycle event, updates the live request ids; allocates nothing for a capture.
+     *
+     * @return null when the event may take effect, or what is wrong with it when it is one request's fault (it must
+     *     then take no effect)
+     * @throws InvalidEventException when the event breaks the run's contract
+     */
+    String check(EngineEvent event) {
         if (event instanceof CaptureStep step) {
             checkCapture(step);
         } else if (event instanceof RequestAdmitted admitted) {
-            if (!liveRequests.add(admitted.requestId())) {
-                throw new InvalidEventException("duplicate request id '" + admitted.requestId() + "': it is already live");
-            }
+            liveRequests.add(admitted.requestId()); // a second admission of a live id resumes it
         } else if (event instanceof RequestFinished finished) {
-            requireLive(finished.requestId());
-            int[] s = finished.slots();
-            for (int i = 0; i < s.length; i++) {
-                checkSlot(s[i], "slots[" + i + "]");
+            if (!liveRequests.remove(finished.requestId())) {
+                return notLive(finished.requestId(), "finished");
             }
-            liveRequests.remove(finished.requestId());
         } else if (event instanceof RequestAborted aborted) {
-            requireLive(aborted.requestId());
-            liveRequests.remove(aborted.requestId());
-        } else if (event instanceof SlotsMoved moved) {
-            for (int i = 0; i < moved.sourceSlots().length; i++) {
-                checkSlot(moved.sourceSlots()[i], "sourceSlots[" + i + "]");
-                checkSlot(moved.destinationSlots()[i], "destinationSlots[" + i + "]");
+            if (!liveRequests.remove(aborted.requestId())) {
+                return notLive(aborted.requestId(), "aborted");
             }
         } else if (event instanceof RoundCleared) {
             liveRequests.clear();
+        } else if (event instanceof RequestFault) {
+            throw new InvalidEventException("RequestFault is an output of the pipeline, never an engine event");
         } else if (event == null) {
             throw new NullPointerException("event must not be null");
         }
+        return null;
+    }
+
+    private static String notLive(String requestId, String what) {
+        return "request id '" + requestId + "' " + what + " but not live: never admitted, or already finished or aborted "
+                + "(admit it again to record it again)";
     }
 
     private void checkCapture(CaptureStep step) {
@@ -89,19 +99,6 @@ final class EventValidator {
         if (step.slotMapping().capacityTokens() < tokens) {
             throw new InvalidEventException("slotMapping buffer holds " + step.slotMapping().capacityTokens()
                     + " tokens, tokenCount=" + tokens);
-        }
-    }
-
-    private void requireLive(String requestId) {
-        if (!liveRequests.contains(requestId)) {
-            throw new InvalidEventException("unknown request id '" + requestId
-                    + "': not admitted, or already finished or aborted");
-        }
-    }
-
-    private void checkSlot(int slot, String field) {
-        if (slot < 0 || slot >= spec.slotCapacity()) {
-            throw new InvalidEventException(field + " = " + slot + " is out of range [0, " + spec.slotCapacity() + ")");
         }
     }
 }

@@ -15,7 +15,10 @@ import java.util.concurrent.atomic.AtomicInteger;
  *   <li>{@code r3.ring.occupancy} (gauge): ring slots holding a step not yet flushed;</li>
  *   <li>{@code r3.steps.flushed}, {@code r3.rows.flushed}, {@code r3.bytes.flushed} (counters): what the sink
  *       acknowledged (rows exclude padding);</li>
- *   <li>{@code r3.requests.finished}, {@code r3.requests.aborted} (counters).</li>
+ *   <li>{@code r3.requests.finished}, {@code r3.requests.aborted} (counters);</li>
+ *   <li>{@code r3.requests.faulted} (counter): lifecycle events refused as one request's fault;</li>
+ *   <li>{@code r3.ids.invalid}, {@code r3.slots.invalid} (counters): expert ids and slot mapping entries out of range in
+ *       captured steps (each drops its token's row).</li>
  * </ul>
  * Updating them allocates nothing.
  */
@@ -27,6 +30,9 @@ public final class PipelineMetrics {
     private final Counter bytes;
     private final Counter finished;
     private final Counter aborted;
+    private final Counter faulted;
+    private final Counter invalidIds;
+    private final Counter invalidSlots;
 
     PipelineMetrics(MeterRegistry registry, String name) {
         this.ringWait = Timer.builder("r3.ring.wait").description("time the engine waited for a free ring slot")
@@ -38,6 +44,12 @@ public final class PipelineMetrics {
         this.bytes = Counter.builder("r3.bytes.flushed").baseUnit("bytes").tag("pipeline", name).register(registry);
         this.finished = Counter.builder("r3.requests.finished").tag("pipeline", name).register(registry);
         this.aborted = Counter.builder("r3.requests.aborted").tag("pipeline", name).register(registry);
+        this.faulted = Counter.builder("r3.requests.faulted").description("lifecycle events refused as one request's fault")
+                .tag("pipeline", name).register(registry);
+        this.invalidIds = Counter.builder("r3.ids.invalid").description("expert ids out of range in captured steps")
+                .tag("pipeline", name).register(registry);
+        this.invalidSlots = Counter.builder("r3.slots.invalid").description("slot mapping entries out of range in captured steps")
+                .tag("pipeline", name).register(registry);
     }
 
     void ringWaited(long nanos) {
@@ -66,6 +78,19 @@ public final class PipelineMetrics {
         aborted.increment();
     }
 
+    void requestFaulted() {
+        faulted.increment();
+    }
+
+    void invalid(int ids, int slots) {
+        if (ids != 0) {
+            invalidIds.increment(ids);
+        }
+        if (slots != 0) {
+            invalidSlots.increment(slots);
+        }
+    }
+
     /** Ring slots in use now. */
     public int ringOccupancy() {
         return occupancy.get();
@@ -74,6 +99,7 @@ public final class PipelineMetrics {
     /** A snapshot of the counters, for summaries and progress lines. */
     public PipelineStats snapshot() {
         return new PipelineStats((long) steps.count(), (long) rows.count(), (long) bytes.count(), (long) finished.count(),
-                (long) aborted.count(), occupancy.get(), ringWait.count(), (long) ringWait.totalTime(TimeUnit.NANOSECONDS));
+                (long) aborted.count(), occupancy.get(), ringWait.count(), (long) ringWait.totalTime(TimeUnit.NANOSECONDS),
+                (long) faulted.count(), (long) invalidIds.count(), (long) invalidSlots.count());
     }
 }

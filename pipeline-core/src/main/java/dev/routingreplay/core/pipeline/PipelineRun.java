@@ -6,6 +6,7 @@ import dev.routingreplay.core.event.CaptureStep;
 import dev.routingreplay.core.event.EngineEvent;
 import dev.routingreplay.core.event.RequestAborted;
 import dev.routingreplay.core.event.RequestAdmitted;
+import dev.routingreplay.core.event.RequestFault;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.RoundCleared;
 import dev.routingreplay.core.event.SlotsMoved;
@@ -100,7 +101,7 @@ final class PipelineRun {
      * enqueues the pack and copy. The caller guarantees a free slot exists (it only requested that many events).
      */
     Staged stage(EngineEvent event) {
-        validator.check(event);
+        String fault = validator.check(event);
         if (event instanceof CaptureStep step) {
             RingSlot slot = slots.acquire();
             metrics.slotAcquired();
@@ -108,18 +109,15 @@ final class PipelineRun {
             ring.enqueueCapture(slot.index, step, slot);
             return slot;
         }
-        return new StagedLifecycle(event);
+        return new StagedLifecycle(event, fault);
     }
 
     /** Sink thread: applies the event to the sink, releases the ring slot, returns the acknowledged event. */
     EngineEvent flush(Staged staged) {
         EngineEvent event = staged.event();
         if (staged instanceof RingSlot slot) {
-            try {
-                slot.view.checkValid();
-            } catch (RuntimeException e) {
-                throw new CapturePipelineException(event, "validation", e);
-            }
+            // ids and slots out of range dropped their tokens' rows in the pack: counted, the run goes on
+            metrics.invalid(slot.view.invalidIdCount(), slot.view.invalidSlotCount());
             int rows;
             try {
                 rows = sink.scatter(slot.view);
@@ -130,6 +128,10 @@ final class PipelineRun {
             CaptureStep step = slot.step();
             release(slot);
             return step;
+        }
+        if (staged instanceof StagedLifecycle lifecycle && lifecycle.fault() != null) {
+            metrics.requestFaulted();
+            return new RequestFault(requestIdOf(event), event, lifecycle.fault());
         }
         try {
             if (event instanceof RequestFinished finished) {
@@ -149,6 +151,19 @@ final class PipelineRun {
             throw new CapturePipelineException(event, "sink", e);
         }
         return event;
+    }
+
+    private static String requestIdOf(EngineEvent event) {
+        if (event instanceof RequestFinished f) {
+            return f.requestId();
+        }
+        if (event instanceof RequestAborted a) {
+            return a.requestId();
+        }
+        if (event instanceof RequestAdmitted a) {
+            return a.requestId();
+        }
+        return "";
     }
 
     /** Sink thread, on normal completion. */

@@ -3,6 +3,7 @@ package dev.routingreplay.core.sink;
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.device.CapturedStep;
 import dev.routingreplay.core.event.RequestAborted;
+import dev.routingreplay.core.event.RequestAdmitted;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.RoundCleared;
 import dev.routingreplay.core.event.SlotsMoved;
@@ -41,6 +42,11 @@ public class MemoryRoutingSink implements RoutingSink, AutoCloseable {
     }
 
     @Override
+    public void admit(RequestAdmitted request) {
+        store.admit(request.requestId(), request.cachedTokens());
+    }
+
+    @Override
     public void finish(RequestFinished request) {
         RequestRouting routing = store.gather(request);
         finished.put(request.requestId(), routing);
@@ -51,7 +57,7 @@ public class MemoryRoutingSink implements RoutingSink, AutoCloseable {
 
     @Override
     public void abort(RequestAborted request) {
-        // nothing stored for an aborted request
+        store.forget(request.requestId()); // nothing stored for an aborted request
     }
 
     @Override
@@ -64,7 +70,7 @@ public class MemoryRoutingSink implements RoutingSink, AutoCloseable {
         store.clear();
     }
 
-    /** The routing of finished request {@code requestId}, or null. Safe from any thread. */
+    /** The routing of finished request {@code requestId} (its latest record when it finished twice), or null. Safe from any thread. */
     public RequestRouting finished(String requestId) {
         return finished.get(requestId);
     }
@@ -77,10 +83,8 @@ public class MemoryRoutingSink implements RoutingSink, AutoCloseable {
     }
 
     /**
-     * The rows now stored at {@code slots}, as a request named {@code "slots"}. Call it from the sink thread or after
-     * the pipeline terminated.
-     *
-     * @throws IllegalStateException when a slot holds no routing
+     * The rows now stored at {@code slots}, as a request named {@code "slots"}: rows of the current round, the others
+     * missing with their reason. Call it from the sink thread or after the pipeline terminated.
      */
     public RequestRouting read(int... slots) {
         RequestFinished probe = new RequestFinished("slots", slots);

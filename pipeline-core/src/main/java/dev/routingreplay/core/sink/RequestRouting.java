@@ -5,16 +5,19 @@ import dev.routingreplay.core.RoutingShape;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.Arrays;
+import java.util.EnumMap;
+import java.util.Map;
 
 /**
  * The routing of one finished request, self-describing: request id, shape {@code [seqLen, layers, topK]}, stored
  * dtype, the ids in token order (prompt, then output), little endian, and which rows are missing. Immutable;
  * {@link #rows()} is read-only.
  *
- * <p>A row is either recorded (every id of it) or missing (a step covered its slot but its row was dropped, e.g. an
- * expert id out of range; or, in a record of a store of format 2, a row holding the old sentinel). A missing row's
- * ids read as {@code -1} ({@link #id}, {@link #toIntArray}, {@link #toLongArray}); its bytes in {@link #rows()} carry
- * no meaning.
+ * <p>A row is either recorded (every id of it) or missing, with a {@link MissingReason}: the store could not vouch
+ * for it (docs/contract.md). Records written before reasons were stored give {@link MissingReason#INVALID_ID} for
+ * their missing rows (a row the pack dropped, or in a store of format 2 a row holding the old sentinel). A missing
+ * row's ids read as {@code -1} ({@link #id}, {@link #toIntArray}, {@link #toLongArray}); its bytes in {@link #rows()}
+ * carry no meaning.
  */
 public final class RequestRouting {
     private final String requestId;
@@ -24,6 +27,8 @@ public final class RequestRouting {
     private final ByteBuffer rows;
     private final long[] missing;
     private final int missingCount;
+    /** Reason code per position (0 = recorded), or null when no row is missing. */
+    private final byte[] reasons;
 
     /**
      * Wraps {@code rows} (seqLen * rowBytes bytes, little endian, in the shape's dtype, every row recorded) without
@@ -45,6 +50,18 @@ public final class RequestRouting {
      *     the bitmap is too short or marks a position past {@code seqLen}
      */
     public RequestRouting(String requestId, RoutingShape shape, RoutingDtype dtype, int seqLen, ByteBuffer rows, long[] missingRows) {
+        this(requestId, shape, dtype, seqLen, rows, missingRows, null);
+    }
+
+    /**
+     * As {@link #RequestRouting(String, RoutingShape, RoutingDtype, int, ByteBuffer, long[])}, with the reason of each
+     * missing row: {@code reasons[p]} is the {@link MissingReason} code of missing position {@code p} (copied; null
+     * gives {@link MissingReason#INVALID_ID} to every missing row, what records without reasons meant).
+     *
+     * @throws IllegalArgumentException also when a missing position has no valid reason code, or a recorded one has one
+     */
+    public RequestRouting(String requestId, RoutingShape shape, RoutingDtype dtype, int seqLen, ByteBuffer rows, long[] missingRows,
+            byte[] reasons) {
         if (dtype.maxExperts() < shape.numExperts()) {
             throw new IllegalArgumentException("request " + requestId + ": dtype " + dtype.numpyName() + " cannot hold the ids of "
                     + shape.numExperts() + " experts");
@@ -78,6 +95,25 @@ public final class RequestRouting {
         this.rows = rows.slice().asReadOnlyBuffer().order(ByteOrder.LITTLE_ENDIAN);
         this.missing = copy;
         this.missingCount = count;
+        this.reasons = count == 0 ? null : reasonTable(requestId, seqLen, copy, reasons);
+    }
+
+    private static byte[] reasonTable(String requestId, int seqLen, long[] missing, byte[] given) {
+        if (given != null && given.length < seqLen) {
+            throw new IllegalArgumentException("request " + requestId + ": reason table of " + given.length + " entries for seqLen=" + seqLen);
+        }
+        byte[] table = new byte[seqLen];
+        for (int p = 0; p < seqLen; p++) {
+            boolean isMissing = (missing[p >>> 6] & 1L << p) != 0;
+            byte code = given == null ? (isMissing ? MissingReason.INVALID_ID.code() : 0) : given[p];
+            if (isMissing) {
+                MissingReason.ofCode(code);
+            } else if (code != 0) {
+                throw new IllegalArgumentException("request " + requestId + ": position " + p + " is recorded but has reason code " + code);
+            }
+            table[p] = code;
+        }
+        return table;
     }
 
     /** The number of 64-bit words a missing-row bitmap of {@code seqLen} positions takes. */
@@ -111,6 +147,27 @@ public final class RequestRouting {
             throw new IndexOutOfBoundsException("position " + position + " outside [0, " + seqLen + ")");
         }
         return missing != null && (missing[position >>> 6] & 1L << position) != 0;
+    }
+
+    /** Why position {@code position} is missing, or null when it is recorded. */
+    public MissingReason missingReason(int position) {
+        if (!isMissing(position)) {
+            return null;
+        }
+        return MissingReason.ofCode(reasons[position]);
+    }
+
+    /** The number of missing rows per reason, in reason order; empty when none is missing. */
+    public Map<MissingReason, Integer> missingReasonCounts() {
+        Map<MissingReason, Integer> counts = new EnumMap<>(MissingReason.class);
+        if (reasons != null) {
+            for (byte code : reasons) {
+                if (code != 0) {
+                    counts.merge(MissingReason.ofCode(code), 1, Integer::sum);
+                }
+            }
+        }
+        return counts;
     }
 
     /** Missing rows among positions {@code [from, to)}. */
@@ -215,7 +272,7 @@ public final class RequestRouting {
     @Override
     public boolean equals(Object o) {
         return o instanceof RequestRouting r && r.requestId.equals(requestId) && r.shape.equals(shape) && r.dtype == dtype
-                && r.seqLen == seqLen && Arrays.equals(r.missing, missing) && r.rows.equals(rows);
+                && r.seqLen == seqLen && Arrays.equals(r.missing, missing) && Arrays.equals(r.reasons, reasons) && r.rows.equals(rows);
     }
 
     @Override
@@ -226,6 +283,6 @@ public final class RequestRouting {
     @Override
     public String toString() {
         return "RequestRouting[" + requestId + ", seqLen=" + seqLen + ", " + shape.describe()
-                + (dtype != shape.dtype() ? " stored as " + dtype.numpyName() : "") + (missingCount > 0 ? ", " + missingCount + " missing rows" : "") + "]";
+                + (dtype != shape.dtype() ? " stored as " + dtype.numpyName() : "") + (missingCount > 0 ? ", " + missingCount + " missing rows " + missingReasonCounts() : "") + "]";
     }
 }

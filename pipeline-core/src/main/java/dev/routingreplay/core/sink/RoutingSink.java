@@ -30,24 +30,30 @@ public interface RoutingSink {
      */
     int scatter(CapturedStep step);
 
-    /** A request became live; no data moves. */
-    default void admit(RequestAdmitted request) {
-    }
+    /**
+     * A request became live (or resumed), with its cached prefix; no data moves. The sink records the admission so
+     * that the request's finish vouches only for rows written after it, or inside the prefix ({@link SlotStore#admit}).
+     */
+    void admit(RequestAdmitted request);
 
     /**
-     * Gathers the rows of {@code request.slots()} in token order into one record for trainers.
-     *
-     * @throws IllegalStateException naming the position and slot when a slot holds no routing
+     * Gathers the rows of {@code request.slots()} in token order into one record for trainers: each position is a row
+     * the sink vouches for, or a missing row with its {@link MissingReason} (never written, stale, written before the
+     * admission, invalid, or a bad slot); a row it cannot vouch for never fails the finish and is never returned as
+     * data. A second finish of an id in one round (after a new admission) is a new record.
      */
     void finish(RequestFinished request);
 
     /** The request ends without a record. */
     void abort(RequestAborted request);
 
-    /** Copies the row of each source slot to its destination slot (all sources read first). */
+    /**
+     * Copies the row of each source slot, with its write stamp, to its destination slot (all sources read first); a
+     * pair with a slot out of range is not applied (its destination, when in range, no longer holds a row).
+     */
     void move(SlotsMoved move);
 
-    /** Drops every slot's row; later gathers of those slots fail until they are written again. */
+    /** Ends the round: every row written so far is stale (a later gather reports it missing) and no request stays admitted. */
     void clear(RoundCleared clear);
 
     /** Called once when the event stream completes normally; make everything acknowledged durable. */

@@ -1,5 +1,6 @@
 package dev.routingreplay.core.sink;
 
+import dev.routingreplay.core.RoutingDtype;
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.device.CapturedStep;
 import dev.routingreplay.core.device.RingSlotLayout;
@@ -9,18 +10,32 @@ import dev.routingreplay.core.memory.NativeMemory;
 import dev.routingreplay.core.memory.NativeOwnerGuard;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.util.BitSet;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Map;
 
 /**
- * Off-heap rows keyed by KV-cache slot, with two flags per slot: written (the slot holds a state: a row or a missing
- * row) and missing (a step covered the slot but its row was dropped, see {@link RingSlotLayout#DROPPED_ROW}). A gather
- * never returns a row that was never written or was cleared (it throws), and reports a missing row as missing (its
- * bytes zero, its bit set), never as ids. Chunked, so pools larger than 2 GiB work. Single-threaded: the pipeline's sink thread
- * owns it. {@link #close} may come from another thread: it waits for a running call to return, and every call after
- * it throws an {@link IllegalStateException} (never touches freed memory).
+ * Off-heap rows keyed by KV-cache slot, each with a write stamp, and the admissions of live requests: what a gather
+ * needs to vouch for every row it returns (docs/contract.md).
+ *
+ * <p>Every step that reaches the store gets the next stamp ({@link #scatter}); a slot's stamp is the stamp of the
+ * step that last wrote it (moves carry it along with the row), 0 when none did. A round clear only records where the
+ * round began, so a row of an earlier round is told apart from one never written. A slot also keeps its row's state:
+ * a row, or a row the store will never return (an expert id out of range, dropped by the pack; one expert twice in a
+ * layer, found here). An admission records the stamp it arrived at and how many leading positions come from the
+ * prefix cache. A gather returns a position's row as data only when its slot was written in the current round, by a
+ * step after the request's admission (or, inside the cached prefix, by any step of the round), with a valid row;
+ * every other position is a missing row with its {@link MissingReason}: a gather never fails for a row it cannot vouch
+ * for, and never returns one.
+ *
+ * <p>Chunked, so pools larger than 2 GiB work. Single-threaded: the pipeline's sink thread owns it. {@link #close} may
+ * come from another thread: it waits for a running call to return, and every call after it throws an
+ * {@link IllegalStateException} (never touches freed memory).
  */
 public final class SlotStore implements AutoCloseable {
     private static final int MAX_CHUNK_BYTES = 1 << 30;
+    /** A slot's state: a row the store vouches for (subject to its stamp). Other states are {@link MissingReason} codes. */
+    private static final byte ROW = 0;
 
     private final RoutingShape shape;
     private final int slotCapacity;
@@ -28,10 +43,23 @@ public final class SlotStore implements AutoCloseable {
     private final int chunkShift;
     private final int chunkMask;
     private final ByteBuffer[] chunks;
-    private final BitSet written;
-    private final BitSet missing;
+    /** Stamp of the step that last wrote each slot; 0 = never written. */
+    private final long[] stamps;
+    /** {@link #ROW}, or the {@link MissingReason} code of a row the store will not return. */
+    private final byte[] states;
+    /** Admission of each live request: {stamp, cachedTokens}. */
+    private final Map<String, long[]> admissions = new HashMap<>();
+    /** Duplicate check scratch: the (token, layer) check in which each expert was last seen. */
+    private final int[] seenIn;
+    /** Missing rows gathered so far, by reason code. */
+    private final long[] missingGathered = new long[MissingReason.values().length + 1];
     private final NativeMemory memory = new NativeMemory();
     private final NativeOwnerGuard guard;
+    /** The stamp of the last step applied; 0 before the first. */
+    private long stamp;
+    /** The stamp of the last step before the current round began (the last clear); rows at or below it are stale. */
+    private long roundStart;
+    private int seenCheck;
 
     /** Allocates a store for slots {@code [0, slotCapacity)} of {@code shape}'s rows. */
     public SlotStore(RoutingShape shape, int slotCapacity) {
@@ -54,13 +82,19 @@ public final class SlotStore implements AutoCloseable {
         this.chunkMask = (1 << shift) - 1;
         int chunkCount = (int) (((long) slotCapacity + chunkMask) >>> shift);
         this.chunks = new ByteBuffer[chunkCount];
+        this.stamps = new long[slotCapacity];
+        this.states = new byte[slotCapacity];
+        this.seenIn = new int[shape.numExperts()];
         for (int c = 0; c < chunkCount; c++) {
             long slotsInChunk = Math.min(1L << shift, slotCapacity - ((long) c << shift));
             chunks[c] = memory.allocate(Math.toIntExact(slotsInChunk * rowBytes));
         }
-        this.written = new BitSet(slotCapacity);
-        this.missing = new BitSet(slotCapacity);
         this.guard = new NativeOwnerGuard("slot store of " + slotCapacity + " slots");
+    }
+
+    /** Bytes a store of {@code slotCapacity} slots of {@code shape} takes: rows off the heap, stamps and states on it. */
+    public static long bytesFor(RoutingShape shape, long slotCapacity) {
+        return slotCapacity * (shape.rowBytes() + Long.BYTES + 1L);
     }
 
     /** Shape of the stored rows. */
@@ -74,26 +108,34 @@ public final class SlotStore implements AutoCloseable {
     }
 
     /**
-     * Copies each row of {@code step} to its slot; a padding token (slot -1) is skipped and a dropped row (a slot word
-     * below -1) marks its slot missing. Returns the rows stored (dropped rows not counted).
+     * Applies one step: gives it the next stamp and copies each row to its slot, stamped. A padding token (slot -1) is
+     * skipped; a row the pack dropped (a slot word below -1) makes its slot {@link MissingReason#INVALID_ID}; a row
+     * that names one expert twice in a layer makes its slot {@link MissingReason#DUPLICATE_EXPERT}. Allocates nothing.
+     *
+     * @return the rows stored as data (dropped and duplicate rows not counted)
+     * @throws IllegalArgumentException when a slot word names a slot outside {@code [0, slotCapacity)} (the pack never
+     *     writes one); the slots before it are stamped already
      */
     public int scatter(CapturedStep step) {
         guard.enter("scatter");
         try {
+            long now = ++stamp;
             ByteBuffer from = step.memory();
             int stored = 0;
             for (int t = 0, n = step.tokenCount(); t < n; t++) {
                 int slot = step.slot(t);
                 if (slot < 0) {
                     if (RingSlotLayout.isDropped(slot)) {
-                        markMissing(RingSlotLayout.droppedSlot(slot));
+                        int dropped = RingSlotLayout.droppedSlot(slot);
+                        checkSlot(dropped, "dropped row's slot");
+                        mark(dropped, now, MissingReason.INVALID_ID.code());
                     }
                     continue;
                 }
-                chunk(slot).put(offset(slot), from, step.rowOffset(t), rowBytes);
-                written.set(slot);
-                missing.clear(slot);
-                stored++;
+                checkSlot(slot, "slot");
+                if (writeRow(slot, from, step.rowOffset(t), now)) {
+                    stored++;
+                }
             }
             return stored;
         } finally {
@@ -101,51 +143,154 @@ public final class SlotStore implements AutoCloseable {
         }
     }
 
-    /** Stores one row (rowBytes bytes of {@code from} at {@code fromOffset}) at {@code slot}. */
+    /**
+     * Stores one row (rowBytes bytes of {@code from} at {@code fromOffset}) at {@code slot}, stamped with the current
+     * step (recovery replays a journalled step as {@link #beginStep()} and its rows); a row naming an expert twice in a
+     * layer is stored as {@link MissingReason#DUPLICATE_EXPERT}.
+     */
     public void put(int slot, ByteBuffer from, int fromOffset) {
         guard.enter("put");
         try {
             checkSlot(slot, "slot");
-            chunk(slot).put(offset(slot), from, fromOffset, rowBytes);
-            written.set(slot);
-            missing.clear(slot);
+            writeRow(slot, from, fromOffset, currentStamp());
         } finally {
             guard.exit();
         }
     }
 
-    /** Records {@code slot} as covered but missing (its row was dropped): a gather reports it as a missing row. */
-    public void putMissing(int slot) {
+    /** Records {@code slot} as covered by the current step but missing for {@code reason} (an invalid id: the pack dropped the row). */
+    public void putMissing(int slot, MissingReason reason) {
         guard.enter("putMissing");
         try {
             checkSlot(slot, "slot");
-            markMissing(slot);
+            mark(slot, currentStamp(), reason.code());
         } finally {
             guard.exit();
         }
     }
 
-    private void markMissing(int slot) {
-        checkSlot(slot, "dropped row's slot");
-        written.set(slot);
-        missing.set(slot);
-    }
-
-    /** Whether {@code slot} was recorded as missing (written, but its row dropped). */
-    public boolean isMissing(int slot) {
-        guard.enter("isMissing");
+    /** Starts a new step without rows (recovery replays a journalled step this way); returns its stamp. */
+    public long beginStep() {
+        guard.enter("beginStep");
         try {
-            return missing.get(slot);
+            return ++stamp;
         } finally {
             guard.exit();
         }
     }
 
-    /** Whether {@code slot} holds a row or a missing row. */
-    public boolean isWritten(int slot) {
-        guard.enter("isWritten");
+    /**
+     * Records that {@code requestId} was admitted now, its first {@code cachedTokens} positions coming from the prefix
+     * cache: a later gather of it vouches for rows past the prefix only when a step after this admission wrote them. A
+     * second admission of a live id replaces the first (a preempted request resumed, with the prefix it hit then).
+     */
+    public void admit(String requestId, int cachedTokens) {
+        guard.enter("admit");
         try {
-            return written.get(slot);
+            if (cachedTokens < 0) {
+                throw new IllegalArgumentException("request " + requestId + ": cachedTokens must not be negative, was " + cachedTokens);
+            }
+            admissions.put(requestId, new long[] {stamp, cachedTokens});
+        } finally {
+            guard.exit();
+        }
+    }
+
+    /** Forgets the admission of {@code requestId} (an abort); nothing when it has none. */
+    public void forget(String requestId) {
+        guard.enter("forget");
+        try {
+            admissions.remove(requestId);
+        } finally {
+            guard.exit();
+        }
+    }
+
+    /** Whether {@code requestId} has an admission the store still holds. */
+    public boolean isAdmitted(String requestId) {
+        guard.enter("isAdmitted");
+        try {
+            return admissions.containsKey(requestId);
+        } finally {
+            guard.exit();
+        }
+    }
+
+    private long currentStamp() {
+        return stamp == roundStart ? ++stamp : stamp;
+    }
+
+    /** Copies a row and stamps it; returns whether it is a row the store vouches for (no duplicate expert). */
+    private boolean writeRow(int slot, ByteBuffer from, int fromOffset, long now) {
+        chunk(slot).put(offset(slot), from, fromOffset, rowBytes);
+        boolean valid = !hasDuplicate(from, fromOffset);
+        mark(slot, now, valid ? ROW : MissingReason.DUPLICATE_EXPERT.code());
+        return valid;
+    }
+
+    private void mark(int slot, long now, byte state) {
+        stamps[slot] = now;
+        states[slot] = state;
+    }
+
+    /** Whether a row names one expert twice in one layer (ids out of range are the pack's job and are not looked at). */
+    private boolean hasDuplicate(ByteBuffer row, int rowOffset) {
+        RoutingDtype dtype = shape.dtype();
+        int topK = shape.topK();
+        int idBytes = dtype.bytes();
+        int experts = seenIn.length;
+        for (int l = 0, layers = shape.moeLayers(); l < layers; l++) {
+            int check = ++seenCheck;
+            if (check == 0) { // wrapped: forget every earlier check
+                Arrays.fill(seenIn, 0);
+                check = seenCheck = 1;
+            }
+            int base = rowOffset + l * topK * idBytes;
+            for (int k = 0; k < topK; k++) {
+                int id = dtype.read(row, base + k * idBytes);
+                if (id >= 0 && id < experts) {
+                    if (seenIn[id] == check) {
+                        return true;
+                    }
+                    seenIn[id] = check;
+                }
+            }
+        }
+        return false;
+    }
+
+    /** Why position {@code p}'s slot cannot be returned as data, or null when it can. */
+    private MissingReason verdict(int p, int slot, long admittedAt, long cachedTokens) {
+        if (slot < 0 || slot >= slotCapacity) {
+            return MissingReason.BAD_SLOT;
+        }
+        long written = stamps[slot];
+        if (written == 0) {
+            return MissingReason.NEVER_WRITTEN;
+        }
+        if (written <= roundStart) {
+            return MissingReason.STALE_ROUND;
+        }
+        if (p >= cachedTokens && written <= admittedAt) {
+            return MissingReason.BEFORE_ADMISSION;
+        }
+        byte state = states[slot];
+        return state == ROW ? null : MissingReason.ofCode(state);
+    }
+
+    /**
+     * Missing rows with {@code reason} that gathers returned since the store was made; any thread (a plain read of a
+     * counter the sink thread writes, for meters).
+     */
+    public long missingRowsGathered(MissingReason reason) {
+        return missingGathered[reason.code()];
+    }
+
+    /** The reason {@code slot} would be missing in a gather that vouches for any row of the current round, or null. For tools and tests. */
+    public MissingReason missingReason(int slot) {
+        guard.enter("missingReason");
+        try {
+            return verdict(0, slot, 0, 0);
         } finally {
             guard.exit();
         }
@@ -153,29 +298,32 @@ public final class SlotStore implements AutoCloseable {
 
     /**
      * Gathers the request's rows in token order into a new {@link RequestRouting} (rows on the heap, little endian),
-     * missing rows marked.
-     *
-     * @throws IllegalStateException naming the first position whose slot holds no row (nothing is returned)
+     * each position data or a missing row with its reason; the request stops being admitted. Never fails for a row it
+     * cannot vouch for.
      */
     public RequestRouting gather(RequestFinished request) {
-        ByteBuffer out = ByteBuffer.allocate(request.seqLen() * rowBytes).order(ByteOrder.LITTLE_ENDIAN);
-        long[] missingRows = new long[RequestRouting.bitmapWords(request.seqLen())];
-        int missingCount = gatherInto(request, out, missingRows);
-        return new RequestRouting(request.requestId(), shape, shape.dtype(), request.seqLen(), out, missingCount == 0 ? null : missingRows);
+        int n = request.seqLen();
+        ByteBuffer out = ByteBuffer.allocate(n * rowBytes).order(ByteOrder.LITTLE_ENDIAN);
+        long[] missingRows = new long[RequestRouting.bitmapWords(n)];
+        byte[] reasons = new byte[n];
+        int missingCount = gatherInto(request, out, missingRows, reasons);
+        return new RequestRouting(request.requestId(), shape, shape.dtype(), n, out, missingCount == 0 ? null : missingRows,
+                missingCount == 0 ? null : reasons);
     }
 
     /**
      * Gathers the request's rows in token order into {@code dst} at index 0 ({@code seqLen * rowBytes} bytes, its
-     * position and limit untouched), and the positions whose slot is missing into {@code missingRows} (bit {@code p % 64}
-     * of word {@code p / 64}; the words covering {@code seqLen} positions are overwritten, later ones untouched); a
-     * missing row's bytes in {@code dst} are zero. Checks every slot first, so on failure {@code dst} is not written.
-     * Allocates nothing.
+     * position and limit untouched), the missing positions into {@code missingRows} (bit {@code p % 64} of word
+     * {@code p / 64}; the words covering {@code seqLen} positions are overwritten, later ones untouched) and each
+     * position's {@link MissingReason} code into {@code reasons[p]} (0 for data); a missing row's bytes in {@code dst}
+     * are zero. The request's admission (see {@link #admit}) decides which rows it vouches for, and is then forgotten;
+     * a request with none vouches for any row of the current round. Allocates nothing.
      *
      * @return the number of missing rows
-     * @throws IllegalStateException naming the first position whose slot holds no row
-     * @throws IllegalArgumentException when a slot is out of range or {@code dst} or {@code missingRows} is too small
+     * @throws IllegalArgumentException when {@code dst}, {@code missingRows} or {@code reasons} is too small (nothing
+     *     is written)
      */
-    public int gatherInto(RequestFinished request, ByteBuffer dst, long[] missingRows) {
+    public int gatherInto(RequestFinished request, ByteBuffer dst, long[] missingRows, byte[] reasons) {
         guard.enter("gather");
         try {
             int[] slots = request.slots();
@@ -186,43 +334,41 @@ public final class SlotStore implements AutoCloseable {
             if (missingRows.length < words) {
                 throw new IllegalArgumentException("missing-row bitmap of " + missingRows.length + " words is too small for " + slots.length + " rows");
             }
-            int missingCount = 0;
-            for (int p = 0; p < slots.length; p++) {
-                int slot = slots[p];
-                if (slot < 0 || slot >= slotCapacity) {
-                    checkSlot(slot, "request " + request.requestId() + " position " + p + " slot");
-                }
-                if (!written.get(slot)) {
-                    throw new IllegalStateException("request " + request.requestId() + ": position " + p + " of " + slots.length
-                            + " maps to slot " + slot + ", which holds no routing (never captured, or cleared)");
-                }
-                if (missing.get(slot)) {
-                    missingCount++;
-                }
+            if (reasons.length < slots.length) {
+                throw new IllegalArgumentException("reason table of " + reasons.length + " bytes is too small for " + slots.length + " rows");
             }
-            // runs of consecutive slots (a KV block) are copied at once
+            long[] admission = admissions.remove(request.requestId());
+            long admittedAt = admission == null ? 0 : admission[0];
+            long cached = admission == null ? 0 : admission[1];
+            for (int w = 0; w < words; w++) {
+                missingRows[w] = 0L;
+            }
+            int missingCount = 0;
             int p = 0;
             while (p < slots.length) {
+                MissingReason why = verdict(p, slots[p], admittedAt, cached);
+                if (why != null) {
+                    missingRows[p >>> 6] |= 1L << p;
+                    reasons[p] = why.code();
+                    missingGathered[why.code()]++;
+                    for (int b = p * rowBytes, end = b + rowBytes; b < end; b++) {
+                        dst.put(b, (byte) 0);
+                    }
+                    missingCount++;
+                    p++;
+                    continue;
+                }
+                // runs of consecutive vouched slots (a KV block) are copied at once
                 int first = slots[p];
+                reasons[p] = 0;
                 int run = 1;
-                while (p + run < slots.length && slots[p + run] == first + run && (first + run) >>> chunkShift == first >>> chunkShift) {
+                while (p + run < slots.length && slots[p + run] == first + run && (first + run) >>> chunkShift == first >>> chunkShift
+                        && verdict(p + run, first + run, admittedAt, cached) == null) {
+                    reasons[p + run] = 0;
                     run++;
                 }
                 dst.put(p * rowBytes, chunk(first), offset(first), run * rowBytes);
                 p += run;
-            }
-            for (int w = 0; w < words; w++) {
-                missingRows[w] = 0L;
-            }
-            if (missingCount > 0) {
-                for (int q = 0; q < slots.length; q++) {
-                    if (missing.get(slots[q])) {
-                        missingRows[q >>> 6] |= 1L << q;
-                        for (int b = q * rowBytes, end = b + rowBytes; b < end; b++) {
-                            dst.put(b, (byte) 0);
-                        }
-                    }
-                }
             }
             return missingCount;
         } finally {
@@ -231,51 +377,58 @@ public final class SlotStore implements AutoCloseable {
     }
 
     /**
-     * Applies a move: every source row is read before any destination is written; unwritten sources unwrite, missing
-     * sources make their destination missing.
+     * Applies a move: every source row is read before any destination is written; a destination takes its source's
+     * row, stamp and state (an unwritten source unwrites it). A pair with a slot outside {@code [0, slotCapacity)} is
+     * not applied, except that a bad source still unwrites a good destination (its content is no longer known).
+     *
+     * @return the number of pairs with a bad slot
      */
-    public void move(SlotsMoved move) {
+    public int move(SlotsMoved move) {
         guard.enter("move");
         try {
             int[] src = move.sourceSlots();
             int[] dst = move.destinationSlots();
-            for (int i = 0; i < src.length; i++) {
-                if (src[i] < 0 || src[i] >= slotCapacity || dst[i] < 0 || dst[i] >= slotCapacity) {
-                    checkSlot(src[i], "sourceSlots[" + i + "]");
-                    checkSlot(dst[i], "destinationSlots[" + i + "]");
-                }
-            }
             ByteBuffer snapshot = ByteBuffer.allocate(src.length * rowBytes);
-            BitSet had = new BitSet(src.length);
-            BitSet hadMissing = new BitSet(src.length);
+            long[] stampOf = new long[src.length];
+            byte[] stateOf = new byte[src.length];
+            int bad = 0;
             for (int i = 0; i < src.length; i++) {
-                if (written.get(src[i])) {
-                    snapshot.put(i * rowBytes, chunk(src[i]), offset(src[i]), rowBytes);
-                    had.set(i);
-                    hadMissing.set(i, missing.get(src[i]));
+                if (src[i] >= 0 && src[i] < slotCapacity) {
+                    stampOf[i] = stamps[src[i]];
+                    stateOf[i] = states[src[i]];
+                    if (stampOf[i] != 0) {
+                        snapshot.put(i * rowBytes, chunk(src[i]), offset(src[i]), rowBytes);
+                    }
                 }
             }
             for (int i = 0; i < dst.length; i++) {
-                if (had.get(i)) {
-                    chunk(dst[i]).put(offset(dst[i]), snapshot, i * rowBytes, rowBytes);
-                    written.set(dst[i]);
-                    missing.set(dst[i], hadMissing.get(i));
-                } else {
-                    written.clear(dst[i]);
-                    missing.clear(dst[i]);
+                boolean badSource = src[i] < 0 || src[i] >= slotCapacity;
+                if (badSource || dst[i] < 0 || dst[i] >= slotCapacity) {
+                    bad++;
+                    if (dst[i] < 0 || dst[i] >= slotCapacity) {
+                        continue;
+                    }
                 }
+                if (stampOf[i] != 0) {
+                    chunk(dst[i]).put(offset(dst[i]), snapshot, i * rowBytes, rowBytes);
+                }
+                mark(dst[i], stampOf[i], stateOf[i]);
             }
+            return bad;
         } finally {
             guard.exit();
         }
     }
 
-    /** Marks every slot unwritten. */
+    /**
+     * Starts a new round: every row written so far becomes stale (a gather reports it as
+     * {@link MissingReason#STALE_ROUND}) and no request stays admitted.
+     */
     public void clear() {
         guard.enter("clear");
         try {
-            written.clear();
-            missing.clear();
+            roundStart = stamp;
+            admissions.clear();
         } finally {
             guard.exit();
         }

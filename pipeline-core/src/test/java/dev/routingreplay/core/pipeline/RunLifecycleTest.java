@@ -11,7 +11,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.device.CapturedStep;
 import dev.routingreplay.core.event.EngineEvent;
+import dev.routingreplay.core.event.RequestAborted;
 import dev.routingreplay.core.event.RequestAdmitted;
+import dev.routingreplay.core.event.RequestFault;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.host.HostDevice;
 import dev.routingreplay.core.sink.MemoryRoutingSink;
@@ -50,11 +52,11 @@ class RunLifecycleTest {
             EngineFeed feed = new EngineFeed();
             CompletableFuture<Throwable> seen = new CompletableFuture<>();
             feed.flux().transform(pipeline).subscribe(e -> { }, seen::complete);
-            feed.emit(new RequestFinished("never-admitted", new int[] {1})); // fails the pipeline inside onNext
+            feed.emit(new RequestFault("x", new RequestAborted("x"), "m")); // not an engine event: fails the pipeline inside onNext
             IllegalStateException e = assertThrows(IllegalStateException.class, () -> feed.emit(new RequestAdmitted("next")));
             assertTrue(e.getMessage().contains("was not captured"), e.getMessage());
             CapturePipelineException cause = assertInstanceOf(CapturePipelineException.class, e.getCause());
-            assertTrue(cause.getMessage().contains("unknown request id 'never-admitted'"), cause.getMessage());
+            assertTrue(cause.getMessage().contains("RequestFault is an output of the pipeline"), cause.getMessage());
             assertThrows(IllegalStateException.class, () -> feed.tryEmit(new RequestAdmitted("again")));
             assertSame(seen.get(5, TimeUnit.SECONDS), cause, "the engine sees the error the subscriber got");
             pipeline.released().block(Duration.ofSeconds(5));

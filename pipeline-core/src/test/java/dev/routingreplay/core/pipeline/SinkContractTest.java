@@ -8,6 +8,7 @@ import dev.routingreplay.core.device.CapturedStep;
 import dev.routingreplay.core.event.EngineEvent;
 import dev.routingreplay.core.event.RequestAborted;
 import dev.routingreplay.core.event.RequestAdmitted;
+import dev.routingreplay.core.event.RequestFault;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.RoundCleared;
 import dev.routingreplay.core.event.SlotsMoved;
@@ -85,11 +86,11 @@ class SinkContractTest {
                 EngineEvent e = switch (i) {
                     case 0 -> new RequestAdmitted("a");
                     case 1 -> new RequestAdmitted("b");
-                    case 2 -> engine.step(10, new long[] {1, 2, -1}, (t, l, k) -> 7);
+                    case 2 -> engine.step(10, new long[] {1, 2, -1}, (t, l, k) -> 7 + k);
                     case 3 -> new SlotsMoved(new int[] {1}, new int[] {5});
                     case 4 -> new RequestFinished("a", new int[] {5, 2});
                     case 5 -> new RequestAborted("b");
-                    case 6 -> engine.step(11, new long[] {3}, (t, l, k) -> 8);
+                    case 6 -> engine.step(11, new long[] {3}, (t, l, k) -> 8 + k);
                     default -> new RoundCleared(1);
                 };
                 sent.add(e);
@@ -122,7 +123,7 @@ class SinkContractTest {
         try (HostEngine engine = new HostEngine(host, shape, 4); RecordingSink sink = new RecordingSink(shape)) {
             CapturePipeline pipeline = Pipelines.of(host, sink, 2, 4);
             Flux<EngineEvent> events = Flux.just(0, 1).map(i -> i == 0 ? engine.step(1, new long[] {1}, (t, l, k) -> 7)
-                    : new RequestAborted("never-admitted"));
+                    : new RequestFault("x", new RequestAborted("x"), "not an engine event"));
             StepVerifier.create(events.transform(pipeline)).expectNextCount(1).expectError(CapturePipelineException.class)
                     .verify(Duration.ofSeconds(10));
             assertEquals(List.of("scatter 1"), sink.calls);

@@ -3,6 +3,7 @@ package dev.routingreplay.core.sink;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -16,6 +17,8 @@ import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.SlotsMoved;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.Map;
 import org.junit.jupiter.api.Test;
 
 class SlotStoreTest {
@@ -41,21 +44,57 @@ class SlotStoreTest {
             store.move(new SlotsMoved(new int[] {1, 2}, new int[] {2, 1}));
             assertArrayEquals(new int[] {20, 21, 22, 23, 10, 11, 12, 13}, ids(store, 1, 2));
             store.move(new SlotsMoved(new int[] {1, 5}, new int[] {6, 1}));
-            assertTrue(store.isWritten(6));
-            assertFalse(store.isWritten(1), "moving an unwritten slot unwrites the destination");
+            assertNull(store.missingReason(6));
+            assertEquals(MissingReason.NEVER_WRITTEN, store.missingReason(1), "moving an unwritten slot unwrites the destination");
             assertArrayEquals(new int[] {20, 21, 22, 23}, ids(store, 6));
         }
     }
 
     @Test
-    void clearDropsEveryRowAndAGatherNamesTheMissingPosition() {
+    void aClearMakesEveryEarlierRowStaleAndAGatherReportsItsPositionsMissingWithTheReason() {
         try (SlotStore store = new SlotStore(shape, 8)) {
             store.put(3, row(1), 0);
             store.put(4, row(2), 0);
             assertEquals(8, store.gather(new RequestFinished("r", new int[] {3, 4})).rows().capacity());
             store.clear();
-            IllegalStateException e = assertThrows(IllegalStateException.class, () -> ids(store, 3, 4));
-            assertEquals("request x: position 0 of 2 maps to slot 3, which holds no routing (never captured, or cleared)", e.getMessage());
+            store.beginStep();
+            store.put(4, row(5), 0);
+            RequestRouting r = store.gather(new RequestFinished("x", new int[] {3, 4, 5}));
+            assertEquals(MissingReason.STALE_ROUND, r.missingReason(0));
+            assertNull(r.missingReason(1));
+            assertEquals(MissingReason.NEVER_WRITTEN, r.missingReason(2));
+            assertArrayEquals(new int[] {-1, -1, -1, -1, 5, 6, 7, 8, -1, -1, -1, -1}, r.toIntArray());
+            assertEquals(Map.of(MissingReason.STALE_ROUND, 1, MissingReason.NEVER_WRITTEN, 1), r.missingReasonCounts());
+        }
+    }
+
+    @Test
+    void anAdmittedRequestVouchesOnlyForRowsWrittenAfterItsAdmissionOrInsideItsCachedPrefix() {
+        try (SlotStore store = new SlotStore(shape, 8)) {
+            store.beginStep();
+            store.put(0, row(10), 0); // an earlier request's rows
+            store.put(1, row(20), 0);
+            store.put(2, row(30), 0);
+            store.admit("late", 1); // position 0 is a prefix-cache hit
+            store.beginStep();
+            store.put(3, row(40), 0);
+            RequestRouting r = store.gather(new RequestFinished("late", new int[] {0, 1, 3}));
+            assertNull(r.missingReason(0), "inside the cached prefix: written in this round is enough");
+            assertEquals(MissingReason.BEFORE_ADMISSION, r.missingReason(1), "past the prefix, written before the admission");
+            assertNull(r.missingReason(2));
+            assertFalse(store.isAdmitted("late"), "a gather ends the admission");
+            // the same slots gathered without an admission: any row of the round
+            assertEquals(0, store.gather(new RequestFinished("late", new int[] {0, 1, 3})).missingRowCount());
+            // a second admission replaces the first (a resumed request)
+            store.admit("again", 0);
+            store.beginStep();
+            store.put(1, row(50), 0);
+            store.admit("again", 2);
+            assertEquals(0, store.gather(new RequestFinished("again", new int[] {0, 1})).missingRowCount());
+            store.admit("gone", 0);
+            store.forget("gone");
+            assertFalse(store.isAdmitted("gone"));
+            assertThrows(IllegalArgumentException.class, () -> store.admit("neg", -1));
         }
     }
 
@@ -65,9 +104,15 @@ class SlotStoreTest {
         int slots = 3 * 64 + 10;
         try (SlotStore store = new SlotStore(wide, slots, 64 * wide.rowBytes())) {
             ByteBuffer r = ByteBuffer.allocate(wide.rowBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
-            r.putShort(0, (short) 321);
+            for (int i = 0; i < wide.idsPerRow(); i++) {
+                r.putShort(2 * i, (short) (i % 8 == 0 ? 321 : i % 8)); // distinct within each layer
+            }
+            ByteBuffer z = ByteBuffer.allocate(wide.rowBytes()).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (int i = 0; i < wide.idsPerRow(); i++) {
+                z.putShort(2 * i, (short) (i % 8));
+            }
             store.put(slots - 1, r, 0);
-            store.put(0, ByteBuffer.allocate(wide.rowBytes()), 0);
+            store.put(0, z, 0);
             RequestRouting got = store.gather(new RequestFinished("y", new int[] {slots - 1, 0}));
             assertEquals(321, got.id(0, 0, 0));
             assertEquals(0, got.id(1, 0, 0));
@@ -102,27 +147,28 @@ class SlotStoreTest {
         assertThrows(IllegalStateException.class, () -> ids(store, 1));
         assertThrows(IllegalStateException.class, () -> store.move(new SlotsMoved(new int[] {1}, new int[] {2})));
         assertThrows(IllegalStateException.class, store::clear);
-        assertThrows(IllegalStateException.class, () -> store.isWritten(1));
+        assertThrows(IllegalStateException.class, () -> store.missingReason(1));
+        assertThrows(IllegalStateException.class, () -> store.admit("a", 0));
     }
 
     @Test
-    void slotsOutOfRangeAreRefusedNamingTheFieldAndNothingChanges() {
+    void slotsOutOfRangeAreMissingRowsOfTheirPositionAndBadMovePairsAreNotApplied() {
         try (SlotStore store = new SlotStore(shape, 8)) {
             store.put(7, row(70), 0);
             store.put(0, row(1), 0);
+            store.put(1, row(9), 0);
             assertEquals("slot = 8 is out of range [0, 8)", assertThrows(IllegalArgumentException.class, () -> store.put(8, row(1), 0)).getMessage());
-            assertEquals("request x position 1 slot = 8 is out of range [0, 8)",
-                    assertThrows(IllegalArgumentException.class, () -> ids(store, 7, 8)).getMessage());
-            assertThrows(IllegalArgumentException.class, () -> ids(store, -1));
-            assertEquals("destinationSlots[1] = 8 is out of range [0, 8)", assertThrows(IllegalArgumentException.class,
-                    () -> store.move(new SlotsMoved(new int[] {0, 7}, new int[] {1, 8}))).getMessage());
-            assertEquals("sourceSlots[0] = -1 is out of range [0, 8)", assertThrows(IllegalArgumentException.class,
-                    () -> store.move(new SlotsMoved(new int[] {-1}, new int[] {1}))).getMessage());
-            assertEquals("sourceSlots[0] = 8 is out of range [0, 8)", assertThrows(IllegalArgumentException.class,
-                    () -> store.move(new SlotsMoved(new int[] {8}, new int[] {1}))).getMessage());
-            assertEquals("destinationSlots[0] = -1 is out of range [0, 8)", assertThrows(IllegalArgumentException.class,
-                    () -> store.move(new SlotsMoved(new int[] {0}, new int[] {-1}))).getMessage());
-            assertFalse(store.isWritten(1), "a refused move wrote nothing");
+            RequestRouting r = store.gather(new RequestFinished("x", new int[] {7, 8, -1}));
+            assertNull(r.missingReason(0));
+            assertEquals(MissingReason.BAD_SLOT, r.missingReason(1));
+            assertEquals(MissingReason.BAD_SLOT, r.missingReason(2));
+            assertArrayEquals(new int[] {70, 71, 72, 73, -1, -1, -1, -1, -1, -1, -1, -1}, r.toIntArray());
+            assertEquals(1, store.move(new SlotsMoved(new int[] {0, 7}, new int[] {2, 8})), "the pair with a bad destination is skipped");
+            assertArrayEquals(new int[] {1, 2, 3, 4}, ids(store, 2), "the good pair is applied");
+            assertEquals(1, store.move(new SlotsMoved(new int[] {-1}, new int[] {1})));
+            assertEquals(MissingReason.NEVER_WRITTEN, store.missingReason(1), "a bad source leaves its destination unknown: unwritten");
+            assertEquals(1, store.move(new SlotsMoved(new int[] {8}, new int[] {3})));
+            assertEquals(1, store.move(new SlotsMoved(new int[] {0}, new int[] {-1})));
             assertArrayEquals(new int[] {70, 71, 72, 73}, ids(store, 7), "the last slot is in range");
         }
     }
@@ -152,15 +198,16 @@ class SlotStoreTest {
         try (SlotStore store = new SlotStore(shape256, 8)) {
             // slot 5 held an earlier row: a dropped row must not leave it readable (stale)
             store.scatter(packed(shape256, 8, new int[] {5}, new int[] {1, 2, 3, 4}));
-            int stored = store.scatter(packed(shape256, 8, new int[] {3, 5, -1}, new int[] {255, 255, 0, 255, 7, 256, 8, 9, 1, 1, 1, 1}));
+            int stored = store.scatter(packed(shape256, 8, new int[] {3, 5, -1}, new int[] {255, 254, 0, 255, 7, 256, 8, 9, 1, 1, 1, 1}));
             assertEquals(1, stored, "the dropped row and the padding are not stored");
-            assertTrue(store.isMissing(5));
-            assertFalse(store.isMissing(3));
+            assertEquals(MissingReason.INVALID_ID, store.missingReason(5));
+            assertNull(store.missingReason(3));
             RequestRouting r = store.gather(new RequestFinished("m", new int[] {3, 5}));
             assertEquals(1, r.missingRowCount());
             assertFalse(r.isMissing(0));
             assertTrue(r.isMissing(1));
-            assertArrayEquals(new int[] {255, 255, 0, 255, -1, -1, -1, -1}, r.toIntArray());
+            assertEquals(MissingReason.INVALID_ID, r.missingReason(1));
+            assertArrayEquals(new int[] {255, 254, 0, 255, -1, -1, -1, -1}, r.toIntArray());
             assertEquals(255, r.id(0, 0, 0));
             assertArrayEquals(new long[] {2L}, r.missingRows());
             ByteBuffer rows = r.rows();
@@ -169,32 +216,58 @@ class SlotStoreTest {
             }
             // a move carries the missing state; a later full row makes the slot whole again
             store.move(new SlotsMoved(new int[] {5}, new int[] {6}));
-            assertTrue(store.isMissing(6));
+            assertEquals(MissingReason.INVALID_ID, store.missingReason(6));
             store.scatter(packed(shape256, 8, new int[] {6}, new int[] {4, 3, 2, 1}));
-            assertFalse(store.isMissing(6));
+            assertNull(store.missingReason(6));
             assertArrayEquals(new int[] {4, 3, 2, 1}, store.gather(new RequestFinished("w", new int[] {6})).toIntArray());
         }
     }
 
     @Test
-    void gatherIntoFillsTheMissingRowBitmapWithoutTouchingLaterWords() {
+    void aRowNamingOneExpertTwiceInALayerIsMissingAsDuplicateExpertAndOtherLayersMayRepeatIt() {
+        try (SlotStore store = new SlotStore(shape, 8)) {
+            // [layer 0: 3, 3] is a duplicate; [layer 0: 3, 5 | layer 1: 3, 5] repeats across layers only
+            int stored = store.scatter(packed(shape, 8, new int[] {1, 2, 3}, new int[] {3, 3, 5, 7, 3, 5, 3, 5, 0, 1, 1, 0}));
+            assertEquals(2, stored);
+            assertEquals(MissingReason.DUPLICATE_EXPERT, store.missingReason(1));
+            assertNull(store.missingReason(2));
+            assertNull(store.missingReason(3));
+            RequestRouting r = store.gather(new RequestFinished("d", new int[] {1, 2, 3}));
+            assertEquals(Map.of(MissingReason.DUPLICATE_EXPERT, 1), r.missingReasonCounts());
+            assertArrayEquals(new int[] {-1, -1, -1, -1, 3, 5, 3, 5, 0, 1, 1, 0}, r.toIntArray());
+            assertEquals(1, store.missingRowsGathered(MissingReason.DUPLICATE_EXPERT));
+            // the journal's path (put) checks the same
+            store.put(4, ByteBuffer.wrap(new byte[] {9, 8, 7, 7}), 0);
+            assertEquals(MissingReason.DUPLICATE_EXPERT, store.missingReason(4));
+        }
+    }
+
+    @Test
+    void gatherIntoFillsTheMissingRowBitmapAndReasonsWithoutTouchingLaterWords() {
         try (SlotStore store = new SlotStore(shape, 200)) {
             int[] slots = new int[130];
             for (int p = 0; p < slots.length; p++) {
                 slots[p] = p;
                 if (p == 0 || p == 64 || p == 129) {
-                    store.putMissing(p);
+                    store.putMissing(p, MissingReason.INVALID_ID);
                 } else {
                     store.put(p, row(p), 0);
                 }
             }
             long[] bits = {-1L, -1L, -1L, 42L};
+            byte[] reasons = new byte[131];
+            Arrays.fill(reasons, (byte) 9);
             ByteBuffer dst = ByteBuffer.allocate(slots.length * shape.rowBytes());
-            assertEquals(3, store.gatherInto(new RequestFinished("b", slots), dst, bits));
+            assertEquals(3, store.gatherInto(new RequestFinished("b", slots), dst, bits, reasons));
             assertArrayEquals(new long[] {1L, 1L, 2L, 42L}, bits);
+            assertEquals(MissingReason.INVALID_ID.code(), reasons[64]);
+            assertEquals(0, reasons[63]);
+            assertEquals(9, reasons[130], "past seqLen untouched");
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                    () -> store.gatherInto(new RequestFinished("b", slots), dst, new long[2]));
+                    () -> store.gatherInto(new RequestFinished("b", slots), dst, new long[2], reasons));
             assertTrue(e.getMessage().contains("bitmap of 2 words"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> store.gatherInto(new RequestFinished("b", slots), dst, bits, new byte[3]));
+            assertTrue(e.getMessage().contains("reason table of 3 bytes"), e.getMessage());
         }
     }
 }

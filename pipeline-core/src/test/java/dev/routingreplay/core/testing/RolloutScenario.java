@@ -156,7 +156,6 @@ public final class RolloutScenario {
         String id = "req-" + number;
         int prompt = 1 + rng.nextInt(60);
         Request r = new Request(id, number, prompt, prompt + 1 + rng.nextInt(40));
-        pending.add(() -> new RequestAdmitted(id));
         if (!prefixCache.isEmpty() && rng.nextInt(3) == 0) {
             int[] prefix = prefixCache.remove(rng.nextInt(prefixCache.size()));
             int usable = Math.min(prefix.length, (prompt - 1) / blockSize);
@@ -172,6 +171,8 @@ public final class RolloutScenario {
                 r.forwarded = usable * blockSize;
             }
         }
+        int cached = r.forwarded; // the prefix-cache hit, declared at admission as an engine reports it
+        pending.add(() -> new RequestAdmitted(id, cached));
         live.put(id, r);
     }
 
