@@ -3,10 +3,12 @@ package dev.routingreplay.sink;
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.device.CapturedStep;
 import dev.routingreplay.core.event.RequestAborted;
+import dev.routingreplay.core.event.RequestAdmitted;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.RoundCleared;
 import dev.routingreplay.core.event.SlotsMoved;
 import dev.routingreplay.core.memory.NativeOwnerGuard;
+import dev.routingreplay.core.sink.MissingReason;
 import dev.routingreplay.core.sink.RequestRouting;
 import dev.routingreplay.core.sink.RoutingSink;
 import dev.routingreplay.core.sink.SlotStore;
@@ -26,7 +28,8 @@ import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
  *
  * <p>Guarantees: when a method returns, its excerpt is in the memory-mapped queue file and survives {@code kill -9}
  * of the process (not a power loss); a write that fails is rolled back, never left half-written; a finish of a
- * request already recorded in this round is skipped, so a request record is never duplicated; writes fail with a
+ * request already recorded in this round (admitted again: a retry, a reused id) is stored as a new record that
+ * supersedes the earlier one for by-id reads, counted in {@link #supersededFinishes()} and logged; writes fail with a
  * {@link StoreException} naming the path when free space falls below {@link StoreConfig#minFreeBytes()}, and naming
  * the queue file when the disk fills before the bytes a write will touch exist (they are allocated before the mapped
  * write, see {@link Preallocation}), never with a SIGBUS in the middle of an excerpt.
@@ -42,6 +45,7 @@ import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
  * {@link IllegalStateException} naming the store, never a crash.
  */
 public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
+    private static final System.Logger LOG = System.getLogger(ChronicleRoutingSink.class.getName());
     private final StoreConfig config;
     private final RoutingShape shape;
     private final SlotStore store;
@@ -59,7 +63,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     private final NativeOwnerGuard guard;
     private Thread owner;
     private long round;
-    private long duplicateFinishes;
+    private long supersededFinishes;
+    private long badMovePairs;
     /** Test seam: runs inside every write, after its bytes and before its commit; a throw there rolls the write back. */
     WriteProbe probe = WriteProbe.NONE;
 
@@ -87,7 +92,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             retention.resolveLimit();
             this.checkpoints = new CheckpointWriter(config.dir(), journalWriter, requestWriter);
             checkpoints.write();
-            this.meters = registry == null ? null : new StoreMeters(registry, journalBytes, requestBytes, retention);
+            this.meters = registry == null ? null : new StoreMeters(registry, journalBytes, requestBytes, retention, slots, this);
         } catch (RuntimeException | Error e) {
             if (slots != null) {
                 slots.close();
@@ -115,7 +120,10 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
      *       queue's files take on disk (allocated bytes, as {@code du} counts them; kept up to date by the writer as
      *       it allocates and deletes, so reading it costs a field read);</li>
      *   <li>{@code r3.store.files.deleted} (counter), tagged {@code reason=age}, {@code reason=size} and
-     *       {@code reason=readers}: request files retention deleted since the store was opened.</li>
+     *       {@code reason=readers}: request files retention deleted since the store was opened;</li>
+     *   <li>{@code r3.store.rows.missing} (counter), tagged {@code reason=} each {@link MissingReason} label: missing rows
+     *       written into request records since the store was opened;</li>
+     *   <li>{@code r3.store.records.superseded} (counter): finishes of an id already recorded in the round.</li>
      * </ul>
      */
     public static ChronicleRoutingSink open(StoreConfig config, MeterRegistry registry) {
@@ -141,9 +149,14 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         return config.dir();
     }
 
-    /** Finishes skipped because the request was already recorded in this round. */
-    public long duplicateFinishes() {
-        return duplicateFinishes;
+    /** Finishes of a request already recorded in this round: each stored as a new record that supersedes the earlier one. */
+    public long supersededFinishes() {
+        return supersededFinishes;
+    }
+
+    /** Pairs of moves not applied because a slot was out of range. */
+    public long badMovePairs() {
+        return badMovePairs;
     }
 
     @Override
@@ -185,10 +198,6 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         guard.enter("finish");
         try {
             String id = request.requestId();
-            if (finishedThisRound.contains(id)) {
-                duplicateFinishes++;
-                return;
-            }
             int n = request.seqLen();
             if (n > config.maxRequestTokens()) {
                 throw new IllegalArgumentException("request " + id + ": seqLen=" + n + " exceeds the store's maxRequestTokens="
@@ -198,10 +207,24 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             // the request record first (the journal's finish names its index), recorded once per round
             long requestIndex = requestWriter.write(request, round, probe);
             retention.recorded(requestWriter.cycle());
-            finishedThisRound.add(id);
+            if (!finishedThisRound.add(id)) {
+                supersededFinishes++;
+                LOG.log(System.Logger.Level.WARNING, "request " + id + " finished again in round " + round + ": stored as record "
+                        + Long.toHexString(requestIndex) + ", which supersedes the earlier record of that id for by-id reads");
+            }
             journalWriter.finish(id, n, requestIndex, probe);
             retention.sweepIfRolled(requestWriter.cycle());
             checkpointIfDue();
+        } finally {
+            guard.exit();
+        }
+    }
+
+    @Override
+    public void admit(RequestAdmitted request) {
+        guard.enter("admit");
+        try {
+            store.admit(request.requestId(), request.cachedTokens()); // no row changes: nothing to journal
         } finally {
             guard.exit();
         }
@@ -213,6 +236,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         try {
             prepareWrite(JournalWriter.abortBytes(request.requestId()));
             journalWriter.abort(request.requestId(), probe);
+            store.forget(request.requestId());
         } finally {
             guard.exit();
         }
@@ -225,7 +249,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             prepareWrite(JournalWriter.moveBytes(move.sourceSlots().length));
             journalWriter.move(move.sourceSlots(), move.destinationSlots(), probe);
             // journal, then apply (as scatter): the index never holds an effect the journal lacks
-            store.move(move);
+            badMovePairs += store.move(move);
         } finally {
             guard.exit();
         }
@@ -247,10 +271,11 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     }
 
     /**
-     * The rows the slot index holds now at {@code slots}, as a request named {@code "slots"} (a copy). For tools and
-     * tests; call it from the sink thread or while no pipeline runs.
+     * The rows the slot index holds now at {@code slots}, as a request named {@code "slots"} (a copy): rows of the
+     * current round, the others missing with their reason. For tools and tests; call it from the sink thread or while
+     * no pipeline runs.
      *
-     * @throws IllegalStateException when a slot holds no routing, or the sink is closed
+     * @throws IllegalStateException when the sink is closed
      */
     public RequestRouting read(int... slots) {
         guard.enter("read");

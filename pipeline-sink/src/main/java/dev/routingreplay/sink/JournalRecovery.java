@@ -3,6 +3,7 @@ package dev.routingreplay.sink;
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.device.RingSlotLayout;
 import dev.routingreplay.core.event.SlotsMoved;
+import dev.routingreplay.core.sink.MissingReason;
 import dev.routingreplay.core.sink.SlotStore;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -15,9 +16,9 @@ import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
 import net.openhft.chronicle.wire.DocumentContext;
 
 /**
- * Recovery on open: replays the journal into the slot index (steps, moves, clears; the round is the last clear's),
- * reads the request queue to collect the ids recorded in the current round (so a finish replayed after a crash is
- * not recorded twice), counts both queues' bytes and the records per request file, compares the last excerpts with
+ * Recovery on open: replays the journal into the slot index (steps with their write stamps, moves, clears; the round
+ * is the last clear's), reads the request queue to collect the ids recorded in the current round (so a later finish
+ * of one of them is known to supersede it), counts both queues' bytes and the records per request file, compares the last excerpts with
  * the checkpoint (a loss is logged and reported), and builds the {@link RecoveryReport}. Every damaged or corrupt
  * record fails with a {@link StoreException} naming the queue.
  *
@@ -141,6 +142,7 @@ final class JournalRecovery {
                                             + b.remaining() + " bytes");
                                 }
                                 int rowStart = b.position() + 4 * n;
+                                store.beginStep(); // the step's stamp, as the live sink gave it
                                 for (int t = 0; t < n; t++) {
                                     int slot = b.getInt();
                                     if (RingSlotLayout.isDropped(slot)) {
@@ -149,7 +151,7 @@ final class JournalRecovery {
                                         if (dropped >= store.slotCapacity()) {
                                             throw corrupt(path, index, "step " + lastStep + " token " + t + " has dropped slot " + dropped);
                                         }
-                                        store.putMissing(dropped);
+                                        store.putMissing(dropped, MissingReason.INVALID_ID);
                                         continue;
                                     }
                                     if (slot >= store.slotCapacity()) {
@@ -213,7 +215,7 @@ final class JournalRecovery {
         return new StoreException(path, "corrupt journal record at index " + Long.toHexString(index) + ": " + problem);
     }
 
-    /** Collects the ids recorded in the current round, so a finish replayed after a crash is not recorded twice. */
+    /** Collects the ids recorded in the current round, so a later finish of one of them is known to supersede it. */
     private long scanRequests() {
         Path path = config.requestsDir();
         long count = 0;

@@ -18,11 +18,13 @@ import net.openhft.chronicle.bytes.Bytes;
  *   MOVE   u8 4, i32 n, i32 src[n], i32 dst[n]
  *   CLEAR  u8 5, i64 round (the store's round after the clear), i64 engineRound
  *   (a STEP's slot word below -1 is a dropped row: slot = word &amp; 0x7FFFFFFF, recorded as missing; RingSlotLayout)
- * requests (one excerpt per finished request, self-describing), version 4 (store format 3, ids with no sentinel):
- *   i32 MAGIC, u8 4, i32 idBytes, utf8 requestId, i64 round, i64 ordinal, i32 seqLen, i32 moeLayers, i32 topK,
- *   i32 numExperts, u8 dtypeBytes, i32 missingRows, u64 missing[(seqLen + 63) / 64] only when missingRows &gt; 0
- *   (bit p % 64 of word p / 64: position p is missing), i32 rowsCrc32c, rows[seqLen * moeLayers * topK * dtypeBytes]
+ * requests (one excerpt per finished request, self-describing), version 5 (store format 3, ids with no sentinel):
+ *   i32 MAGIC, u8 5, i32 idBytes, utf8 requestId, i64 round, i64 ordinal, i32 seqLen, i32 moeLayers, i32 topK,
+ *   i32 numExperts, u8 dtypeBytes, i32 missingRows, then only when missingRows &gt; 0: u64 missing[(seqLen + 63) / 64]
+ *   (bit p % 64 of word p / 64: position p is missing) and u8 reason[missingRows] (the MissingReason code of each
+ *   missing row, in position order); i32 rowsCrc32c, rows[seqLen * moeLayers * topK * dtypeBytes]
  *   (dtype: the smallest that holds numExperts ids; a missing row's bytes are zero)
+ * version 4 (still read): version 5 without the reasons; its missing rows read as invalid-id (the pack dropped them)
  * version 3 (still read): i32 MAGIC, u8 3, ..., u8 dtypeBytes, i32 rowsCrc32c, rows: no missingRows and no bitmap,
  *   ids in the legacy dtype (room for a sentinel: uint16 for 256 experts); a row holding the sentinel reads as missing
  * version 2 (still read): version 3 without ordinal and rowsCrc32c.
@@ -37,9 +39,11 @@ final class RecordFormat {
     static final byte CLEAR = 5;
     /** "R3RQ" little endian. */
     static final int REQUEST_MAGIC = 0x51523352;
-    /** The request record version this build writes: ids with no sentinel, and the record's missing rows. */
-    static final byte REQUEST_VERSION = 4;
-    /** The request record version before {@link #REQUEST_VERSION}: ordinal and rows checksum, sentinel ids; still read. */
+    /** The request record version this build writes: ids with no sentinel, the record's missing rows and their reasons. */
+    static final byte REQUEST_VERSION = 5;
+    /** The request record version before {@link #REQUEST_VERSION}: missing rows without reasons; still read. */
+    static final byte REQUEST_VERSION_4 = 4;
+    /** The request record version before {@link #REQUEST_VERSION_4}: ordinal and rows checksum, sentinel ids; still read. */
     static final byte REQUEST_VERSION_3 = 3;
     /** The request record version before {@link #REQUEST_VERSION_3}: no ordinal, no rows checksum; still read. */
     static final byte REQUEST_VERSION_2 = 2;
@@ -47,6 +51,11 @@ final class RecordFormat {
     static final int CRC_BYTES = 4;
 
     private RecordFormat() {
+    }
+
+    /** Whether this build reads request records of {@code version}. */
+    static boolean readsRequestVersion(int version) {
+        return version >= REQUEST_VERSION_2 && version <= REQUEST_VERSION;
     }
 
     /**

@@ -1,6 +1,7 @@
 package dev.routingreplay.sink;
 
 import dev.routingreplay.core.RoutingShape;
+import dev.routingreplay.core.sink.MissingReason;
 import dev.routingreplay.core.sink.RequestRouting;
 import io.netty.channel.EventLoop;
 import io.netty.handler.codec.http.HttpMethod;
@@ -11,7 +12,9 @@ import java.nio.file.Path;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
 import java.time.Duration;
+import java.util.EnumMap;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.BiFunction;
@@ -42,6 +45,7 @@ import reactor.netty.http.server.HttpServerResponse;
  * </ul>
  * A {@code .npy} answer carries {@code X-R3-Request-Id} (percent-encoded), {@code X-R3-Index}, {@code X-R3-Ordinal},
  * {@code X-R3-Round}, {@code X-R3-Seq-Len} (the record's), {@code X-R3-Missing-Rows} (missing rows in the rows served),
+ * {@code X-R3-Missing-Reasons} ({@code reason=count,...} of those rows, empty when none),
  * {@code X-R3-Body-CRC32C} (CRC32C of this response's whole body, 8 hex digits) and, for records written with one
  * (record version 3 and later), {@code X-R3-CRC32C}: the checksum of the record's full rows in the stored dtype,
  * computed by the writer; a whole-record native answer's array bytes have exactly it. A missing row is -1 in every id
@@ -299,9 +303,7 @@ public final class ReplayServer implements AutoCloseable {
             } else {
                 records = follow ? replay.fromStartThenLive() : replay.fromStart();
             }
-            Flux<String> lines = records.take(take).map(r -> "{\"index\":\"" + Long.toHexString(r.index()) + "\",\"ordinal\":"
-                    + index.ordinalOf(r.index()) + ",\"requestId\":\"" + jsonEscape(r.routing().requestId()) + "\",\"round\":" + r.round()
-                    + ",\"seqLen\":" + r.routing().seqLen() + ",\"missingRows\":" + r.routing().missingRowCount() + "}\n");
+            Flux<String> lines = records.take(take).map(this::listingLine);
             if (follow) {
                 lines = lines.doFinally(signal -> followers.decrementAndGet());
             }
@@ -470,25 +472,25 @@ public final class ReplayServer implements AutoCloseable {
      * The body to send and the missing rows it holds, or the 400 of a start past the record's end, or the 409 of a
      * native answer that would hold a missing row.
      */
-    private record Prepared(NpyBody body, int crc, int missingRows, Rejection rejection) {
+    private record Prepared(NpyBody body, int crc, int missingRows, String missingReasons, Rejection rejection) {
     }
 
     private Prepared prepare(Found found, FetchOptions options) {
         RequestRouting routing = found.stored().routing();
         int end = options.end(routing.seqLen());
         if (options.start() > end) {
-            return new Prepared(null, 0, 0, new Rejection(HttpResponseStatus.BAD_REQUEST, "bad query parameter start='" + options.start()
+            return new Prepared(null, 0, 0, "", new Rejection(HttpResponseStatus.BAD_REQUEST, "bad query parameter start='" + options.start()
                     + "': past the end of request '" + routing.requestId() + "' (seq_len " + routing.seqLen()
                     + (options.dropLast() ? ", " + end + " rows with drop_last" : "") + ")"));
         }
         if (options.dtype() == FetchOptions.Dtype.NATIVE) {
             String refusal = FetchOptions.missingRowsRefusal(routing, routing.shape(), options.start(), end);
             if (refusal != null) {
-                return new Prepared(null, 0, 0, new Rejection(HttpResponseStatus.CONFLICT, refusal));
+                return new Prepared(null, 0, 0, "", new Rejection(HttpResponseStatus.CONFLICT, refusal));
             }
         }
         NpyBody body = new NpyBody(routing, found.stored().header().rowsCrc(), options);
-        return new Prepared(body, body.crc32c(), routing.missingRowsIn(options.start(), end), null);
+        return new Prepared(body, body.crc32c(), routing.missingRowsIn(options.start(), end), reasonsHeader(routing, options.start(), end), null);
     }
 
     private Publisher<Void> send(Prepared prepared, Found found, HttpServerResponse res) {
@@ -507,6 +509,7 @@ public final class ReplayServer implements AutoCloseable {
                 .header("x-r3-round", Long.toString(h.round()))
                 .header("x-r3-seq-len", Integer.toString(h.seqLen()))
                 .header("x-r3-missing-rows", Integer.toString(prepared.missingRows()))
+                .header("x-r3-missing-reasons", prepared.missingReasons())
                 .header("x-r3-body-crc32c", Crc32c.hex(prepared.crc()));
         if (h.hasRowsCrc()) {
             res.header("x-r3-crc32c", Crc32c.hex((int) h.rowsCrc()));
@@ -574,6 +577,67 @@ public final class ReplayServer implements AutoCloseable {
                     + "deleted by retention"));
         }
         return Resolved.of(new Rejection(HttpResponseStatus.NOT_FOUND, "request id '" + shown + "': no record with that id"));
+    }
+
+    /**
+     * One listing line: index, ordinal, id, round, seqLen, missingRows, missingReasons (count per reason) and, when a
+     * newer record of the same id exists (what by-id fetches), {@code supersededBy} with its ordinal.
+     */
+    private String listingLine(ReplayedRequest r) {
+        long ordinal = index.ordinalOf(r.index());
+        long newer = supersededBy(r.routing().requestId(), ordinal);
+        return "{\"index\":\"" + Long.toHexString(r.index()) + "\",\"ordinal\":" + ordinal + ",\"requestId\":\""
+                + jsonEscape(r.routing().requestId()) + "\",\"round\":" + r.round() + ",\"seqLen\":" + r.routing().seqLen()
+                + ",\"missingRows\":" + r.routing().missingRowCount() + ",\"missingReasons\":" + reasonsJson(r.routing(), 0, r.routing().seqLen())
+                + (newer >= 0 ? ",\"supersededBy\":" + newer : "") + "}\n";
+    }
+
+    /** The ordinal of the newest record with id {@code id} newer than {@code ordinal}, or -1 (reads only hash matches). */
+    private long supersededBy(String id, long ordinal) {
+        for (long candidate : index.byId(id)) {
+            if (candidate <= ordinal) {
+                return -1;
+            }
+            RequestIndex.Found f = index.byOrdinal(candidate);
+            if (f.where() == RequestIndex.Where.STORED) {
+                RoutingReplay.Stored s = replay.readAt(f.index());
+                if (s != null && s.header().requestId().equals(id)) {
+                    return candidate;
+                }
+            }
+        }
+        return -1;
+    }
+
+    /** {@code {"reason":count,...}} of the missing rows among positions {@code [from, to)}, in reason order. */
+    static String reasonsJson(RequestRouting routing, int from, int to) {
+        StringBuilder b = new StringBuilder("{");
+        for (Map.Entry<MissingReason, Integer> e : reasonCounts(routing, from, to).entrySet()) {
+            b.append(b.length() > 1 ? "," : "").append('"').append(e.getKey().label()).append("\":").append(e.getValue());
+        }
+        return b.append('}').toString();
+    }
+
+    /** {@code reason=count,...} of the missing rows among positions {@code [from, to)} (empty when none), for a header. */
+    static String reasonsHeader(RequestRouting routing, int from, int to) {
+        StringBuilder b = new StringBuilder();
+        for (Map.Entry<MissingReason, Integer> e : reasonCounts(routing, from, to).entrySet()) {
+            b.append(b.length() > 0 ? "," : "").append(e.getKey().label()).append('=').append(e.getValue());
+        }
+        return b.toString();
+    }
+
+    private static Map<MissingReason, Integer> reasonCounts(RequestRouting routing, int from, int to) {
+        Map<MissingReason, Integer> counts = new EnumMap<>(MissingReason.class);
+        if (routing.missingRowCount() > 0) {
+            for (int p = from; p < to; p++) {
+                MissingReason why = routing.missingReason(p);
+                if (why != null) {
+                    counts.merge(why, 1, Integer::sum);
+                }
+            }
+        }
+        return counts;
     }
 
     static byte[] npyBytes(ReplayedRequest r) {

@@ -2,6 +2,7 @@ package dev.routingreplay.sink;
 
 import dev.routingreplay.core.RoutingDtype;
 import dev.routingreplay.core.RoutingShape;
+import dev.routingreplay.core.sink.MissingReason;
 import dev.routingreplay.core.sink.RequestRouting;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -10,13 +11,14 @@ import net.openhft.chronicle.bytes.Bytes;
 
 /**
  * Reads the self-describing, checksummed request records of the request queue (the writer is the sink's finish):
- * version 4 (this build writes it: ids in the smallest dtype that holds the experts, no sentinel, the record's missing
- * rows as a count and, when some row is missing, a bitmap), version 3 (ordinal and rows checksum, sentinel ids) and
+ * version 5 (this build writes it: ids in the smallest dtype that holds the experts, no sentinel, the record's missing
+ * rows as a count and, when some row is missing, a bitmap and each missing row's {@link MissingReason}), version 4 (no
+ * reasons: its missing rows read as {@link MissingReason#INVALID_ID}), version 3 (ordinal and rows checksum, sentinel ids) and
  * version 2 (neither), see {@link RecordFormat}. A version 2 or 3 record's ids are in the legacy dtype
  * ({@link RoutingDtype#legacyForExperts}); a row of it that holds the sentinel anywhere is a missing row.
  */
 final class RequestRecords {
-    /** Bytes of a version 4 header after the id: round, ordinal, seqLen, moeLayers, topK, numExperts, dtype, missingRows, rowsCrc. */
+    /** Bytes of a version 4 or 5 header after the id: round, ordinal, seqLen, moeLayers, topK, numExperts, dtype, missingRows, rowsCrc. */
     private static final int V4_TAIL = 8 + 8 + 4 * 4 + 1 + 4 + 4;
     /** Bytes of the fixed header start: magic, version, idBytes. */
     private static final int START = 4 + 1 + 4;
@@ -27,11 +29,11 @@ final class RequestRecords {
     /**
      * A record's header.
      *
-     * @param version the record's format version (2, 3 or 4)
+     * @param version the record's format version (2 to 5)
      * @param ordinal the record's ordinal as written (0, 1, 2, ... in write order), or -1 for a version 2 record
      * @param rowsCrc the CRC32C of the record's rows as written (unsigned), or -1 for a version 2 record
      * @param dtype the dtype the record's ids are stored in
-     * @param missingRows the record's missing rows as written (version 4), or -1 until a version 2 or 3 record's rows
+     * @param missingRows the record's missing rows as written (version 4 and later), or -1 until a version 2 or 3 record's rows
      *     were scanned for the sentinel ({@link #read} gives the counted header)
      */
     record Header(String requestId, long round, RoutingShape shape, int seqLen, int version, long ordinal, long rowsCrc,
@@ -43,12 +45,12 @@ final class RequestRecords {
     }
 
     /**
-     * Writes a version 4 record's header into {@code out} (little endian) at its position: the missing-row count and,
-     * when it is not 0, the first {@code (seqLen + 63) / 64} words of {@code missingRows}, then the rows' checksum
-     * {@code rowsCrc}.
+     * Writes a version 5 record's header into {@code out} (little endian) at its position: the missing-row count and,
+     * when it is not 0, the first {@code (seqLen + 63) / 64} words of {@code missingRows} and the reason code
+     * {@code reasons[p]} of each missing position {@code p}, then the rows' checksum {@code rowsCrc}.
      */
     static void putHeader(ByteBuffer out, String requestId, long round, long ordinal, RoutingShape shape, int seqLen, int missingCount,
-            long[] missingRows, int rowsCrc) {
+            long[] missingRows, byte[] reasons, int rowsCrc) {
         out.putInt(RecordFormat.REQUEST_MAGIC);
         out.put(RecordFormat.REQUEST_VERSION);
         int lengthAt = out.position();
@@ -66,23 +68,29 @@ final class RequestRecords {
             for (int w = 0, n = RequestRouting.bitmapWords(seqLen); w < n; w++) {
                 out.putLong(missingRows[w]);
             }
+            for (int w = 0, n = RequestRouting.bitmapWords(seqLen); w < n; w++) {
+                for (long bits = missingRows[w]; bits != 0; bits &= bits - 1) {
+                    out.put(reasons[(w << 6) + Long.numberOfTrailingZeros(bits)]);
+                }
+            }
         }
         out.putInt(rowsCrc);
     }
 
-    /** Header bytes (version 4) for an id of {@code idBytes} UTF-8 bytes at most and {@code seqLen} rows, bitmap included. */
+    /** Header bytes (version 5) for an id of {@code idBytes} UTF-8 bytes at most and {@code seqLen} rows, bitmap and reasons included. */
     static int maxHeaderBytes(int idBytes, int seqLen) {
-        return START + idBytes + V4_TAIL + 8 * RequestRouting.bitmapWords(seqLen);
+        return START + idBytes + V4_TAIL + 8 * RequestRouting.bitmapWords(seqLen) + seqLen;
     }
 
     /**
      * Checks a record's checksum and reads its header; the returned buffer is positioned at the rows and limited to
-     * their end; {@code missing[0]} gets a version 4 record's missing-row bitmap, or null (none missing, or a version 2
-     * or 3 record: see {@link #read}).
+     * their end; {@code missing[0]} gets a version 4 or 5 record's missing-row bitmap, or null (none missing, or a
+     * version 2 or 3 record: see {@link #read}), and {@code reasons[0]} the reason code of each position (0 for a
+     * recorded one; a version 4 record's missing rows get {@link MissingReason#INVALID_ID}), or null with the bitmap.
      *
      * @throws StoreException naming the queue and index when the record is not a valid request record
      */
-    static ByteBuffer readChecked(Bytes<?> in, Path queue, long index, Header[] header, long[][] missing) {
+    static ByteBuffer readChecked(Bytes<?> in, Path queue, long index, Header[] header, long[][] missing, byte[][] reasons) {
         ByteBuffer b = RecordFormat.readChecked(in, queue, "request record", index, null);
         try {
             int magic = b.getInt();
@@ -91,10 +99,9 @@ final class RequestRecords {
                         + Integer.toHexString(magic));
             }
             byte version = b.get();
-            if (version != RecordFormat.REQUEST_VERSION && version != RecordFormat.REQUEST_VERSION_3 && version != RecordFormat.REQUEST_VERSION_2) {
+            if (!RecordFormat.readsRequestVersion(version)) {
                 throw new StoreException(queue, "request record at index " + Long.toHexString(index) + " has version " + version
-                        + ", this build reads " + RecordFormat.REQUEST_VERSION_2 + ", " + RecordFormat.REQUEST_VERSION_3 + " and "
-                        + RecordFormat.REQUEST_VERSION);
+                        + ", this build reads " + RecordFormat.REQUEST_VERSION_2 + " to " + RecordFormat.REQUEST_VERSION);
             }
             String id = RecordFormat.getUtf8(b);
             long round = b.getLong();
@@ -102,10 +109,11 @@ final class RequestRecords {
             int seqLen = b.getInt();
             RoutingShape shape = new RoutingShape(b.getInt(), b.getInt(), b.getInt());
             int dtypeBytes = b.get();
-            boolean current = version == RecordFormat.REQUEST_VERSION;
+            boolean current = version >= RecordFormat.REQUEST_VERSION_4;
             RoutingDtype dtype = current ? shape.dtype() : RoutingDtype.legacyForExperts(shape.numExperts());
             int missingCount = -1;
             long[] bits = null;
+            byte[] codes = null;
             if (current) {
                 missingCount = b.getInt();
                 if (missingCount < 0 || missingCount > seqLen || seqLen < 0) {
@@ -124,6 +132,13 @@ final class RequestRecords {
                                 + "): its missing-row bitmap marks " + counted + " rows (some past seqLen=" + seqLen + "?), its count says "
                                 + missingCount);
                     }
+                    codes = new byte[seqLen];
+                    for (int w = 0; w < bits.length; w++) {
+                        for (long set = bits[w]; set != 0; set &= set - 1) {
+                            int p = (w << 6) + Long.numberOfTrailingZeros(set);
+                            codes[p] = version == RecordFormat.REQUEST_VERSION_4 ? MissingReason.INVALID_ID.code() : reasonCode(b.get(), queue, index, id, p);
+                        }
+                    }
                 }
             }
             long rowsCrc = version >= RecordFormat.REQUEST_VERSION_3 ? b.getInt() & 0xFFFFFFFFL : -1;
@@ -134,6 +149,7 @@ final class RequestRecords {
             }
             header[0] = new Header(id, round, shape, seqLen, version, ordinal, rowsCrc, dtype, missingCount);
             missing[0] = bits;
+            reasons[0] = codes;
             return b;
         } catch (StoreException e) {
             throw e;
@@ -142,9 +158,18 @@ final class RequestRecords {
         }
     }
 
-    /** As {@link #readChecked(Bytes, Path, long, Header[], long[][])}, without the missing-row bitmap. */
+    private static byte reasonCode(byte code, Path queue, long index, String id, int position) {
+        try {
+            return MissingReason.ofCode(code).code();
+        } catch (IllegalArgumentException e) {
+            throw new StoreException(queue, "corrupt request record at index " + Long.toHexString(index) + " (" + id + "): position "
+                    + position + " has missing-row reason code " + code);
+        }
+    }
+
+    /** As {@link #readChecked(Bytes, Path, long, Header[], long[][], byte[][])}, without the missing rows. */
     static ByteBuffer readChecked(Bytes<?> in, Path queue, long index, Header[] header) {
-        return readChecked(in, queue, index, header, new long[1][]);
+        return readChecked(in, queue, index, header, new long[1][], new byte[1][]);
     }
 
     /**
@@ -154,11 +179,12 @@ final class RequestRecords {
      */
     static RequestRouting read(Bytes<?> in, Path queue, long index, Header[] header) {
         long[][] missing = new long[1][];
-        ByteBuffer b = readChecked(in, queue, index, header, missing);
+        byte[][] reasons = new byte[1][];
+        ByteBuffer b = readChecked(in, queue, index, header, missing, reasons);
         Header h = header[0];
         ByteBuffer rows = b.slice().order(ByteOrder.LITTLE_ENDIAN);
         long[] bits = missing[0];
-        if (h.version() != RecordFormat.REQUEST_VERSION) {
+        if (h.version() < RecordFormat.REQUEST_VERSION_4) {
             bits = legacyMissingRows(rows, h.shape(), h.dtype(), h.seqLen());
             int count = 0;
             for (long w : bits) {
@@ -166,7 +192,7 @@ final class RequestRecords {
             }
             header[0] = h = new Header(h.requestId(), h.round(), h.shape(), h.seqLen(), h.version(), h.ordinal(), h.rowsCrc(), h.dtype(), count);
         }
-        return new RequestRouting(h.requestId(), h.shape(), h.dtype(), h.seqLen(), rows, bits);
+        return new RequestRouting(h.requestId(), h.shape(), h.dtype(), h.seqLen(), rows, bits, reasons[0]);
     }
 
     /** The rows of a version 2 or 3 record that hold the legacy sentinel in any id (bitmap, one bit per position). */
@@ -192,7 +218,7 @@ final class RequestRecords {
      * allocation per record); not checked against the record's checksum (the record is checked when it is read).
      */
     static final class Peek {
-        /** The record's version (2, 3 or 4), or 0 when the bytes are not a request record's. */
+        /** The record's version (2 to 5), or 0 when the bytes are not a request record's. */
         int version;
         /** The stored ordinal (version 3 and later), or -1. */
         long ordinal;
@@ -220,8 +246,7 @@ final class RequestRecords {
         int magic = b.getInt(0);
         byte version = b.get(4);
         int idBytes = b.getInt(5);
-        if (magic != RecordFormat.REQUEST_MAGIC || (version != RecordFormat.REQUEST_VERSION && version != RecordFormat.REQUEST_VERSION_3
-                && version != RecordFormat.REQUEST_VERSION_2)
+        if (magic != RecordFormat.REQUEST_MAGIC || !RecordFormat.readsRequestVersion(version)
                 || idBytes < 0 || idBytes > remaining - START - 8 - 8) {
             return false;
         }

@@ -15,9 +15,9 @@ import net.openhft.chronicle.wire.DocumentContext;
 
 /**
  * Writes a finished request's record to the request queue: gathers its rows from the slot index in token order into
- * a reusable heap buffer (its missing rows into a reusable bitmap), then appends the self-describing record
- * ({@link RequestRecords}, version 4: header with the record's ordinal, its missing-row count and, when some row is
- * missing, the bitmap, and the CRC32C of its rows; rows; CRC32C of the excerpt, which covers the bitmap) inside a Chronicle document context, its
+ * a reusable heap buffer (its missing rows into a reusable bitmap and reason table), then appends the self-describing
+ * record ({@link RequestRecords}, version 5: header with the record's ordinal, its missing-row count and, when some row
+ * is missing, the bitmap and each missing row's reason, and the CRC32C of its rows; rows; CRC32C of the excerpt, which covers the bitmap) inside a Chronicle document context, its
  * bytes preallocated first; a failed append is rolled back and thrown as a {@link StoreException} naming the queue file.
  *
  * <p>The rows are checksummed once: the excerpt's checksum is combined from the header's and the rows'
@@ -38,6 +38,7 @@ final class RequestWriter {
     private byte[] gatherBytes = new byte[0];
     private ByteBuffer gatherBuffer = ByteBuffer.wrap(gatherBytes);
     private long[] missingRows = new long[0];
+    private byte[] reasons = new byte[0];
     private ExcerptAppender appender;
     private long lastIndex;
     private long lastOrdinal;
@@ -101,13 +102,16 @@ final class RequestWriter {
         if (missingRows.length < RequestRouting.bitmapWords(n)) {
             missingRows = new long[Math.max(RequestRouting.bitmapWords(n), missingRows.length * 2)];
         }
-        int missing = store.gatherInto(request, gatherBuffer, missingRows);
+        if (reasons.length < n) {
+            reasons = new byte[Math.max(n, reasons.length * 2)];
+        }
+        int missing = store.gatherInto(request, gatherBuffer, missingRows, reasons);
         crc.reset();
         crc.update(gatherBytes, 0, total);
         int rowsCrc = (int) crc.getValue();
         long ordinal = lastOrdinal + 1;
         ByteBuffer head = header.clear(headerMax);
-        RequestRecords.putHeader(head, id, round, ordinal, shape, n, missing, missingRows, rowsCrc);
+        RequestRecords.putHeader(head, id, round, ordinal, shape, n, missing, missingRows, reasons, rowsCrc);
         byte[] headerBytes = header.array();
         crc.reset();
         crc.update(headerBytes, 0, head.position());

@@ -43,7 +43,7 @@ class ChronicleRoundTripTest {
                         s.next(e);
                     }
                 }).transform(pipeline).blockLast(Duration.ofSeconds(120));
-                assertEquals(0, sink.duplicateFinishes());
+                assertEquals(0, sink.supersededFinishes());
             }
             expected = scenario.expected();
             steps = scenario.steps();

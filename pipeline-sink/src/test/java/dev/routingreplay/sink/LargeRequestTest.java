@@ -36,7 +36,9 @@ class LargeRequestTest {
                 int n = Math.min(stepTokens, tokens - base);
                 for (int t = 0; t < n; t++) {
                     host.putInt(step.slotsOffset() + 4 * t, base + t);
-                    host.putShort(step.rowOffset(t), (short) ((base + t) % 256));
+                    for (int i = 0; i < shape.idsPerRow(); i++) { // distinct experts in each layer
+                        shape.dtype().write(host, step.rowOffset(t) + i * shape.dtype().bytes(), ((base + t) % 256 + i % shape.topK()) % 256);
+                    }
                 }
                 owner.aim(base, n);
                 sink.scatter(step);

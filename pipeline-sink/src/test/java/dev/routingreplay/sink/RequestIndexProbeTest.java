@@ -33,7 +33,7 @@ class RequestIndexProbeTest {
                 config.requestBlockSize(), config.rollCycle()); ExcerptAppender appender = q.createAppender()) {
             for (int i = 0; i < n; i++) {
                 head.clear();
-                RequestRecords.putHeader(head, "request-" + i + "-0123456789abcdef", 0, i, shape, 1, 0, null, Crc32c.of(rows, 0, rows.length));
+                RequestRecords.putHeader(head, "request-" + i + "-0123456789abcdef", 0, i, shape, 1, 0, null, null, Crc32c.of(rows, 0, rows.length));
                 try (DocumentContext dc = appender.writingDocument()) {
                     dc.wire().bytes().write(head.array(), 0, head.position());
                     dc.wire().bytes().write(rows);

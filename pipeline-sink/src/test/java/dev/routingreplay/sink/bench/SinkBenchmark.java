@@ -77,6 +77,7 @@ public class SinkBenchmark {
     private RequestFinished request;
     private ByteBuffer gathered;
     private long[] missingRows;
+    private byte[] reasons;
     private ByteBuffer host;
     private int[] stepSlots;
     private long stepId;
@@ -119,6 +120,7 @@ public class SinkBenchmark {
         request = new RequestFinished("bench", requestSlots);
         gathered = ByteBuffer.allocateDirect(REQUEST_TOKENS * shape.rowBytes());
         missingRows = new long[REQUEST_TOKENS / 64];
+        reasons = new byte[REQUEST_TOKENS];
     }
 
     @Setup(Level.Iteration)
@@ -166,7 +168,7 @@ public class SinkBenchmark {
     /** Gather of a 32k-token request from the slot index into a buffer. */
     @Benchmark
     public ByteBuffer gatherIndex() {
-        index.gatherInto(request, gathered, missingRows);
+        index.gatherInto(request, gathered, missingRows, reasons);
         return gathered;
     }
 
