@@ -139,11 +139,18 @@ public sealed interface EngineMessage {
     }
 
     /**
-     * A request entered the engine (ADMITTED); fed to the pipeline after every STEP sent before it.
+     * A request entered the engine (ADMITTED, or ADMITTED_CACHED in version 3 when part of its prompt came from the
+     * prefix cache); fed to the pipeline after every STEP sent before it.
      *
      * @param requestId the request, not empty
+     * @param cachedTokens leading positions served from the prefix cache ({@code u32}); 0 for ADMITTED
      */
-    record Admitted(String requestId) implements EngineMessage {
+    record Admitted(String requestId, long cachedTokens) implements EngineMessage {
+        /** An admission with nothing cached (ADMITTED). */
+        public Admitted(String requestId) {
+            this(requestId, 0);
+        }
+
         @Override
         public String name() {
             return "ADMITTED";

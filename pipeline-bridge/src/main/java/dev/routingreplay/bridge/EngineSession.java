@@ -5,6 +5,7 @@ import dev.routingreplay.core.event.CaptureStep;
 import dev.routingreplay.core.event.EngineEvent;
 import dev.routingreplay.core.event.RequestAborted;
 import dev.routingreplay.core.event.RequestAdmitted;
+import dev.routingreplay.core.event.RequestFault;
 import dev.routingreplay.core.event.RequestFinished;
 import dev.routingreplay.core.event.RoundCleared;
 import dev.routingreplay.core.event.SlotMappingBuffer;
@@ -22,6 +23,7 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.BiConsumer;
 import org.reactivestreams.Subscription;
 import reactor.core.publisher.BaseSubscriber;
@@ -40,7 +42,8 @@ import reactor.core.scheduler.Schedulers;
  * end of the session. While that thread is behind, the prefetch queue stays full, Reactor Netty stops reading the
  * socket, and the engine's writes block: memory stays bounded and nothing is dropped. The pipeline's terminal signal
  * arrives on its sink thread, which may only send FAILED (at most one FAILED or FAREWELL is ever sent, whoever is
- * first).
+ * first). A request's fault (FINISHED or ABORTED of an id that is not live) is answered REQUEST_ERROR from that
+ * thread (version 3; logged and counted for every version), and the session goes on.
  *
  * <p>Per STEP(k, b, tokens): {@code ready[b].waitOnCompute()}, {@code feed.emit(CaptureStep)} (the read of buffer b is
  * enqueued before it returns), {@code consumed[b].recordOnCompute()}, then CONSUMED(k, b). A STEP_SLOTS (version 2)
@@ -57,6 +60,7 @@ final class EngineSession {
     /** Messages decoded ahead of the feed thread; past this, Netty stops reading the socket. */
     static final int PREFETCH = 32;
     private static final int MAX_MESSAGE_CHARS = 4000;
+    private static final int LOGGED_REQUEST_ERRORS = 10;
 
     private final long id;
     private final Channel channel;
@@ -85,6 +89,8 @@ final class EngineSession {
     private volatile long tokens;
     private volatile long finished;
     private volatile long waitNanos;
+    /** Requests refused as their own fault (REQUEST_ERROR); written by the pipeline's sink thread. */
+    private final AtomicLong requestErrors = new AtomicLong();
     // confined to the feed thread
     private boolean ending;
     private boolean tornDown;
@@ -181,7 +187,7 @@ final class EngineSession {
             } else if (buffers == null) {
                 throw new ProtocolException(FailureCode.PROTOCOL, m.name() + " before HELLO");
             } else if (m instanceof EngineMessage.Admitted a) {
-                emit(m, () -> new RequestAdmitted(a.requestId()));
+                emit(m, () -> new RequestAdmitted(a.requestId(), (int) Math.min(Integer.MAX_VALUE, a.cachedTokens())));
             } else if (m instanceof EngineMessage.Finished f) {
                 emit(m, () -> new RequestFinished(f.requestId(), f.slots()));
                 finished++;
@@ -396,7 +402,7 @@ final class EngineSession {
             outcome = SessionSummary.Outcome.DISCONNECTED;
             reason = disconnect;
         }
-        return new SessionSummary(id, engineName, outcome, reason, steps, tokens, finished, waitNanos,
+        return new SessionSummary(id, engineName, outcome, reason, steps, tokens, finished, requestErrors.get(), waitNanos,
                 Duration.ofNanos(System.nanoTime() - startNanos));
     }
 
@@ -441,11 +447,29 @@ final class EngineSession {
         return true;
     }
 
-    /** The pipeline's output: ignored, except its terminal signal; an error is answered FAILED code 3 at once. */
+    /**
+     * The pipeline's output: a request's fault is answered REQUEST_ERROR (version 3 engines; every session logs the first
+     * {@value #LOGGED_REQUEST_ERRORS} and counts them all), the rest is ignored but for the terminal signal; an error is
+     * answered FAILED code 3 at once.
+     */
     private final class PipelineOutcome extends BaseSubscriber<EngineEvent> {
         @Override
         protected void hookOnSubscribe(Subscription subscription) {
             subscription.request(Long.MAX_VALUE);
+        }
+
+        @Override
+        protected void hookOnNext(EngineEvent event) {
+            if (event instanceof RequestFault fault) {
+                long n = requestErrors.incrementAndGet();
+                if (n <= LOGGED_REQUEST_ERRORS) {
+                    settings.log().accept("session " + id + ": request error: " + fault.message()
+                            + (n == LOGGED_REQUEST_ERRORS ? " (later request errors are counted, not logged)" : ""));
+                }
+                if (version >= 3 && !answered.get()) {
+                    send(new SidecarMessage.RequestError(RequestErrorCode.NOT_LIVE.code(), fault.requestId(), fault.message()));
+                }
+            }
         }
 
         @Override

@@ -20,8 +20,11 @@ import java.util.List;
  * included, into the given buffer. Stateless and thread-safe; decoding a STEP allocates only its record (a STEP_SLOTS also its slot bytes).
  */
 public final class FrameCodec {
-    /** The protocol version this codec speaks: 2 (version 1, without STEP_SLOTS, is still accepted from an engine). */
-    public static final int VERSION = 2;
+    /**
+     * The protocol version this codec speaks: 3 (ADMITTED_CACHED, REQUEST_ERROR); versions 1 (without STEP_SLOTS) and 2
+     * are still accepted from an engine.
+     */
+    public static final int VERSION = 3;
     /** The oldest protocol version a sidecar accepts in HELLO. */
     public static final int OLDEST_VERSION = 1;
     /** The largest body of a frame: 16 MiB. */
@@ -36,10 +39,12 @@ public final class FrameCodec {
     static final int ROUND_CLEARED = 7;
     static final int GOODBYE = 8;
     static final int STEP_SLOTS = 9;
+    static final int ADMITTED_CACHED = 10;
     static final int WELCOME = 101;
     static final int CONSUMED = 102;
     static final int FAILED = 103;
     static final int FAREWELL = 104;
+    static final int REQUEST_ERROR = 105;
 
     private FrameCodec() {
     }
@@ -75,6 +80,11 @@ public final class FrameCodec {
             case ADMITTED:
                 m = new EngineMessage.Admitted(string(body, "ADMITTED", "request_id"));
                 break;
+            case ADMITTED_CACHED: {
+                String id = string(body, "ADMITTED_CACHED", "request_id");
+                m = new EngineMessage.Admitted(id, u32(body, "ADMITTED_CACHED", "cached_tokens"));
+                break;
+            }
             case FINISHED: {
                 String id = string(body, "FINISHED", "request_id");
                 m = new EngineMessage.Finished(id, ints(body, "FINISHED", "slot", count(body, "FINISHED", "n")));
@@ -105,7 +115,7 @@ public final class FrameCodec {
                 break;
             }
             default:
-                throw new ProtocolException(FailureCode.PROTOCOL, "unknown message type " + type + " (engine messages are 1 to 9)");
+                throw new ProtocolException(FailureCode.PROTOCOL, "unknown message type " + type + " (engine messages are 1 to 10)");
         }
         end(body, m.name());
         return m;
@@ -155,7 +165,11 @@ public final class FrameCodec {
                 writeBlob(out, b.readyEventHandle());
             }
         } else if (message instanceof EngineMessage.Admitted a) {
-            writeString(out.writeByte(ADMITTED), a.requestId());
+            if (a.cachedTokens() == 0) {
+                writeString(out.writeByte(ADMITTED), a.requestId());
+            } else {
+                writeString(out.writeByte(ADMITTED_CACHED), a.requestId()).writeIntLE((int) a.cachedTokens());
+            }
         } else if (message instanceof EngineMessage.Finished f) {
             writeString(out.writeByte(FINISHED), f.requestId());
             writeInts(out.writeIntLE(f.slots().length), f.slots());
@@ -190,6 +204,8 @@ public final class FrameCodec {
             writeString(out.writeByte(FAILED).writeShortLE(f.code()), f.message());
         } else if (message instanceof SidecarMessage.Farewell f) {
             out.writeByte(FAREWELL).writeLongLE(f.steps()).writeLongLE(f.tokens()).writeLongLE(f.requestsFinished());
+        } else if (message instanceof SidecarMessage.RequestError e) {
+            writeString(writeString(out.writeByte(REQUEST_ERROR).writeShortLE(e.code()), e.requestId()), e.message());
         }
         finish(out, start);
     }
@@ -232,8 +248,14 @@ public final class FrameCodec {
                 m = new SidecarMessage.Farewell(u64(body, "FAREWELL", "steps"), u64(body, "FAREWELL", "tokens"),
                         u64(body, "FAREWELL", "requests_finished"));
                 break;
+            case REQUEST_ERROR: {
+                int code = u16(body, "REQUEST_ERROR", "code");
+                String id = string(body, "REQUEST_ERROR", "request_id");
+                m = new SidecarMessage.RequestError(code, id, string(body, "REQUEST_ERROR", "message"));
+                break;
+            }
             default:
-                throw new ProtocolException(FailureCode.PROTOCOL, "unknown message type " + type + " (sidecar messages are 101 to 104)");
+                throw new ProtocolException(FailureCode.PROTOCOL, "unknown message type " + type + " (sidecar messages are 101 to 105)");
         }
         end(body, m.name());
         return m;
@@ -326,12 +348,12 @@ public final class FrameCodec {
         out.setIntLE(start, body);
     }
 
-    private static void writeString(ByteBuf out, String s) {
+    private static ByteBuf writeString(ByteBuf out, String s) {
         byte[] bytes = s.getBytes(StandardCharsets.UTF_8);
         if (bytes.length > 0xFFFF) {
             throw new IllegalArgumentException("string of " + bytes.length + " UTF-8 bytes exceeds 65535: " + s.substring(0, 40) + "...");
         }
-        out.writeShortLE(bytes.length).writeBytes(bytes);
+        return out.writeShortLE(bytes.length).writeBytes(bytes);
     }
 
     private static void writeBlob(ByteBuf out, byte[] bytes) {

@@ -13,11 +13,12 @@ import java.time.Duration;
  * @param steps STEP messages handed to the pipeline
  * @param tokens tokens of those steps
  * @param requestsFinished FINISHED messages handed to the pipeline
+ * @param requestErrors lifecycle messages refused as their request's fault (REQUEST_ERROR)
  * @param feedWaitNanos time the session's feed thread waited for a free ring slot
  * @param duration from connection to the end of the session
  */
 public record SessionSummary(long session, String engineName, Outcome outcome, String reason, long steps, long tokens,
-        long requestsFinished, long feedWaitNanos, Duration duration) {
+        long requestsFinished, long requestErrors, long feedWaitNanos, Duration duration) {
 
     /** How a session ended. */
     public enum Outcome {
@@ -31,8 +32,9 @@ public record SessionSummary(long session, String engineName, Outcome outcome, S
 
     /** One line for logs. */
     public String describe() {
-        return String.format("session %d%s ended: %s%s; steps=%d tokens=%d finished=%d, feed waited %.1f ms for ring slots, %.1f s",
+        return String.format("session %d%s ended: %s%s; steps=%d tokens=%d finished=%d%s, feed waited %.1f ms for ring slots, %.1f s",
                 session, engineName.isEmpty() ? "" : " (engine " + engineName + ")", outcome.name().toLowerCase(java.util.Locale.ROOT),
-                reason.isEmpty() ? "" : " (" + reason + ")", steps, tokens, requestsFinished, feedWaitNanos / 1e6, duration.toNanos() / 1e9);
+                reason.isEmpty() ? "" : " (" + reason + ")", steps, tokens, requestsFinished,
+                requestErrors == 0 ? "" : " requestErrors=" + requestErrors, feedWaitNanos / 1e6, duration.toNanos() / 1e9);
     }
 }

@@ -3,7 +3,7 @@ package dev.routingreplay.bridge;
 import java.util.List;
 
 /**
- * A message from the sidecar to the engine (docs/engine-bridge.md, protocol version 1), encoded by
+ * A message from the sidecar to the engine (docs/engine-bridge.md, protocol versions 1 to 3), encoded by
  * {@link FrameCodec}. Immutable records; unsigned wire integers are widened as in {@link EngineMessage}.
  */
 public sealed interface SidecarMessage {
@@ -61,6 +61,21 @@ public sealed interface SidecarMessage {
         @Override
         public String name() {
             return "FAILED";
+        }
+    }
+
+    /**
+     * One request's fault (version 3): the lifecycle message named was refused and had no effect; the session and every
+     * other request go on. Sent in engine order, after the effects of the messages before the refused one.
+     *
+     * @param code what kind of fault ({@link RequestErrorCode})
+     * @param requestId the request it belongs to
+     * @param message what was wrong, naming the id
+     */
+    record RequestError(int code, String requestId, String message) implements SidecarMessage {
+        @Override
+        public String name() {
+            return "REQUEST_ERROR";
         }
     }
 

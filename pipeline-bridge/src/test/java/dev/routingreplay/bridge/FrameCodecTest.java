@@ -56,7 +56,7 @@ class FrameCodecTest {
     @Test
     void sidecarMessagesRoundTrip() {
         List<SidecarMessage> messages = List.of(new SidecarMessage.Consumed(7, 3), new SidecarMessage.Failed(3, "expert id 300 ..."),
-                new SidecarMessage.Farewell(1, 2, 3));
+                new SidecarMessage.Farewell(1, 2, 3), new SidecarMessage.RequestError(1, "r-7", "request id 'r-7' finished but not live"));
         for (SidecarMessage m : messages) {
             ByteBuf b = Unpooled.buffer();
             FrameCodec.encode(m, b);
@@ -84,6 +84,29 @@ class FrameCodecTest {
         byte[] bytes = new byte[b.readableBytes()];
         b.readBytes(bytes);
         assertArrayEquals(new byte[] {15, 0, 0, 0, 2, 8, 7, 6, 5, 4, 3, 2, 1, 0x0B, 0x0A, 0x44, 0x33, 0x22, 0x11}, bytes);
+    }
+
+    @Test
+    void anAdmissionWithCachedTokensIsTypeTenWithTheCountAfterTheIdAndWithoutIsTypeThree() {
+        ByteBuf b = Unpooled.buffer();
+        FrameCodec.encode(new EngineMessage.Admitted("ab", 0x01020304L), b);
+        assertArrayEquals(new byte[] {9, 0, 0, 0, 10, 2, 0, 'a', 'b', 4, 3, 2, 1}, ByteBufUtil.getBytes(b));
+        b.skipBytes(4);
+        assertEquals(new EngineMessage.Admitted("ab", 0x01020304L), FrameCodec.decodeEngine(b));
+        b.clear();
+        FrameCodec.encode(new EngineMessage.Admitted("ab", 0), b);
+        assertArrayEquals(new byte[] {5, 0, 0, 0, 3, 2, 0, 'a', 'b'}, ByteBufUtil.getBytes(b));
+        b.skipBytes(4);
+        assertEquals(new EngineMessage.Admitted("ab"), FrameCodec.decodeEngine(b));
+        b.release();
+    }
+
+    @Test
+    void aRequestErrorIsType105WithCodeIdAndMessage() {
+        ByteBuf b = Unpooled.buffer();
+        FrameCodec.encode(new SidecarMessage.RequestError(0x0201, "r", "m"), b);
+        assertArrayEquals(new byte[] {9, 0, 0, 0, 105, 1, 2, 1, 0, 'r', 1, 0, 'm'}, ByteBufUtil.getBytes(b));
+        b.release();
     }
 
     @Test
@@ -137,7 +160,7 @@ class FrameCodecTest {
     @ParameterizedTest(name = "{1}")
     @CsvSource(delimiter = '|', value = {
         "                        | empty frame",
-        "02                      | unknown message type 2 (sidecar messages are 101 to 104)",
+        "02                      | unknown message type 2 (sidecar messages are 101 to 105)",
         "66 0700000000000000     | CONSUMED: truncated at field buffer (needs 2 bytes, 0 left)",
         "66 0700000000000000 0300 00 | CONSUMED: 1 bytes after the last field",
         "65 0100 01 0100 4000 00 | WELCOME: truncated at field consumed_event_handle[0] (needs 64 bytes, 1 left)",

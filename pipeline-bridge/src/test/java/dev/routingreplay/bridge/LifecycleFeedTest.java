@@ -1,11 +1,12 @@
 package dev.routingreplay.bridge;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.routingreplay.bridge.testing.FakeEngine;
+import dev.routingreplay.core.sink.MissingReason;
 import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -31,21 +32,43 @@ class LifecycleFeedTest {
             step(engine, SPEC.maxTokens(), 0);
             engine.roundCleared(1);
             assertEquals(new SidecarMessage.Farewell(1, SPEC.maxTokens(), 0), engine.goodbye());
-            assertThrows(IllegalStateException.class, () -> sidecar.memorySink().read(0), "the round's slots were cleared");
+            assertEquals(MissingReason.STALE_ROUND, sidecar.memorySink().read(0).missingReason(0), "the round's slots were cleared");
         }
     }
 
     @Test
-    void anAbortedRequestCannotFinish() {
-        try (Sidecars sidecar = new Sidecars(tmp, 64, 2); FakeEngine engine = FakeEngine.connect(sidecar.socket)) {
+    void aFinishOfAnAbortedRequestIsAnErrorOfThatRequestOnlyAndTheSessionGoesOn() {
+        try (Sidecars sidecar = new Sidecars(tmp, 64, 2); FakeEngine engine = FakeEngine.connect(sidecar.socket).speakingVersion3()) {
             engine.welcome(SPEC, tmp, "aborting");
             engine.admitted("a");
             step(engine, 2, 0);
             engine.aborted("a");
             engine.finished("a", new int[] {0, 1});
-            SidecarMessage.Failed failed = engine.expectFailed();
-            assertEquals(FailureCode.PIPELINE.code(), failed.code(), failed::toString);
-            assertTrue(failed.message().contains("a"), failed.message());
+            engine.admitted("b");
+            step(engine, 2, 2);
+            engine.finished("b", new int[] {2, 3});
+            engine.aborted("ghost");
+            assertEquals(new SidecarMessage.Farewell(2, 4, 2), engine.goodbye());
+            List<SidecarMessage.RequestError> errors = engine.requestErrors();
+            assertEquals(2, errors.size(), errors::toString);
+            assertEquals(new SidecarMessage.RequestError(RequestErrorCode.NOT_LIVE.code(), "a", "request id 'a' finished but not live: never "
+                    + "admitted, or already finished or aborted (admit it again to record it again)"), errors.get(0));
+            assertEquals("ghost", errors.get(1).requestId());
+            assertEquals(List.of("b"), sidecar.memorySink().finishedIds());
+        }
+    }
+
+    @Test
+    void anOlderEngineGetsNoRequestErrorButItsSessionGoesOnToo() {
+        try (Sidecars sidecar = new Sidecars(tmp, 64, 2); FakeEngine engine = FakeEngine.connect(sidecar.socket)) {
+            engine.welcome(SPEC, tmp, "version-1");
+            engine.finished("never", new int[] {0});
+            engine.admitted("b", 1); // ADMITTED_CACHED is understood from any version
+            step(engine, 2, 2);
+            engine.finished("b", new int[] {2, 3});
+            assertEquals(new SidecarMessage.Farewell(1, 2, 2), engine.goodbye());
+            assertTrue(engine.requestErrors().isEmpty());
+            assertEquals(List.of("b"), sidecar.memorySink().finishedIds());
         }
     }
 }

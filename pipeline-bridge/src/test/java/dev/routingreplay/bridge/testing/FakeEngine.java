@@ -85,6 +85,8 @@ public final class FakeEngine implements AutoCloseable {
     private volatile boolean overwrite;
     private volatile boolean closedBySidecar;
     private volatile SidecarMessage.Failed failed;
+    private boolean version3;
+    private final List<SidecarMessage.RequestError> requestErrors = new ArrayList<>();
     private volatile SidecarMessage.Farewell farewell;
     private long sentSteps;
     private long sentTokens;
@@ -126,9 +128,18 @@ public final class FakeEngine implements AutoCloseable {
         return this;
     }
 
-    /** Creates the buffer file for {@code spec} under {@code dir} and sends HELLO with its regions (version 1, or 2 with slots in steps). */
+    /** From now on: HELLO says version 3 (REQUEST_ERROR answers), steps as {@link #sendingSlotsInSteps} says. */
+    public FakeEngine speakingVersion3() {
+        version3 = true;
+        return this;
+    }
+
+    /**
+     * Creates the buffer file for {@code spec} under {@code dir} and sends HELLO with its regions (version 1, or 2 with
+     * slots in steps, or 3 after {@link #speakingVersion3}).
+     */
     public void sendHello(Spec spec, Path dir, String name) {
-        sendHello(spec, dir, name, slotsInSteps ? 2 : 1, 0, 0);
+        sendHello(spec, dir, name, version3 ? 3 : slotsInSteps ? 2 : 1, 0, 0);
     }
 
     /** As {@link #sendHello(Spec, Path, String)} with an explicit version, backend and device, and the routing size shortened by {@code shortBy} bytes. */
@@ -247,7 +258,7 @@ public final class FakeEngine implements AutoCloseable {
                 slots.put(0, slotMapping, 0, slotBytes);
             });
         } else if (event instanceof RequestAdmitted a) {
-            admitted(a.requestId());
+            admitted(a.requestId(), a.cachedTokens());
         } else if (event instanceof RequestFinished f) {
             finished(f.requestId(), f.slots());
         } else if (event instanceof RequestAborted a) {
@@ -308,9 +319,24 @@ public final class FakeEngine implements AutoCloseable {
 
     /** Sends ADMITTED. */
     public void admitted(String id) {
-        ByteBuffer b = body(8 + id.length() * 3);
-        putString(b.put((byte) 3), id);
+        admitted(id, 0);
+    }
+
+    /** Sends ADMITTED, or ADMITTED_CACHED (version 3) when {@code cachedTokens} is not 0. */
+    public void admitted(String id, int cachedTokens) {
+        ByteBuffer b = body(12 + id.length() * 3);
+        putString(b.put((byte) (cachedTokens == 0 ? 3 : 10)), id);
+        if (cachedTokens != 0) {
+            b.putInt(cachedTokens);
+        }
         send(b);
+    }
+
+    /** The REQUEST_ERRORs received so far, in order. */
+    public List<SidecarMessage.RequestError> requestErrors() {
+        synchronized (requestErrors) {
+            return List.copyOf(requestErrors);
+        }
     }
 
     /** Sends FINISHED with the slots in token order. */
@@ -538,6 +564,12 @@ public final class FakeEngine implements AutoCloseable {
                     }
                     continue;
                 }
+                if (m instanceof SidecarMessage.RequestError e) {
+                    synchronized (requestErrors) {
+                        requestErrors.add(e);
+                    }
+                    continue;
+                }
                 if (m instanceof SidecarMessage.Failed f) {
                     failed = f;
                 } else if (m instanceof SidecarMessage.Farewell f) {
@@ -583,6 +615,11 @@ public final class FakeEngine implements AutoCloseable {
                 return new SidecarMessage.Failed(b.getShort() & 0xFFFF, new String(blob(b), StandardCharsets.UTF_8));
             case 104:
                 return new SidecarMessage.Farewell(b.getLong(), b.getLong(), b.getLong());
+            case 105: {
+                int code = b.getShort() & 0xFFFF;
+                String id = new String(blob(b), StandardCharsets.UTF_8);
+                return new SidecarMessage.RequestError(code, id, new String(blob(b), StandardCharsets.UTF_8));
+            }
             default:
                 throw new AssertionError("unknown sidecar message type " + type);
         }
