@@ -29,10 +29,10 @@ import time
 import weakref
 from array import array
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from r3 import protocol
-from r3.protocol import BufferHandles, Consumed, Failed, Farewell, Hello, ProtocolError, Welcome
+from r3.protocol import BufferHandles, Consumed, Failed, Farewell, Hello, ProtocolError, RequestError, Welcome
 
 __all__ = ["RoutingCapture", "SidecarError", "CaptureStats", "Timing", "Farewell", "slots_from_block_table"]
 
@@ -88,6 +88,7 @@ class CaptureStats:
     ``wait_seconds``: the time blocked waiting for ``CONSUMED``, one sample per step (0 when the buffer was free).
     ``call_seconds``: Python time inside ``capture``/``begin_step``/``end_step``, not counting that wait.
     ``last_consumed``: the last step id the sidecar acknowledged. ``detached``: the sidecar was lost (policy ``drop``).
+    ``request_errors``: REQUEST_ERRORs received (one request's fault each; see :meth:`~RoutingCapture.request_errors`).
     """
 
     steps: int
@@ -97,6 +98,7 @@ class CaptureStats:
     call_seconds: Timing
     last_consumed: int | None
     detached: bool
+    request_errors: int = 0
 
 
 class _Histogram:
@@ -625,10 +627,22 @@ class RoutingCapture:
     (one warning logged), never waits again, and counts each later step in ``stats.dropped_steps``; ``begin_step``
     still returns writable buffers so hooks keep working. Only :meth:`begin_step` (a buffer not yet consumed) and
     :meth:`close` (FAREWELL) wait for the sidecar's answer; every call reads what the sidecar sent without blocking.
+
+    One request's fault never ends the session: a FINISHED or ABORTED of an id that is not live (never admitted, or
+    already finished or aborted) is answered with a :class:`~r3.protocol.RequestError` that the next call picks up,
+    without raising in the step loop. Collect them with :meth:`request_errors` (or pass ``on_request_error`` to
+    :meth:`connect`): such a request has no record, so log it and fix the integration (admit every request before its
+    first step, finish it once; admit it again to record a retry). Rows the store cannot vouch for (invalid or
+    duplicate ids, slots never written, rows of an earlier round or from before the admission past its cached prefix)
+    are stored as missing rows with a reason (docs/contract.md), not reported here.
     """
 
+    #: REQUEST_ERRORs kept for :meth:`request_errors` at most; later ones are counted in ``stats`` and dropped.
+    MAX_KEPT_REQUEST_ERRORS = 10_000
+
     def __init__(self, sock: socket.socket, buffers: _HostBuffers | _CudaBuffers | _PinnedHostBuffers, welcome: Welcome, *,
-                 layers: int, top_k: int, max_tokens: int, on_failure: str, ack_timeout_s: float) -> None:
+                 layers: int, top_k: int, max_tokens: int, on_failure: str, ack_timeout_s: float,
+                 on_request_error: Callable[[RequestError], None] | None = None) -> None:
         """Use :meth:`connect`."""
         self._sock = sock
         self._buffers = buffers
@@ -657,6 +671,9 @@ class RoutingCapture:
         self._detached = False
         self._closed = False
         self._farewell: Farewell | None = None
+        self._request_errors: collections.deque[RequestError] = collections.deque()
+        self._request_error_count = 0
+        self._on_request_error = on_request_error
         self._steps = 0
         self._dropped = 0
         self._waits = 0
@@ -672,7 +689,8 @@ class RoutingCapture:
                 max_tokens: int, device: Any = "cuda:0", buffers: int = 4, id_dtype: Any = None,
                 slot_dtype: Any = None, on_failure: Literal["raise", "drop"] = "raise", ack_timeout_s: float = 60.0,
                 connect_timeout_s: float = 30.0, engine_name: str = "r3-python",
-                transport: Literal["ipc", "pinned"] = "ipc") -> RoutingCapture:
+                transport: Literal["ipc", "pinned"] = "ipc",
+                on_request_error: Callable[[RequestError], None] | None = None) -> RoutingCapture:
         """Allocates the N shared buffers, connects to the sidecar and does the HELLO/WELCOME handshake.
 
         ``device`` is ``"host"`` (mapped files, numpy, no GPU), a CUDA device string or a ``torch.device``.
@@ -682,7 +700,9 @@ class RoutingCapture:
         in the engine and copies each step into the sidecar's host memory on the engine's stream, so the sidecar needs
         no GPU at all (``--backend host``) and STEP is sent once that copy is done (see docs/engine-bridge.md for
         which is cheaper where). Blocks until WELCOME: retries the connection while the socket is absent
-        or refuses (the sidecar may still be starting), at most ``connect_timeout_s`` in all.
+        or refuses (the sidecar may still be starting), at most ``connect_timeout_s`` in all. ``on_request_error`` is
+        called (on the engine's thread, inside whichever capture call read it) with each REQUEST_ERROR; an exception it
+        raises is logged, never propagated.
 
         Raises ``ValueError`` for a bad argument, and :class:`SidecarError` (whatever ``on_failure`` says: capture never
         started) when the sidecar cannot be reached in time or refuses the HELLO (with its FAILED message).
@@ -732,7 +752,7 @@ class RoutingCapture:
             backend.close()
             raise
         return cls(sock, backend, welcome, layers=layers, top_k=top_k, max_tokens=max_tokens, on_failure=on_failure,
-                   ack_timeout_s=ack_timeout_s)
+                   ack_timeout_s=ack_timeout_s, on_request_error=on_request_error)
 
     # -- steps -----------------------------------------------------------------------------------------------------
 
@@ -913,10 +933,17 @@ class RoutingCapture:
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
-    def admitted(self, request_id: str) -> None:
-        """Sends ADMITTED. Waits for no answer; raises as :meth:`end_step` does (``ValueError`` for an id over 65535
-        UTF-8 bytes)."""
-        self._lifecycle(lambda: protocol.encode_admitted(request_id))
+    def admitted(self, request_id: str, cached_tokens: int = 0) -> None:
+        """Sends ADMITTED: the request is live; its finish records rows written by steps after this call.
+
+        ``cached_tokens``: how many leading positions the prefix cache served at this admission (vLLM's
+        ``num_cached_tokens``, SGLang's ``cached_tokens``); their rows may come from an earlier request of the round.
+        Rows past it that no step wrote after this call are missing rows (``before-admission``), never another
+        request's data. Admitting a live id again (a preempted request resumed) replaces its admission. Waits for no
+        answer; raises as :meth:`end_step` does (``ValueError`` for an id over 65535 UTF-8 bytes or a negative count).
+        """
+        _check_range("cached_tokens", cached_tokens, 0, 0xFFFFFFFF)
+        self._lifecycle(lambda: protocol.encode_admitted(request_id, cached_tokens))
 
     def finished(self, request_id: str, slots: Sequence[int] | Any = None, *, block_table: Sequence[int] | Any = None,
                  block_size: int | None = None, seq_len: int | None = None) -> None:
@@ -949,6 +976,19 @@ class RoutingCapture:
     def round_cleared(self, round_id: int) -> None:
         """Sends ROUND_CLEARED for ``round_id`` (a u64). Waits for no answer."""
         self._lifecycle(lambda: protocol.encode_round_cleared(round_id))
+
+    def request_errors(self) -> list[RequestError]:
+        """The REQUEST_ERRORs received since the last call, oldest first (reads what the sidecar sent, never blocks).
+
+        Each names a request whose FINISHED or ABORTED was refused (code 1, ``not-live``): it has no record. The
+        session goes on. At most :attr:`MAX_KEPT_REQUEST_ERRORS` are kept between calls; ``stats.request_errors``
+        counts them all.
+        """
+        if not self._closed and not self._detached and self._failure is None:
+            self._drain()
+        out = list(self._request_errors)
+        self._request_errors.clear()
+        return out
 
     def _lifecycle(self, encode: Any) -> None:
         self._check_open()
@@ -1014,7 +1054,7 @@ class RoutingCapture:
     def stats(self) -> CaptureStats:
         """A snapshot of the counters (see :class:`CaptureStats`)."""
         return CaptureStats(self._steps, self._dropped, self._waits, self._wait.timing(), self._call.timing(),
-                            self._last_consumed, self._detached)
+                            self._last_consumed, self._detached, self._request_error_count)
 
     @property
     def buffers(self) -> int:
@@ -1100,6 +1140,15 @@ class RoutingCapture:
             self._lost(msg.describe(), step, msg.code)
         elif isinstance(msg, Farewell):
             self._farewell = msg
+        elif isinstance(msg, RequestError):
+            self._request_error_count += 1
+            if len(self._request_errors) < self.MAX_KEPT_REQUEST_ERRORS:
+                self._request_errors.append(msg)
+            if self._on_request_error is not None:
+                try:
+                    self._on_request_error(msg)
+                except Exception:  # the engine's callback never breaks the step loop
+                    log.exception("r3: on_request_error raised for %s", msg.describe())
         else:
             raise ProtocolError(f"unexpected {type(msg).__name__} from the sidecar")
 

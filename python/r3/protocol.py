@@ -1,4 +1,4 @@
-"""Frames of the engine bridge protocol, version 2 (docs/engine-bridge.md), both directions.
+"""Frames of the engine bridge protocol, version 3 (docs/engine-bridge.md), both directions.
 
 Every frame is ``u32 body_length`` then the body: ``u8 type`` and the payload, all integers little-endian. A string is
 ``u16 byte_length`` + UTF-8 bytes, a blob ``u16 length`` + bytes; a body is at most 16 MiB. Standard library only.
@@ -16,7 +16,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Iterable, Sequence, Union
 
-VERSION = 2
+VERSION = 3
 MAX_BODY = 16 * 1024 * 1024
 
 BACKEND_HOST = 0
@@ -32,11 +32,15 @@ SLOTS_MOVED = 6
 ROUND_CLEARED = 7
 GOODBYE = 8
 STEP_SLOTS = 9  # version 2: a STEP that carries its slot mapping
+ADMITTED_CACHED = 10  # version 3: an ADMITTED with the prefix-cache hit (cached_tokens)
 # sidecar to engine
 WELCOME = 101
 CONSUMED = 102
 FAILED = 103
 FAREWELL = 104
+REQUEST_ERROR = 105  # version 3: one request's fault; the session goes on
+
+REQUEST_ERROR_CODES = {1: "not-live"}
 
 FAILURE_CODES = {1: "protocol", 2: "hello", 3: "pipeline", 4: "busy"}
 
@@ -99,6 +103,7 @@ class Step:
 @dataclass(frozen=True)
 class Admitted:
     request_id: str
+    cached_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,19 @@ class Failed:
 
 
 @dataclass(frozen=True)
+class RequestError:
+    """One request's fault (version 3): the lifecycle message named was refused and had no effect; the session goes on."""
+
+    code: int
+    request_id: str
+    message: str
+
+    def describe(self) -> str:
+        """``request <id>: <message> (code 1, not-live)``."""
+        return f"request {self.request_id}: {self.message} (code {self.code}, {REQUEST_ERROR_CODES.get(self.code, 'unknown')})"
+
+
+@dataclass(frozen=True)
 class Farewell:
     """The sidecar's answer to GOODBYE, sent once everything before it is stored: its counts for the connection."""
 
@@ -162,7 +180,7 @@ class Farewell:
 
 
 Message = Union[Hello, Step, Admitted, Finished, Aborted, SlotsMoved, RoundCleared, Goodbye, Welcome, Consumed, Failed,
-                Farewell]
+                Farewell, RequestError]
 
 # ---------------------------------------------------------------------------------------------------------- encoding
 
@@ -267,8 +285,12 @@ def encode_step_slots(step_id: int, buffer: int, tokens: int, slots: bytes | mem
     return _LEN.pack(len(head) + len(slots)) + head + bytes(slots)
 
 
-def encode_admitted(request_id: str) -> bytes:
-    return _frame(bytes([ADMITTED]) + _string(request_id, "request_id"))
+def encode_admitted(request_id: str, cached_tokens: int = 0) -> bytes:
+    """ADMITTED, or ADMITTED_CACHED (version 3) when ``cached_tokens`` leading positions came from the prefix cache."""
+    if cached_tokens == 0:
+        return _frame(bytes([ADMITTED]) + _string(request_id, "request_id"))
+    return _frame(bytes([ADMITTED_CACHED]) + _string(request_id, "request_id")
+                  + struct.pack("<I", _unsigned(cached_tokens, 32, "cached_tokens")))
 
 
 def encode_finished(request_id: str, slots: Sequence[int] | array) -> bytes:
@@ -313,6 +335,11 @@ def encode_consumed(step_id: int, buffer: int) -> bytes:
 
 def encode_failed(code: int, message: str) -> bytes:
     return _frame(struct.pack("<BH", FAILED, code) + _string(message, "message"))
+
+
+def encode_request_error(code: int, request_id: str, message: str) -> bytes:
+    return _frame(bytes([REQUEST_ERROR]) + _U16.pack(_unsigned(code, 16, "code")) + _string(request_id, "request_id")
+                  + _string(message, "message"))
 
 
 def encode_farewell(steps: int, tokens: int, requests_finished: int) -> bytes:
@@ -371,9 +398,10 @@ class _Cursor:
             raise ProtocolError(f"{self.what} frame has {len(self.body) - self.pos} bytes after its payload")
 
 
-_NAMES = {HELLO: "HELLO", STEP: "STEP", STEP_SLOTS: "STEP_SLOTS", ADMITTED: "ADMITTED", FINISHED: "FINISHED", ABORTED: "ABORTED",
-          SLOTS_MOVED: "SLOTS_MOVED", ROUND_CLEARED: "ROUND_CLEARED", GOODBYE: "GOODBYE", WELCOME: "WELCOME",
-          CONSUMED: "CONSUMED", FAILED: "FAILED", FAREWELL: "FAREWELL"}
+_NAMES = {HELLO: "HELLO", STEP: "STEP", STEP_SLOTS: "STEP_SLOTS", ADMITTED: "ADMITTED", ADMITTED_CACHED: "ADMITTED_CACHED",
+          FINISHED: "FINISHED", ABORTED: "ABORTED", SLOTS_MOVED: "SLOTS_MOVED", ROUND_CLEARED: "ROUND_CLEARED",
+          GOODBYE: "GOODBYE", WELCOME: "WELCOME", CONSUMED: "CONSUMED", FAILED: "FAILED", FAREWELL: "FAREWELL",
+          REQUEST_ERROR: "REQUEST_ERROR"}
 
 
 def decode(body: bytes | memoryview) -> Message:
@@ -406,6 +434,9 @@ def decode(body: bytes | memoryview) -> Message:
         msg = Step(step_id, buffer, tokens, bytes(c.take(len(c.body) - c.pos)))
     elif kind == ADMITTED:
         msg = Admitted(c.string())
+    elif kind == ADMITTED_CACHED:
+        rid = c.string()
+        msg = Admitted(rid, c.u32())
     elif kind == FINISHED:
         rid = c.string()
         msg = Finished(rid, c.i32s(c.u32()))
@@ -428,6 +459,10 @@ def decode(body: bytes | memoryview) -> Message:
     elif kind == FAILED:
         code = c.u16()
         msg = Failed(code, c.string())
+    elif kind == REQUEST_ERROR:
+        code = c.u16()
+        rid = c.string()
+        msg = RequestError(code, rid, c.string())
     else:
         msg = Farewell(*c.unpack(struct.Struct("<QQQ")))
     c.done()

@@ -280,7 +280,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     public RequestRouting read(int... slots) {
         guard.enter("read");
         try {
-            return store.gather(new RequestFinished("slots", slots));
+            return store.read(slots);
         } finally {
             guard.exit();
         }

@@ -133,8 +133,9 @@ class MissingRowsTest {
             assertTrue(manifest.contains("\"numExperts\":256,\"dtype\":\"uint8\",\"storeFormat\":3,\"missingAs\":-1,"
                     + "\"missingDtypes\":[\"int16\",\"int32\",\"int64\"]"), manifest);
             String listing = TrainerStores.text(server, "/requests", null).body();
-            assertTrue(listing.contains("\"requestId\":\"whole\",\"round\":0,\"seqLen\":70,\"missingRows\":0}"), listing);
-            assertTrue(listing.contains("\"requestId\":\"gap\",\"round\":0,\"seqLen\":70,\"missingRows\":1}"), listing);
+            assertTrue(listing.contains("\"requestId\":\"whole\",\"round\":0,\"seqLen\":70,\"missingRows\":0,\"missingReasons\":{}}"), listing);
+            assertTrue(listing.contains("\"requestId\":\"gap\",\"round\":0,\"seqLen\":70,\"missingRows\":1,\"missingReasons\":{\"invalid-id\":1}}"),
+                    listing);
             TrainerStores.Npy whole = TrainerStores.get(server, "/requests/0.npy", null);
             assertEquals(200, whole.status(), whole.text());
             assertEquals("|u1", whole.descr());

@@ -91,9 +91,10 @@ class TrainerServerTest {
                 // row 2 held the sentinel in two ids: the whole row is missing
                 assertArrayEquals(new long[] {1, 2, 3, 4, -1, -1, -1, -1, -1, -1, -1, -1, 8, 9, 10, 11}, got, dtype);
                 assertEquals("2", wide.header("x-r3-missing-rows"));
+                assertEquals("invalid-id=2", wide.header("x-r3-missing-reasons"), "a record from before reasons: its missing rows were dropped ids");
                 assertEquals(crc(wide.body()), Long.parseLong(wide.header("x-r3-body-crc32c"), 16));
             }
-            assertTrue(text(server, "/requests", null).body().contains("\"seqLen\":4,\"missingRows\":2}"));
+            assertTrue(text(server, "/requests", null).body().contains("\"seqLen\":4,\"missingRows\":2,\"missingReasons\":{\"invalid-id\":2}}"));
             assertTrue(text(server, "/manifest", null).body().contains("\"dtype\":\"uint8\",\"storeFormat\":3,\"missingAs\":-1"));
         }
     }

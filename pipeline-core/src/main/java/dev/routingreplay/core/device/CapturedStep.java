@@ -113,6 +113,21 @@ public final class CapturedStep {
         return host.getInt(RingSlotLayout.INVALID_SLOT_COUNT);
     }
 
+    /** The token index of one slot mapping entry out of range (the first the pack saw), or -1 when there is none. */
+    public int firstInvalidSlotToken() {
+        return invalidSlotCount() == 0 ? -1 : host.getInt(RingSlotLayout.INVALID_SLOT_TOKEN);
+    }
+
+    /** That entry's value as the engine wrote it (0 when there is none). */
+    public long firstInvalidSlotValue() {
+        return invalidSlotCount() == 0 ? 0 : host.getLong(RingSlotLayout.INVALID_SLOT_VALUE);
+    }
+
+    /** The token index of one expert id out of range, or -1 when there is none. */
+    public int firstInvalidIdToken() {
+        return invalidIdCount() == 0 ? -1 : host.getInt(RingSlotLayout.INVALID_ID_TOKEN);
+    }
+
     /**
      * Throws when the pack found an id outside {@code [0, numExperts)} or a slot outside {@code [-1, slotCapacity)}.
      * The message names the token, the field and the value.

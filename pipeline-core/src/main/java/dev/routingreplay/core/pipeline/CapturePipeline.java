@@ -12,6 +12,7 @@ import java.util.Objects;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Function;
+import java.util.function.Consumer;
 import java.util.function.Supplier;
 import org.agrona.concurrent.BackoffIdleStrategy;
 import org.agrona.concurrent.IdleStrategy;
@@ -112,7 +113,7 @@ public final class CapturePipeline implements Function<Flux<EngineEvent>, Flux<E
 
     /** Immutable configuration of a pipeline. */
     record Config(String name, RoutingDevice device, RingSpec ringSpec, RoutingSink sink, PipelineMetrics metrics,
-            Supplier<IdleStrategy> sinkIdle) {
+            Supplier<IdleStrategy> sinkIdle, Consumer<StepFault> onStepFault) {
     }
 
     /** The sink thread's default wait: no spinning, parks from 1 us doubling up to 100 ms, woken at once by new work. */
@@ -130,6 +131,7 @@ public final class CapturePipeline implements Function<Flux<EngineEvent>, Flux<E
         private RoutingSink sink;
         private MeterRegistry registry;
         private Supplier<IdleStrategy> sinkIdle = DEFAULT_SINK_IDLE;
+        private Consumer<StepFault> onStepFault = fault -> { };
 
         private Builder() {
         }
@@ -188,6 +190,16 @@ public final class CapturePipeline implements Function<Flux<EngineEvent>, Flux<E
             return this;
         }
 
+        /**
+         * Told, on the sink thread, of every step in which the pack found an expert id or a slot mapping entry out of
+         * range, after the step took effect (the faults are also counted in the meters). It must return quickly; an
+         * exception it throws is ignored. Default: nothing.
+         */
+        public Builder onStepFault(Consumer<StepFault> listener) {
+            this.onStepFault = Objects.requireNonNull(listener, "listener");
+            return this;
+        }
+
         /** Registry for the pipeline's meters (default: a private {@link SimpleMeterRegistry}). */
         public Builder meterRegistry(MeterRegistry registry) {
             this.registry = Objects.requireNonNull(registry, "registry");
@@ -222,7 +234,7 @@ public final class CapturePipeline implements Function<Flux<EngineEvent>, Flux<E
             }
             RingSpec spec = new RingSpec(s, ringDepth, maxTokensPerStep, capacity);
             PipelineMetrics metrics = new PipelineMetrics(registry == null ? new SimpleMeterRegistry() : registry, name);
-            return new CapturePipeline(new Config(name, device, spec, sink, metrics, sinkIdle));
+            return new CapturePipeline(new Config(name, device, spec, sink, metrics, sinkIdle, onStepFault));
         }
     }
 }

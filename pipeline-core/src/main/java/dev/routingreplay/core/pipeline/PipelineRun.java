@@ -12,6 +12,7 @@ import dev.routingreplay.core.event.RoundCleared;
 import dev.routingreplay.core.event.SlotsMoved;
 import dev.routingreplay.core.sink.RoutingSink;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Consumer;
 import org.agrona.concurrent.IdleStrategy;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Sinks;
@@ -39,6 +40,7 @@ final class PipelineRun {
     private final Sinks.Empty<Void> releasedSignal = Sinks.empty();
     private final Runnable onClosed;
     private final IdleStrategy sinkIdle;
+    private final Consumer<StepFault> onStepFault;
     private volatile boolean sinkThreadStarted;
     private volatile boolean sinkThreadExited;
     /** The first error that ended the run (set before the engine's stream is cancelled), or null. */
@@ -52,6 +54,7 @@ final class PipelineRun {
         this.metrics = config.metrics();
         this.onClosed = onClosed;
         this.sinkIdle = config.sinkIdle().get();
+        this.onStepFault = config.onStepFault();
         this.ring = config.device().openRing(spec);
         try {
             this.slots = new RingSlotPool(spec, ring, waker);
@@ -116,13 +119,24 @@ final class PipelineRun {
     EngineEvent flush(Staged staged) {
         EngineEvent event = staged.event();
         if (staged instanceof RingSlot slot) {
-            // ids and slots out of range dropped their tokens' rows in the pack: counted, the run goes on
-            metrics.invalid(slot.view.invalidIdCount(), slot.view.invalidSlotCount());
+            // ids and slots out of range dropped their tokens' rows in the pack: counted and told, the run goes on
+            int badIds = slot.view.invalidIdCount();
+            int badSlots = slot.view.invalidSlotCount();
+            metrics.invalid(badIds, badSlots);
+            StepFault fault = badIds + badSlots == 0 ? null : new StepFault(slot.view.stepId(), badSlots, slot.view.firstInvalidSlotToken(),
+                    slot.view.firstInvalidSlotValue(), badIds, slot.view.firstInvalidIdToken());
             int rows;
             try {
                 rows = sink.scatter(slot.view);
             } catch (RuntimeException e) {
                 throw new CapturePipelineException(event, "sink scatter", e);
+            }
+            if (fault != null) {
+                try {
+                    onStepFault.accept(fault);
+                } catch (RuntimeException e) {
+                    // a listener's failure never ends the run
+                }
             }
             metrics.flushed(rows, (long) rows * spec.shape().rowBytes());
             CaptureStep step = slot.step();

@@ -87,8 +87,7 @@ public class MemoryRoutingSink implements RoutingSink, AutoCloseable {
      * missing with their reason. Call it from the sink thread or after the pipeline terminated.
      */
     public RequestRouting read(int... slots) {
-        RequestFinished probe = new RequestFinished("slots", slots);
-        return store.gather(probe);
+        return store.read(slots);
     }
 
     /** Frees the slot store. */

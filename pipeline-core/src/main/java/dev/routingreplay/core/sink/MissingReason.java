@@ -3,7 +3,8 @@ package dev.routingreplay.core.sink;
 /**
  * Why a position of a finished request is a missing row instead of data (docs/contract.md). A row is data only when
  * the store can vouch for it: written in the current round, by a step after the request's admission (or inside the
- * cached prefix the admission declared), with every id in range and no expert twice in a layer. Every other row is
+ * cached prefix the admission declared), not gathered since by another request's finish as a row that request computed,
+ * with every id in range and no expert twice in a layer. Every other row is
  * missing with one of these reasons, stored with the record and served to trainers; the wire code never changes.
  */
 public enum MissingReason {
@@ -18,9 +19,15 @@ public enum MissingReason {
     /** The step that wrote the slot carried one expert twice in one layer of this token's row. */
     DUPLICATE_EXPERT(5, "duplicate-expert"),
     /** The finish named a slot outside {@code [0, slotCapacity)} for the position. */
-    BAD_SLOT(6, "bad-slot");
+    BAD_SLOT(6, "bad-slot"),
+    /**
+     * The slot's row belongs to another request: that request's finish already gathered it at a position it computed
+     * (past its cached prefix), and no step wrote the slot since, so this request's own write of the position never
+     * arrived (a slot mapping entry out of range, a block table pointing at a freed block).
+     */
+    REUSED_SLOT(7, "reused-slot");
 
-    private static final MissingReason[] BY_CODE = new MissingReason[7];
+    private static final MissingReason[] BY_CODE = new MissingReason[8];
 
     static {
         for (MissingReason r : values()) {
@@ -36,7 +43,7 @@ public enum MissingReason {
         this.label = label;
     }
 
-    /** The stored and wire code, 1 to 6; 0 means "not missing" wherever a code is stored per position. */
+    /** The stored and wire code, 1 to 7; 0 means "not missing" wherever a code is stored per position. */
     public byte code() {
         return code;
     }

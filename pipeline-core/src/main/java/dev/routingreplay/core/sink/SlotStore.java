@@ -24,9 +24,10 @@ import java.util.Map;
  * a row, or a row the store will never return (an expert id out of range, dropped by the pack; one expert twice in a
  * layer, found here). An admission records the stamp it arrived at and how many leading positions come from the
  * prefix cache. A gather returns a position's row as data only when its slot was written in the current round, by a
- * step after the request's admission (or, inside the cached prefix, by any step of the round), with a valid row;
- * every other position is a missing row with its {@link MissingReason}: a gather never fails for a row it cannot vouch
- * for, and never returns one.
+ * step after the request's admission and not gathered since by another request's finish at a position that request
+ * computed (or, inside the cached prefix, by any step of the round), with a valid row; every other position is a
+ * missing row with its {@link MissingReason}: a gather never fails for a row it cannot vouch for, and never returns
+ * one. A gather then marks the slots of the positions its request computed as gathered.
  *
  * <p>Chunked, so pools larger than 2 GiB work. Single-threaded: the pipeline's sink thread owns it. {@link #close} may
  * come from another thread: it waits for a running call to return, and every call after it throws an
@@ -45,6 +46,11 @@ public final class SlotStore implements AutoCloseable {
     private final ByteBuffer[] chunks;
     /** Stamp of the step that last wrote each slot; 0 = never written. */
     private final long[] stamps;
+    /**
+     * The stamp at which a finish last gathered each slot at a position its request computed (past its cached prefix);
+     * 0 = never. A row gathered so since its write belongs to that request.
+     */
+    private final long[] gathered;
     /** {@link #ROW}, or the {@link MissingReason} code of a row the store will not return. */
     private final byte[] states;
     /** Admission of each live request: {stamp, cachedTokens}. */
@@ -83,6 +89,7 @@ public final class SlotStore implements AutoCloseable {
         int chunkCount = (int) (((long) slotCapacity + chunkMask) >>> shift);
         this.chunks = new ByteBuffer[chunkCount];
         this.stamps = new long[slotCapacity];
+        this.gathered = new long[slotCapacity];
         this.states = new byte[slotCapacity];
         this.seenIn = new int[shape.numExperts()];
         for (int c = 0; c < chunkCount; c++) {
@@ -94,7 +101,7 @@ public final class SlotStore implements AutoCloseable {
 
     /** Bytes a store of {@code slotCapacity} slots of {@code shape} takes: rows off the heap, stamps and states on it. */
     public static long bytesFor(RoutingShape shape, long slotCapacity) {
-        return slotCapacity * (shape.rowBytes() + Long.BYTES + 1L);
+        return slotCapacity * (shape.rowBytes() + 2L * Long.BYTES + 1L);
     }
 
     /** Shape of the stored rows. */
@@ -274,6 +281,9 @@ public final class SlotStore implements AutoCloseable {
         if (p >= cachedTokens && written <= admittedAt) {
             return MissingReason.BEFORE_ADMISSION;
         }
+        if (p >= cachedTokens && gathered[slot] >= written) {
+            return MissingReason.REUSED_SLOT;
+        }
         byte state = states[slot];
         return state == ROW ? null : MissingReason.ofCode(state);
     }
@@ -302,11 +312,23 @@ public final class SlotStore implements AutoCloseable {
      * cannot vouch for.
      */
     public RequestRouting gather(RequestFinished request) {
+        return gather(request, true);
+    }
+
+    /**
+     * The rows at {@code slots} now, as a request named {@code "slots"}: any row of the current round is data, the
+     * others missing with their reason. Touches no admission and marks nothing gathered. For tools and tests.
+     */
+    public RequestRouting read(int... slots) {
+        return gather(new RequestFinished("slots", slots), false);
+    }
+
+    private RequestRouting gather(RequestFinished request, boolean asFinish) {
         int n = request.seqLen();
         ByteBuffer out = ByteBuffer.allocate(n * rowBytes).order(ByteOrder.LITTLE_ENDIAN);
         long[] missingRows = new long[RequestRouting.bitmapWords(n)];
         byte[] reasons = new byte[n];
-        int missingCount = gatherInto(request, out, missingRows, reasons);
+        int missingCount = asFinish ? gatherInto(request, out, missingRows, reasons) : readInto(request.slots(), out, missingRows, reasons);
         return new RequestRouting(request.requestId(), shape, shape.dtype(), n, out, missingCount == 0 ? null : missingRows,
                 missingCount == 0 ? null : reasons);
     }
@@ -317,7 +339,8 @@ public final class SlotStore implements AutoCloseable {
      * {@code p / 64}; the words covering {@code seqLen} positions are overwritten, later ones untouched) and each
      * position's {@link MissingReason} code into {@code reasons[p]} (0 for data); a missing row's bytes in {@code dst}
      * are zero. The request's admission (see {@link #admit}) decides which rows it vouches for, and is then forgotten;
-     * a request with none vouches for any row of the current round. Allocates nothing.
+     * the slots of the positions past its cached prefix are marked gathered. A request with no admission (a tool's
+     * read) vouches for any row of the current round and marks nothing. Allocates nothing.
      *
      * @return the number of missing rows
      * @throws IllegalArgumentException when {@code dst}, {@code missingRows} or {@code reasons} is too small (nothing
@@ -326,59 +349,82 @@ public final class SlotStore implements AutoCloseable {
     public int gatherInto(RequestFinished request, ByteBuffer dst, long[] missingRows, byte[] reasons) {
         guard.enter("gather");
         try {
-            int[] slots = request.slots();
-            if ((long) slots.length * rowBytes > dst.capacity()) {
-                throw new IllegalArgumentException("gather buffer of " + dst.capacity() + " bytes is too small for " + slots.length + " rows");
-            }
-            int words = RequestRouting.bitmapWords(slots.length);
-            if (missingRows.length < words) {
-                throw new IllegalArgumentException("missing-row bitmap of " + missingRows.length + " words is too small for " + slots.length + " rows");
-            }
-            if (reasons.length < slots.length) {
-                throw new IllegalArgumentException("reason table of " + reasons.length + " bytes is too small for " + slots.length + " rows");
-            }
-            long[] admission = admissions.remove(request.requestId());
+            long[] admission = admissions.get(request.requestId());
             long admittedAt = admission == null ? 0 : admission[0];
-            long cached = admission == null ? 0 : admission[1];
-            for (int w = 0; w < words; w++) {
-                missingRows[w] = 0L;
-            }
-            int missingCount = 0;
-            int p = 0;
-            while (p < slots.length) {
-                MissingReason why = verdict(p, slots[p], admittedAt, cached);
-                if (why != null) {
-                    missingRows[p >>> 6] |= 1L << p;
-                    reasons[p] = why.code();
-                    missingGathered[why.code()]++;
-                    for (int b = p * rowBytes, end = b + rowBytes; b < end; b++) {
-                        dst.put(b, (byte) 0);
-                    }
-                    missingCount++;
-                    p++;
-                    continue;
-                }
-                // runs of consecutive vouched slots (a KV block) are copied at once
-                int first = slots[p];
-                reasons[p] = 0;
-                int run = 1;
-                while (p + run < slots.length && slots[p + run] == first + run && (first + run) >>> chunkShift == first >>> chunkShift
-                        && verdict(p + run, first + run, admittedAt, cached) == null) {
-                    reasons[p + run] = 0;
-                    run++;
-                }
-                dst.put(p * rowBytes, chunk(first), offset(first), run * rowBytes);
-                p += run;
-            }
-            return missingCount;
+            long cached = admission == null ? Long.MAX_VALUE : admission[1]; // no admission: any row of the round
+            int missing = collect(request.slots(), dst, missingRows, reasons, admittedAt, cached, admission != null);
+            admissions.remove(request.requestId());
+            return missing;
         } finally {
             guard.exit();
         }
     }
 
+    private int readInto(int[] slots, ByteBuffer dst, long[] missingRows, byte[] reasons) {
+        guard.enter("read");
+        try {
+            return collect(slots, dst, missingRows, reasons, 0, Long.MAX_VALUE, false);
+        } finally {
+            guard.exit();
+        }
+    }
+
+    private int collect(int[] slots, ByteBuffer dst, long[] missingRows, byte[] reasons, long admittedAt, long cached, boolean consume) {
+        if ((long) slots.length * rowBytes > dst.capacity()) {
+            throw new IllegalArgumentException("gather buffer of " + dst.capacity() + " bytes is too small for " + slots.length + " rows");
+        }
+        int words = RequestRouting.bitmapWords(slots.length);
+        if (missingRows.length < words) {
+            throw new IllegalArgumentException("missing-row bitmap of " + missingRows.length + " words is too small for " + slots.length + " rows");
+        }
+        if (reasons.length < slots.length) {
+            throw new IllegalArgumentException("reason table of " + reasons.length + " bytes is too small for " + slots.length + " rows");
+        }
+        for (int w = 0; w < words; w++) {
+            missingRows[w] = 0L;
+        }
+        int missingCount = 0;
+        int p = 0;
+        while (p < slots.length) {
+            MissingReason why = verdict(p, slots[p], admittedAt, cached);
+            if (why != null) {
+                missingRows[p >>> 6] |= 1L << p;
+                reasons[p] = why.code();
+                missingGathered[why.code()]++;
+                for (int b = p * rowBytes, end = b + rowBytes; b < end; b++) {
+                    dst.put(b, (byte) 0);
+                }
+                missingCount++;
+                p++;
+                continue;
+            }
+            // runs of consecutive vouched slots (a KV block) are copied at once
+            int first = slots[p];
+            reasons[p] = 0;
+            int run = 1;
+            while (p + run < slots.length && slots[p + run] == first + run && (first + run) >>> chunkShift == first >>> chunkShift
+                    && verdict(p + run, first + run, admittedAt, cached) == null) {
+                reasons[p + run] = 0;
+                run++;
+            }
+            dst.put(p * rowBytes, chunk(first), offset(first), run * rowBytes);
+            p += run;
+        }
+        // the rows of the positions this request computed are its own now: another request's finish will not get them
+        if (consume) {
+            long now = stamp;
+            for (int q = (int) Math.min(cached, slots.length); q < slots.length; q++) {
+                if (reasons[q] == 0) {
+                    gathered[slots[q]] = now;
+                }
+            }
+        }
+        return missingCount;
+    }
+
     /**
      * Applies a move: every source row is read before any destination is written; a destination takes its source's
-     * row, stamp and state (an unwritten source unwrites it). A pair with a slot outside {@code [0, slotCapacity)} is
+     * row, stamp, gathered mark and state (an unwritten source unwrites it). A pair with a slot outside {@code [0, slotCapacity)} is
      * not applied, except that a bad source still unwrites a good destination (its content is no longer known).
      *
      * @return the number of pairs with a bad slot
@@ -390,11 +436,13 @@ public final class SlotStore implements AutoCloseable {
             int[] dst = move.destinationSlots();
             ByteBuffer snapshot = ByteBuffer.allocate(src.length * rowBytes);
             long[] stampOf = new long[src.length];
+            long[] gatheredOf = new long[src.length];
             byte[] stateOf = new byte[src.length];
             int bad = 0;
             for (int i = 0; i < src.length; i++) {
                 if (src[i] >= 0 && src[i] < slotCapacity) {
                     stampOf[i] = stamps[src[i]];
+                    gatheredOf[i] = gathered[src[i]];
                     stateOf[i] = states[src[i]];
                     if (stampOf[i] != 0) {
                         snapshot.put(i * rowBytes, chunk(src[i]), offset(src[i]), rowBytes);
@@ -413,6 +461,7 @@ public final class SlotStore implements AutoCloseable {
                     chunk(dst[i]).put(offset(dst[i]), snapshot, i * rowBytes, rowBytes);
                 }
                 mark(dst[i], stampOf[i], stateOf[i]);
+                gathered[dst[i]] = gatheredOf[i];
             }
             return bad;
         } finally {

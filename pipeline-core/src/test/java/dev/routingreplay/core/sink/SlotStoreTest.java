@@ -99,6 +99,30 @@ class SlotStoreTest {
     }
 
     @Test
+    void aRowAnotherRequestsFinishTookAsItsOwnIsMissingAsReusedSlotUntilWrittenAgain() {
+        try (SlotStore store = new SlotStore(shape, 8)) {
+            store.admit("a", 0);
+            store.admit("b", 0);
+            store.beginStep();
+            store.put(0, row(10), 0); // a's position 0
+            store.put(1, row(20), 0); // b's position 0
+            assertEquals(0, store.gather(new RequestFinished("b", new int[] {1})).missingRowCount());
+            // slot 1 is freed and handed to a, whose write of position 1 never arrives (a slot mapping entry out of range)
+            RequestRouting a = store.gather(new RequestFinished("a", new int[] {0, 1}));
+            assertNull(a.missingReason(0));
+            assertEquals(MissingReason.REUSED_SLOT, a.missingReason(1), "b's row is not a's");
+            // a sibling that declares the slot as its cached prefix reads it; one that writes it again owns it
+            store.admit("sibling", 1);
+            assertEquals(0, store.gather(new RequestFinished("sibling", new int[] {1})).missingRowCount());
+            store.admit("c", 0);
+            store.beginStep();
+            store.put(1, row(30), 0);
+            assertEquals(0, store.gather(new RequestFinished("c", new int[] {1})).missingRowCount());
+            assertNull(store.read(1).missingReason(0), "a tool's read vouches for any row of the round");
+        }
+    }
+
+    @Test
     void slotsSpanSeveralChunks() {
         RoutingShape wide = new RoutingShape(64, 8, 1000);
         int slots = 3 * 64 + 10;
