@@ -267,11 +267,12 @@ public final class ReplayServer implements AutoCloseable {
         }
         long limit = Long.MAX_VALUE;
         if (limitText != null) {
-            if (!limitText.matches("[0-9]{1,18}")) {
+            if (!limitText.matches("[0-9]+")) {
                 return error(res, HttpResponseStatus.BAD_REQUEST, "bad query parameter limit='" + limitText
                         + "': want a count of records (a whole number, 0 or more)");
             }
-            limit = Long.parseLong(limitText);
+            // any count of digits: past Long.MAX_VALUE it means "all", as no limit does
+            limit = limitText.length() > 18 && new java.math.BigInteger(limitText).bitLength() > 63 ? Long.MAX_VALUE : Long.parseLong(limitText);
         }
         if (followText != null && !followText.equals("true") && !followText.equals("false")) {
             return error(res, HttpResponseStatus.BAD_REQUEST, "bad query parameter follow='" + followText + "': want true or false");
@@ -281,8 +282,8 @@ public final class ReplayServer implements AutoCloseable {
         long take = limit;
         // the cursor is checked before the status line: once 200 is sent, a failure can only cut the body off
         Mono<Optional<Rejection>> check = cursor < 0 ? Mono.just(Optional.empty())
-                : replay.at(cursor).map(r -> Optional.<Rejection>empty())
-                        .onErrorResume(StoreException.class, e -> unknownIndex("after", cursor).map(Optional::of));
+                : replay.exists(cursor).flatMap(found -> found ? Mono.just(Optional.<Rejection>empty())
+                        : unknownIndex("after", cursor).map(Optional::of));
         return onLoop(check, res).flatMap(rejection -> {
             if (rejection.isPresent()) {
                 return Mono.from(error(res, rejection.get().status(), rejection.get().message()));
@@ -293,15 +294,14 @@ public final class ReplayServer implements AutoCloseable {
                 return Mono.from(error(res, HttpResponseStatus.SERVICE_UNAVAILABLE, "too many live followers (at most "
                         + limits.maxFollowers() + ", set by --max-followers); retry later"));
             }
-            Flux<ReplayedRequest> records;
-            if (cursor >= 0) {
-                records = follow ? replay.afterThenLive(cursor) : replay.after(cursor);
-            } else {
-                records = follow ? replay.fromStartThenLive() : replay.fromStart();
-            }
-            Flux<String> lines = records.take(take).map(r -> "{\"index\":\"" + Long.toHexString(r.index()) + "\",\"ordinal\":"
-                    + index.ordinalOf(r.index()) + ",\"requestId\":\"" + jsonEscape(r.routing().requestId()) + "\",\"round\":" + r.round()
-                    + ",\"seqLen\":" + r.routing().seqLen() + ",\"missingRows\":" + r.routing().missingRowCount() + "}\n");
+            // a damaged record is a line saying so, and the listing goes on; lost records end it with a line naming them
+            Flux<String> lines = replay.listing(cursor, follow).take(take).map(l -> l.request() == null
+                    ? "{\"index\":\"" + Long.toHexString(l.index()) + "\",\"ordinal\":" + index.ordinalOf(l.index())
+                            + ",\"damaged\":true,\"reason\":\"" + jsonEscape(l.damage()) + "\"}\n"
+                    : "{\"index\":\"" + Long.toHexString(l.index()) + "\",\"ordinal\":" + index.ordinalOf(l.index()) + ",\"requestId\":\""
+                            + jsonEscape(l.request().routing().requestId()) + "\",\"round\":" + l.request().round() + ",\"seqLen\":"
+                            + l.request().routing().seqLen() + ",\"missingRows\":" + l.request().routing().missingRowCount() + "}\n")
+                    .onErrorResume(StoreLossException.class, e -> Flux.just("{\"lost\":true,\"reason\":\"" + jsonEscape(e.problem()) + "\"}\n"));
             if (follow) {
                 lines = lines.doFinally(signal -> followers.decrementAndGet());
             }
