@@ -68,7 +68,8 @@ final class JournalRecovery {
             losses.add(lost);
         }
         lost = StoreCheckpoint.lost("request queue", config.requestsDir(), lastRequestIndex, acknowledged.requestsLastIndex());
-        if (lost != null) {
+        // a tail lost with a missing file is that file's loss, named below
+        if (lost != null && !retention.files().missingHolds(config.requestsDir(), acknowledged.requestsLastIndex())) {
             losses.add(lost);
         }
         for (String missing : retention.files().missing(config.requestsDir(), -1)) {

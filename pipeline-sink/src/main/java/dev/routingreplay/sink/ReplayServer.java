@@ -33,7 +33,10 @@ import reactor.netty.http.server.HttpServerResponse;
  *       stored, as JSON;</li>
  *   <li>{@code GET /requests[?after=HEX][&limit=N][&follow=true]}: one JSON line per record ({@code index},
  *       {@code ordinal}, {@code requestId}, {@code round}, {@code seqLen}, {@code missingRows}), NDJSON, in queue order; with
- *       {@code follow=true} the response stays open and new records are sent as they are written;</li>
+ *       {@code follow=true} the response stays open and new records are sent as they are written; a damaged record is a
+ *       line {@code {"index","ordinal","damaged":true,"reason"}} and the listing goes on, records lost other than by
+ *       retention end a finite listing with {@code {"lost":true,"reason"}}, and any all-digit {@code limit} is
+ *       clamped to {@code Long.MAX_VALUE};</li>
  *   <li>one record as a numpy {@code .npy} file ({@code numpy.load(io.BytesIO(body))}), addressed three ways:
  *       {@code GET /requests/<ordinal>.npy} (0, 1, 2, ... in write order, stable across restarts and retention),
  *       {@code GET /requests/by-id/<request id, percent-encoded as one path segment>.npy} (the newest record with that

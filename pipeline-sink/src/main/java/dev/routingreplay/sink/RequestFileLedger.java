@@ -95,6 +95,16 @@ final class RequestFileLedger {
         return lost;
     }
 
+    /** Whether a listed file that is absent from {@code queue} held the record at {@code index} (its loss is that file's). */
+    boolean missingHolds(Path queue, long index) {
+        for (Range r : files.values()) {
+            if (r.firstIndex <= index && index <= r.lastIndex && !Files.exists(queue.resolve(r.name))) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /** The name Chronicle gives the file of {@code fileCycle} (epoch 0, UTC). */
     String fileName(int fileCycle) {
         return DateTimeFormatter.ofPattern(cycle.format()).withZone(ZoneOffset.UTC)

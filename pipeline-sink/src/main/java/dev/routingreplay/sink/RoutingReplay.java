@@ -356,7 +356,8 @@ public final class RoutingReplay implements AutoCloseable {
      * emptied or deleted last file); else null. Files retention deleted are not listed, so they are no loss.
      */
     private StoreException lost(long from, long lastSeen) {
-        List<String> losses = new ArrayList<>(StoreCheckpoint.files(dir, queue.rollCycle()).missing(queuePath, from));
+        RequestFileLedger files = StoreCheckpoint.files(dir, queue.rollCycle());
+        List<String> losses = new ArrayList<>(files.missing(queuePath, from));
         long acknowledged = StoreCheckpoint.read(dir).requestsLastIndex();
         long last;
         try {
@@ -366,7 +367,8 @@ public final class RoutingReplay implements AutoCloseable {
             last = lastSeen;
         }
         String tail = StoreCheckpoint.lost("request queue", queuePath, last, acknowledged);
-        if (tail != null) {
+        if (tail != null && !files.missingHolds(queuePath, acknowledged)) {
+            // a tail lost with a missing file is that file's loss, named above
             losses.add(tail.substring(queuePath.toString().length() + 2));
         }
         return losses.isEmpty() ? null : new StoreLossException(queuePath, losses);

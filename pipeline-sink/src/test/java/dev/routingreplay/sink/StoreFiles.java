@@ -14,6 +14,11 @@ public final class StoreFiles {
 
     /** A closed store at {@code dir} of {@code files} request files, request ids r0, r1, ... (two per file), ordinals 0, 1, .... */
     public static StoreConfig write(Path dir, int files) throws InterruptedException {
+        return write(dir, files, "r%d");
+    }
+
+    /** As {@link #write(Path, int)}, request ids {@code String.format(idFormat, n)}. */
+    public static StoreConfig write(Path dir, int files, String idFormat) throws InterruptedException {
         StoreConfig config = StoreConfig.of(dir, TestStores.SHAPE, 64).withMinFreeBytes(0).withRollCycle(TestRollCycles.TEST_SECONDLY);
         try (ChronicleRoutingSink sink = ChronicleRoutingSink.open(config)) {
             for (int f = 0; f < files; f++) {
@@ -21,7 +26,7 @@ public final class StoreFiles {
                     long ms = System.currentTimeMillis();
                     Thread.sleep(1000 - ms % 1000 + 50);
                 }
-                TestStores.finish(sink, 2 * f, "r" + (2 * f), "r" + (2 * f + 1));
+                TestStores.finish(sink, 2 * f, String.format(idFormat, 2 * f), String.format(idFormat, 2 * f + 1));
             }
         }
         return config;
