@@ -2,6 +2,8 @@ package dev.routingreplay.examples;
 
 import dev.routingreplay.sink.RoutingReplay;
 import dev.routingreplay.examples.cli.CommandErrors;
+import dev.routingreplay.examples.cli.CommandException;
+import dev.routingreplay.examples.cli.ExitStatus;
 import dev.routingreplay.examples.cli.VerboseOption;
 import java.io.PrintWriter;
 import java.nio.file.Path;
@@ -20,7 +22,9 @@ import picocli.CommandLine.Spec;
 /**
  * The trainer example: replays a store's request queue as a {@code Flux<RequestRouting>} and checks every request,
  * position by position, against the simulated gate. Exits non-zero on any mismatch, on a request the engine finished
- * that the store lacks, or on a record the engine never finished.
+ * that the store lacks, or on a record the engine never finished; with status 3 and one line on a store marked
+ * incomplete (its writer failed before its first record or completed run) and on records lost other than by retention
+ * (a missing request file, named with its ordinals).
  */
 @Command(name = "verify", mixinStandardHelpOptions = true,
         description = "Replay a store like a trainer and check every request's routing against the simulated gate.")
@@ -62,6 +66,9 @@ public final class Trainer implements java.util.concurrent.Callable<Integer> {
      */
     static int check(Path dir, List<String> expectedIds, long recordsDeleted, PrintWriter out) {
         try (RoutingReplay replay = RoutingReplay.open(dir)) {
+            replay.incomplete().ifPresent(reason -> {
+                throw new CommandException(ExitStatus.STORE, reason);
+            });
             Set<String> seen = ConcurrentHashMap.newKeySet();
             Set<String> duplicates = ConcurrentHashMap.newKeySet();
             TrainerCheck.Report report = TrainerCheck.verify(replay.requests().doOnNext(r -> {

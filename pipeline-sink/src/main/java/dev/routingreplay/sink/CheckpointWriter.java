@@ -20,18 +20,36 @@ final class CheckpointWriter {
     private final Path dir;
     private final JournalWriter journal;
     private final RequestWriter requests;
+    private final RequestFileLedger files;
+    private boolean incomplete;
     private long lastNanos;
 
-    CheckpointWriter(Path dir, JournalWriter journal, RequestWriter requests) {
+    CheckpointWriter(Path dir, JournalWriter journal, RequestWriter requests, RequestFileLedger files) {
         this.dir = dir;
         this.journal = journal;
         this.requests = requests;
+        this.files = files;
+        this.incomplete = IncompleteMark.present(dir);
     }
 
-    /** Writes the checkpoint now. */
+    /**
+     * Writes the checkpoint now; once the store holds a record, also takes the {@link IncompleteMark} off a store whose
+     * first writer had not yet committed one.
+     */
     void write() {
-        new StoreCheckpoint(journal.lastIndex(), requests.lastIndex(), requests.lastOrdinal()).write(dir);
+        new StoreCheckpoint(journal.lastIndex(), requests.lastIndex(), requests.lastOrdinal()).write(dir, files);
         lastNanos = System.nanoTime();
+        if (incomplete && requests.lastIndex() >= 0) {
+            completed();
+        }
+    }
+
+    /** The store is complete: a run into it completed, or it holds a record. Takes the {@link IncompleteMark} off. */
+    void completed() {
+        if (incomplete) {
+            IncompleteMark.clear(dir);
+            incomplete = false;
+        }
     }
 
     /** Writes the checkpoint when a second passed since the last one; returns whether it wrote. */

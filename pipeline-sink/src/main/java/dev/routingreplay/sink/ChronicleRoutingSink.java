@@ -82,7 +82,8 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
         try {
             slots = new SlotStore(shape, queues.manifest().slotCapacity());
             this.store = slots;
-            this.retention = new RetentionSweeper(config, j, r, journalFiles, requestFiles, journalBytes, requestBytes);
+            this.retention = new RetentionSweeper(config, j, r, journalFiles, requestFiles, journalBytes, requestBytes,
+                    StoreCheckpoint.files(config.dir(), r.rollCycle()));
             JournalRecovery recovered = new JournalRecovery(config, slots, j, r, journalBytes, requestBytes, retention, finishedThisRound);
             this.recovery = recovered.recover();
             this.round = recovered.round();
@@ -90,8 +91,9 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             this.requestWriter = new RequestWriter(r, config.requestsDir(), space, slots, shape, recovered.lastRequestIndex(),
                     recovered.lastRequestOrdinal());
             retention.resolveLimit();
-            this.checkpoints = new CheckpointWriter(config.dir(), journalWriter, requestWriter);
+            this.checkpoints = new CheckpointWriter(config.dir(), journalWriter, requestWriter, retention.files());
             checkpoints.write();
+            retention.follow(requestWriter, checkpoints::write);
             this.meters = registry == null ? null : new StoreMeters(registry, journalBytes, requestBytes, retention, slots, this);
         } catch (RuntimeException | Error e) {
             if (slots != null) {
@@ -265,6 +267,17 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             store.clear();
             finishedThisRound.clear();
             retention.sweepJournal(journalWriter.cycle());
+        } finally {
+            guard.exit();
+        }
+    }
+
+    /** The run completed: takes the store's {@link IncompleteMark} off (a completed run of no request is complete too). */
+    @Override
+    public void flush() {
+        guard.enter("flush");
+        try {
+            checkpoints.completed();
         } finally {
             guard.exit();
         }

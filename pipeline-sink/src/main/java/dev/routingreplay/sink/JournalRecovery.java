@@ -69,8 +69,12 @@ final class JournalRecovery {
             losses.add(lost);
         }
         lost = StoreCheckpoint.lost("request queue", config.requestsDir(), lastRequestIndex, acknowledged.requestsLastIndex());
-        if (lost != null) {
+        // a tail lost with a missing file is that file's loss, named below
+        if (lost != null && !retention.files().missingHolds(config.requestsDir(), acknowledged.requestsLastIndex())) {
             losses.add(lost);
+        }
+        for (String missing : retention.files().missing(config.requestsDir(), -1)) {
+            losses.add(config.requestsDir() + ": " + missing);
         }
         RecoveryReport report = new RecoveryReport(replayed[0], replayed[1], replayed[2], replayed[3], round, replayed[4], records,
                 replayed[5], replayed[6], (System.nanoTime() - start) / 1_000_000, losses);
@@ -234,6 +238,7 @@ final class JournalRecovery {
                     RequestRecords.Header h = header[0];
                     lastRequestIndex = dc.index();
                     lastRequestOrdinal = h.ordinal() >= 0 ? h.ordinal() : lastRequestOrdinal + 1;
+                    retention.files().recorded(lastRequestIndex, lastRequestOrdinal);
                     if (!h.shape().equals(shape)) {
                         throw new StoreException(path, "request record " + h.requestId() + " has shape " + h.shape().describe()
                                 + ", the store " + shape.describe());

@@ -36,7 +36,10 @@ import reactor.netty.http.server.HttpServerResponse;
  *       stored, as JSON;</li>
  *   <li>{@code GET /requests[?after=HEX][&limit=N][&follow=true]}: one JSON line per record ({@code index},
  *       {@code ordinal}, {@code requestId}, {@code round}, {@code seqLen}, {@code missingRows}), NDJSON, in queue order; with
- *       {@code follow=true} the response stays open and new records are sent as they are written;</li>
+ *       {@code follow=true} the response stays open and new records are sent as they are written; a damaged record is a
+ *       line {@code {"index","ordinal","damaged":true,"reason"}} and the listing goes on, records lost other than by
+ *       retention end a finite listing with {@code {"lost":true,"reason"}}, and any all-digit {@code limit} is
+ *       clamped to {@code Long.MAX_VALUE};</li>
  *   <li>one record as a numpy {@code .npy} file ({@code numpy.load(io.BytesIO(body))}), addressed three ways:
  *       {@code GET /requests/<ordinal>.npy} (0, 1, 2, ... in write order, stable across restarts and retention),
  *       {@code GET /requests/by-id/<request id, percent-encoded as one path segment>.npy} (the newest record with that
@@ -271,11 +274,12 @@ public final class ReplayServer implements AutoCloseable {
         }
         long limit = Long.MAX_VALUE;
         if (limitText != null) {
-            if (!limitText.matches("[0-9]{1,18}")) {
+            if (!limitText.matches("[0-9]+")) {
                 return error(res, HttpResponseStatus.BAD_REQUEST, "bad query parameter limit='" + limitText
                         + "': want a count of records (a whole number, 0 or more)");
             }
-            limit = Long.parseLong(limitText);
+            // any count of digits: past Long.MAX_VALUE it means "all", as no limit does
+            limit = limitText.length() > 18 && new java.math.BigInteger(limitText).bitLength() > 63 ? Long.MAX_VALUE : Long.parseLong(limitText);
         }
         if (followText != null && !followText.equals("true") && !followText.equals("false")) {
             return error(res, HttpResponseStatus.BAD_REQUEST, "bad query parameter follow='" + followText + "': want true or false");
@@ -285,8 +289,8 @@ public final class ReplayServer implements AutoCloseable {
         long take = limit;
         // the cursor is checked before the status line: once 200 is sent, a failure can only cut the body off
         Mono<Optional<Rejection>> check = cursor < 0 ? Mono.just(Optional.empty())
-                : replay.at(cursor).map(r -> Optional.<Rejection>empty())
-                        .onErrorResume(StoreException.class, e -> unknownIndex("after", cursor).map(Optional::of));
+                : replay.exists(cursor).flatMap(found -> found ? Mono.just(Optional.<Rejection>empty())
+                        : unknownIndex("after", cursor).map(Optional::of));
         return onLoop(check, res).flatMap(rejection -> {
             if (rejection.isPresent()) {
                 return Mono.from(error(res, rejection.get().status(), rejection.get().message()));
@@ -297,13 +301,12 @@ public final class ReplayServer implements AutoCloseable {
                 return Mono.from(error(res, HttpResponseStatus.SERVICE_UNAVAILABLE, "too many live followers (at most "
                         + limits.maxFollowers() + ", set by --max-followers); retry later"));
             }
-            Flux<ReplayedRequest> records;
-            if (cursor >= 0) {
-                records = follow ? replay.afterThenLive(cursor) : replay.after(cursor);
-            } else {
-                records = follow ? replay.fromStartThenLive() : replay.fromStart();
-            }
-            Flux<String> lines = records.take(take).map(this::listingLine);
+            // a damaged record is a line saying so, and the listing goes on; lost records end it with a line naming them
+            Flux<String> lines = replay.listing(cursor, follow).take(take).map(l -> l.request() == null
+                    ? "{\"index\":\"" + Long.toHexString(l.index()) + "\",\"ordinal\":" + index.ordinalOf(l.index())
+                            + ",\"damaged\":true,\"reason\":\"" + jsonEscape(l.damage()) + "\"}\n"
+                    : listingLine(l.request()))
+                    .onErrorResume(StoreLossException.class, e -> Flux.just("{\"lost\":true,\"reason\":\"" + jsonEscape(e.problem()) + "\"}\n"));
             if (follow) {
                 lines = lines.doFinally(signal -> followers.decrementAndGet());
             }

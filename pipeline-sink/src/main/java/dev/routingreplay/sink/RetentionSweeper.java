@@ -26,6 +26,10 @@ final class RetentionSweeper {
     private final Map<Integer, File> requestFiles;
     private final QueueBytes journalBytes;
     private final QueueBytes requestBytes;
+    private final RequestFileLedger files;
+    /** Set once the sink is open: the writer whose records {@link #recorded} adds to the ledger, and the checkpoint. */
+    private RequestWriter writer;
+    private Runnable checkpoint;
     /** Request records by cycle, so that retention can count what it deleted. */
     private final Map<Integer, Long> recordsPerCycle = new ConcurrentSkipListMap<>();
     private volatile long maxRequestBytes;
@@ -38,7 +42,7 @@ final class RetentionSweeper {
     private int lastSweptCycle = Integer.MIN_VALUE;
 
     RetentionSweeper(StoreConfig config, SingleChronicleQueue journal, SingleChronicleQueue requests, Map<Integer, File> journalFiles,
-            Map<Integer, File> requestFiles, QueueBytes journalBytes, QueueBytes requestBytes) {
+            Map<Integer, File> requestFiles, QueueBytes journalBytes, QueueBytes requestBytes, RequestFileLedger files) {
         this.config = config;
         this.journal = journal;
         this.requests = requests;
@@ -46,11 +50,29 @@ final class RetentionSweeper {
         this.requestFiles = requestFiles;
         this.journalBytes = journalBytes;
         this.requestBytes = requestBytes;
+        this.files = files;
     }
 
-    /** Counts one request record in the request-queue file of {@code cycle}. */
+    /**
+     * From now on, each {@link #recorded} record is {@code writer}'s last one and goes into the ledger, and a file is
+     * retired from the ledger and {@code checkpoint} written before it is deleted.
+     */
+    void follow(RequestWriter writer, Runnable checkpoint) {
+        this.writer = writer;
+        this.checkpoint = checkpoint;
+    }
+
+    /** The request files and their records (the checkpoint writes them). */
+    RequestFileLedger files() {
+        return files;
+    }
+
+    /** Counts one request record in the request-queue file of {@code cycle} (and, once following, adds it to the ledger). */
     void recorded(int cycle) {
         recordsPerCycle.merge(cycle, 1L, Long::sum);
+        if (writer != null) {
+            files.recorded(writer.lastIndex(), writer.lastOrdinal());
+        }
     }
 
     /**
@@ -147,6 +169,9 @@ final class RetentionSweeper {
             if (!read && !old && !over) {
                 break;
             }
+            if (!retire(cycle)) {
+                break;
+            }
             deleted |= delete(e.getValue());
             requestFiles.remove(cycle);
             requestBytes.remove(cycle);
@@ -162,6 +187,24 @@ final class RetentionSweeper {
         }
         if (deleted) {
             requests.refreshDirectoryListing();
+        }
+    }
+
+    /**
+     * Takes the file of {@code cycle} off the ledger and writes the checkpoint before the file is deleted, so that no
+     * reader takes retention's deletion for a loss; false (the file is kept for now) when the checkpoint cannot be
+     * written.
+     */
+    private boolean retire(int cycle) {
+        files.retire(cycle);
+        try {
+            if (checkpoint != null) {
+                checkpoint.run();
+            }
+            return true;
+        } catch (StoreException e) {
+            LOG.log(System.Logger.Level.WARNING, e.getMessage() + " (request file of cycle " + cycle + " kept until it can be written)");
+            return false;
         }
     }
 

@@ -3,6 +3,9 @@ package dev.routingreplay.sink;
 import dev.routingreplay.core.sink.RequestRouting;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
 import java.util.function.Function;
 import java.util.function.ToLongFunction;
 import net.openhft.chronicle.queue.ExcerptTailer;
@@ -60,12 +63,12 @@ public final class RoutingReplay implements AutoCloseable {
 
     /** Every request from the start of the queue (what retention kept), completing at the end. */
     public Flux<ReplayedRequest> fromStart() {
-        return read(tailer -> tailer.toStart(), false, null);
+        return read(tailer -> tailer.toStart(), -1, false, null);
     }
 
     /** The requests after the record at {@code index} (a saved {@link ReplayedRequest#index()}), to the end. */
     public Flux<ReplayedRequest> after(long index) {
-        return read(tailer -> skipPast(tailer, index), false, null);
+        return read(tailer -> skipPast(tailer, index), index, false, null);
     }
 
     private void skipPast(ExcerptTailer tailer, long index) {
@@ -79,7 +82,7 @@ public final class RoutingReplay implements AutoCloseable {
 
     /** The requests after the record at {@code index}, then the new ones as they are written; never completes on its own. */
     public Flux<ReplayedRequest> afterThenLive(long index) {
-        return read(tailer -> skipPast(tailer, index), true, null);
+        return read(tailer -> skipPast(tailer, index), index, true, null);
     }
 
     /**
@@ -142,12 +145,12 @@ public final class RoutingReplay implements AutoCloseable {
 
     /** Only requests written from now on, waiting for each; never completes on its own. */
     public Flux<ReplayedRequest> live() {
-        return read(ExcerptTailer::toEnd, true, null);
+        return read(ExcerptTailer::toEnd, Long.MAX_VALUE, true, null);
     }
 
     /** Every request from the start, then the new ones as they are written; never completes on its own. */
     public Flux<ReplayedRequest> fromStartThenLive() {
-        return read(ExcerptTailer::toStart, true, null);
+        return read(ExcerptTailer::toStart, -1, true, null);
     }
 
     /**
@@ -169,7 +172,7 @@ public final class RoutingReplay implements AutoCloseable {
             throw new StoreException(dir, "the store is read-only, and named reader '" + name + "' must write its position into it; "
                     + "use after(index) with a position you keep yourself");
         }
-        return read(null, follow, name);
+        return read(null, -1, follow, name);
     }
 
     /** Positions a tailer after the record at {@code last}, or at the first record still stored (none, or deleted). */
@@ -192,12 +195,15 @@ public final class RoutingReplay implements AutoCloseable {
         void position(ExcerptTailer tailer);
     }
 
-    private Flux<ReplayedRequest> read(Positioner positioner, boolean follow, String readerName) {
-        return read(positioner, follow, readerName, this::readOne, ReplayedRequest::index);
+    private Flux<ReplayedRequest> read(Positioner positioner, long from, boolean follow, String readerName) {
+        return read(positioner, from, follow, readerName, this::readOne, ReplayedRequest::index);
     }
 
-    /** Reads records with {@code next} (null at the end of the queue) on a replay reader; {@code indexOf} gives a record's index. */
-    private <T> Flux<T> read(Positioner positioner, boolean follow, String readerName, Function<ExcerptTailer, T> next,
+    /**
+     * Reads records with {@code next} (null at the end of the queue) on a replay reader; {@code indexOf} gives a record's
+     * index; a finite replay reports the losses of records after index {@code from} at its end.
+     */
+    private <T> Flux<T> read(Positioner positioner, long from, boolean follow, String readerName, Function<ExcerptTailer, T> next,
             ToLongFunction<T> indexOf) {
         return Flux.create(sink -> new ReplayCursor<T>(sink, queuePath, follow, new ReplayCursor.Reading<T>() {
             private ReaderPosition position;
@@ -235,7 +241,7 @@ public final class RoutingReplay implements AutoCloseable {
 
             @Override
             public void complete(FluxSink<T> s) {
-                StoreException lost = lostTail(lastSeen);
+                StoreException lost = lost(from, lastSeen);
                 if (lost != null) {
                     s.error(lost);
                 } else {
@@ -267,7 +273,7 @@ public final class RoutingReplay implements AutoCloseable {
      * @throws StoreException (signalled) naming the queue and index of a record that fails its checks
      */
     public Flux<StoredRecord> records(long afterIndex, boolean follow) {
-        return read(tailer -> resume(tailer, afterIndex), follow, null, this::readHeader, StoredRecord::index);
+        return read(tailer -> resume(tailer, afterIndex), afterIndex, follow, null, this::readHeader, StoredRecord::index);
     }
 
     private StoredRecord readHeader(ExcerptTailer tailer) {
@@ -344,10 +350,14 @@ public final class RoutingReplay implements AutoCloseable {
     }
 
     /**
-     * At the end of a finite replay: a {@link StoreException} when the queue ends before the last record the writer
-     * had acknowledged at its last checkpoint (a truncated, emptied or deleted request file), else null.
+     * At the end of a finite replay from after index {@code from}: a {@link StoreLossException} naming every request file
+     * the checkpoint lists that is missing and held records after {@code from} (with their ordinals), and the tail lost
+     * when the queue ends before the last record the writer had acknowledged at its last checkpoint (a truncated,
+     * emptied or deleted last file); else null. Files retention deleted are not listed, so they are no loss.
      */
-    private StoreException lostTail(long lastSeen) {
+    private StoreException lost(long from, long lastSeen) {
+        RequestFileLedger files = StoreCheckpoint.files(dir, queue.rollCycle());
+        List<String> losses = new ArrayList<>(files.missing(queuePath, from));
         long acknowledged = StoreCheckpoint.read(dir).requestsLastIndex();
         long last;
         try {
@@ -356,8 +366,77 @@ public final class RoutingReplay implements AutoCloseable {
             // a read-only queue whose metadata still lists a deleted file: the end is where this replay stopped
             last = lastSeen;
         }
-        String lost = StoreCheckpoint.lost("request queue", queuePath, last, acknowledged);
-        return lost == null ? null : new StoreException(queuePath, lost.substring(queuePath.toString().length() + 2));
+        String tail = StoreCheckpoint.lost("request queue", queuePath, last, acknowledged);
+        if (tail != null && !files.missingHolds(queuePath, acknowledged)) {
+            // a tail lost with a missing file is that file's loss, named above
+            losses.add(tail.substring(queuePath.toString().length() + 2));
+        }
+        return losses.isEmpty() ? null : new StoreLossException(queuePath, losses);
+    }
+
+    /** Whether a record is stored at {@code index} (damaged or not), read on a replay reader; for the server's cursors. */
+    Mono<Boolean> exists(long index) {
+        return Mono.fromCallable(() -> {
+            try (ExcerptTailer tailer = queue.createTailer()) {
+                if (!tailer.moveToIndex(index)) {
+                    return false;
+                }
+                try (DocumentContext dc = tailer.readingDocument()) {
+                    dc.rollbackOnClose();
+                    return dc.isPresent() && dc.index() == index;
+                }
+            }
+        }).subscribeOn(ReplayCursor.READERS);
+    }
+
+    /**
+     * A record as a listing sees it: read and checked ({@code request} set), or damaged ({@code damage} says why: a
+     * checksum, magic, version or length check failed) and skipped, so the listing goes on after it.
+     */
+    record Listed(long index, ReplayedRequest request, String damage) {
+    }
+
+    /**
+     * The records after index {@code after} (-1: from the start), each read and checked, a damaged one as a
+     * {@link Listed} saying why instead of an error; then, when {@code follow}, the new ones. A queue file Chronicle
+     * cannot read on (a cut frame) still ends it with a {@link StoreException}, and a finite listing ends as
+     * {@link #fromStart()} does (a {@link StoreLossException} after the last record when records were lost).
+     */
+    Flux<Listed> listing(long after, boolean follow) {
+        Positioner positioner = after < 0 ? ExcerptTailer::toStart : tailer -> skipPast(tailer, after);
+        return read(positioner, after, follow, null, this::readListed, Listed::index);
+    }
+
+    private Listed readListed(ExcerptTailer tailer) {
+        long before = tailer.index();
+        long[] at = {-1};
+        try (DocumentContext dc = tailer.readingDocument()) {
+            if (!dc.isPresent()) {
+                return null;
+            }
+            at[0] = dc.index();
+            RequestRecords.Header[] header = new RequestRecords.Header[1];
+            RequestRouting routing = RequestRecords.read(dc.wire().bytes(), queuePath, at[0], header);
+            return new Listed(at[0], new ReplayedRequest(at[0], header[0].round(), routing), null);
+        } catch (StoreException e) {
+            if (at[0] < 0) {
+                throw e;
+            }
+            // the frame was whole (the context closed past it): only the record's own checks failed
+            return new Listed(at[0], null, e.problem());
+        } catch (RuntimeException | AssertionError | InternalError e) {
+            throw new StoreException(queuePath, "cannot read the request record at index " + Long.toHexString(before)
+                    + " (damaged or truncated queue file)", e);
+        }
+    }
+
+    /**
+     * Why this store is incomplete, one line naming it, or empty: a store whose first writer has not committed a record
+     * or completed a run (it failed early, e.g. a full disk while creating the store or no memory for the ring, or it
+     * is still starting). Such a store reads as empty; {@code r3 verify} and {@code r3 export} refuse it.
+     */
+    public Optional<String> incomplete() {
+        return IncompleteMark.reason(dir);
     }
 
     /** Closes the queue; running replays must be cancelled first. */

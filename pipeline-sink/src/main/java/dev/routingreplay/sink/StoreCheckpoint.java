@@ -8,7 +8,7 @@ import java.util.Properties;
 /**
  * {@code checkpoint.properties} at the root of a store: the index of the last journal excerpt and of the last request
  * record the writer had acknowledged when it last wrote the file (once a second while writing, and at open and close;
- * atomically, by rename). Opening a store compares the queues' tails with it, so a journal or request file that lost
+ * atomically, by rename), and the request files with the records each held ({@link RequestFileLedger}). Opening a store compares the queues' tails with it, so a journal or request file that lost
  * its tail, or was emptied or deleted, is reported (what, from where) instead of read as a shorter valid store.
  *
  * @param journalLastIndex Chronicle index of the last acknowledged journal excerpt, or -1
@@ -45,12 +45,32 @@ public record StoreCheckpoint(long journalLastIndex, long requestsLastIndex, lon
     }
 
     /**
-     * Writes this checkpoint into the store at {@code dir} (a temporary file, then a rename).
+     * The request files the checkpoint at {@code dir} lists ({@link RequestFileLedger}), empty when there is no
+     * checkpoint or it predates the list.
+     *
+     * @throws StoreException naming the file when it exists but cannot be read or parsed
+     */
+    static RequestFileLedger files(Path dir, net.openhft.chronicle.queue.RollCycle cycle) {
+        Path file = dir.resolve(FILE);
+        if (!Files.exists(file)) {
+            return new RequestFileLedger(cycle);
+        }
+        try {
+            return RequestFileLedger.read(PropertiesFile.read(file), cycle);
+        } catch (IOException | RuntimeException e) {
+            throw new StoreException(file, "cannot read the store checkpoint's request files", e);
+        }
+    }
+
+    /**
+     * Writes this checkpoint and the request files of {@code files} into the store at {@code dir} (a temporary file,
+     * then a rename).
      *
      * @throws StoreException naming the file when it cannot be written
      */
-    void write(Path dir) {
+    void write(Path dir, RequestFileLedger files) {
         Properties p = new Properties();
+        files.write(p);
         p.setProperty("journal.lastIndex", Long.toString(journalLastIndex));
         p.setProperty("requests.lastIndex", Long.toString(requestsLastIndex));
         p.setProperty("requests.lastOrdinal", Long.toString(requestsLastOrdinal));

@@ -62,18 +62,43 @@ public record StoreManifest(RoutingShape shape, int slotCapacity, RollCycle roll
         } catch (IOException | IllegalArgumentException e) {
             throw new StoreException(file, "cannot read the store manifest", e);
         }
-        try {
-            int format = Integer.parseInt(p.getProperty("format", "?"));
-            if (format != FORMAT && format != LEGACY_FORMAT) {
-                throw new StoreException(file, "store format " + format + " is not supported (this build reads formats " + LEGACY_FORMAT
-                        + " and " + FORMAT + ")");
-            }
-            RoutingShape shape = new RoutingShape(Integer.parseInt(p.getProperty("moeLayers")), Integer.parseInt(p.getProperty("topK")),
-                    Integer.parseInt(p.getProperty("numExperts")));
-            return new StoreManifest(shape, Integer.parseInt(p.getProperty("slotCapacity")), rollCycle(file, p), format);
-        } catch (NumberFormatException | NullPointerException e) {
-            throw new StoreException(file, "corrupt store manifest (" + p + ")", e);
+        int format = positive(file, p, "format");
+        if (format != FORMAT && format != LEGACY_FORMAT) {
+            throw new StoreException(file, "store format " + format + " is not supported (this build reads formats " + LEGACY_FORMAT
+                    + " and " + FORMAT + ")");
         }
+        int layers = positive(file, p, "moeLayers");
+        int topK = positive(file, p, "topK");
+        int experts = positive(file, p, "numExperts");
+        int slots = positive(file, p, "slotCapacity");
+        RoutingShape shape;
+        try {
+            shape = new RoutingShape(layers, topK, experts);
+        } catch (IllegalArgumentException e) {
+            throw new StoreException(file, "corrupt store manifest: moeLayers=" + layers + ", topK=" + topK + ", numExperts=" + experts
+                    + " is no routing shape", e);
+        }
+        return new StoreManifest(shape, slots, rollCycle(file, p), format);
+    }
+
+    /**
+     * The value of {@code key} in {@code p}, a whole number of 1 or more.
+     *
+     * @throws StoreException naming the file, the key and the value when it is absent, malformed or not positive
+     */
+    private static int positive(Path file, Properties p, String key) {
+        String text = p.getProperty(key);
+        int value;
+        try {
+            value = Integer.parseInt(text == null ? "" : text.strip());
+        } catch (NumberFormatException e) {
+            value = 0;
+        }
+        if (value < 1) {
+            throw new StoreException(file, "corrupt store manifest: " + (text == null ? key + " is missing" : key + "=" + text)
+                    + " (want a whole number of 1 or more)");
+        }
+        return value;
     }
 
     /**
@@ -117,6 +142,8 @@ public record StoreManifest(RoutingShape shape, int slotCapacity, RollCycle roll
             return existing;
         }
         StoreManifest created = new StoreManifest(shape, slotCapacity, rollCycle);
+        // marked first: a writer that fails before its first record or completed run leaves a store that says so
+        IncompleteMark.mark(dir);
         created.write(dir);
         return created;
     }

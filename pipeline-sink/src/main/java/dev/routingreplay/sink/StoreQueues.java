@@ -12,6 +12,7 @@ import java.util.Map;
 import java.util.NavigableSet;
 import net.openhft.chronicle.queue.RollCycle;
 import net.openhft.chronicle.queue.impl.StoreFileListener;
+import net.openhft.chronicle.queue.impl.single.FileListedReadOnlyQueue;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueueBuilder;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueueStore;
@@ -104,7 +105,8 @@ final class StoreQueues {
     /**
      * Opens the request queue in {@code queuePath} read-only, with {@code cycle} (the manifest's; null for a store
      * written before the manifest recorded it, when Chronicle's metadata decides), after checking that no queue file
-     * was cut so short that a read would fault ({@link #checkNotCut}).
+     * was cut so short that a read would fault ({@link #checkNotCut}). With the manifest's cycle Chronicle's
+     * {@code metadata.cq4t} is not read at all ({@link FileListedReadOnlyQueue}): the files present are the queue.
      *
      * @throws StoreException naming {@code queuePath} when the queue cannot be opened, or naming the file that ends
      *     before its last record
@@ -113,11 +115,10 @@ final class StoreQueues {
         StoreCheckpoint.checkQueueFiles(queuePath);
         SingleChronicleQueue queue;
         try {
-            SingleChronicleQueueBuilder builder = SingleChronicleQueueBuilder.binary(queuePath).readOnly(true);
-            if (cycle != null) {
-                builder.rollCycle(cycle);
-            }
-            queue = builder.build();
+            // with the manifest's roll cycle the files are listed from the folder, never from Chronicle's metadata file
+            // (which a damaged or emptied copy, or one naming a deleted first file, would make unreadable)
+            queue = cycle != null ? FileListedReadOnlyQueue.open(queuePath, cycle)
+                    : SingleChronicleQueueBuilder.binary(queuePath).readOnly(true).build();
         } catch (RuntimeException e) {
             throw new StoreException(queuePath, "cannot open the request queue", e);
         }

@@ -231,10 +231,12 @@ class CorruptionTest {
                 + "truncated; its records are lost"), String.valueOf(e));
         Files.delete(file);
         e = readAll(dir, new ArrayList<>());
-        assertTrue(e instanceof StoreException && e.getMessage().contains("the request queue lost records: it ends empty"), String.valueOf(e));
+        // the checkpoint lists the file (issue 21): the loss names it and its ordinals
+        String deleted = file.getFileName() + " is missing: the records of ordinals 0 to " + (REQUESTS - 1);
+        assertTrue(e instanceof StoreLossException && e.getMessage().contains(deleted), String.valueOf(e));
         try (ChronicleRoutingSink sink = ChronicleRoutingSink.open(config())) {
             assertEquals(1, sink.recovery().losses().size(), sink.recovery().describe());
-            assertTrue(sink.recovery().losses().get(0).startsWith(dir.resolve("requests") + ": the request queue lost records"),
+            assertTrue(sink.recovery().losses().get(0).startsWith(dir.resolve("requests") + ": " + deleted),
                     sink.recovery().describe());
         }
     }

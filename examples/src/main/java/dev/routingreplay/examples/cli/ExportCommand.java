@@ -70,6 +70,9 @@ public final class ExportCommand implements Callable<Integer> {
         long count = 0;
         long bytes = 0;
         try (RoutingReplay replay = RoutingReplay.open(store)) {
+            replay.incomplete().ifPresent(reason -> {
+                throw new CommandException(ExitStatus.STORE, reason);
+            });
             Flux<ReplayedRequest> requests = replay.fromStart();
             if (afterIndex != null) {
                 try {
