@@ -17,7 +17,10 @@ What a fetch guarantees (see docs/trainer.md for the whole contract):
   router there);
 * the bytes were checked: the CRC32C of the response body must equal the server's ``X-R3-Body-CRC32C``, and a whole
   native fetch's array bytes must equal the writer's ``X-R3-CRC32C``; otherwise :class:`ChecksumError`;
-* every failure names the request and carries the server's one-line reason (:class:`ReplayError` and subclasses).
+* every failure names the request and carries the server's one-line reason (:class:`ReplayError` and subclasses);
+  a URL that is not an ``r3 serve`` server raises :class:`NotAnR3Server`, one nobody listens at
+  :class:`ServerUnreachable`, one that does not answer in time :class:`ReplayTimeout`; an error body is cut to one short
+  line (an HTML page to its ``<title>``).
 """
 
 from __future__ import annotations
@@ -522,7 +525,8 @@ class ReplayClient:
 
         Ends after ``limit`` records, or never; closing the generator (``break``, ``.close()``) closes the connection
         and frees the server's follower place. With ``read_timeout_s``, waiting longer than that for the next record
-        raises :class:`TimeoutError`. Raises :class:`ServerBusy` when the server has ``--max-followers`` already.
+        raises :class:`ReplayTimeout` (a :class:`TimeoutError`). Raises :class:`ServerBusy` when the server has
+        ``--max-followers`` already.
         """
         query = self._listing_query(after, limit, follow=True)
         conn, res = self._open(query, "/requests?follow=true", read_timeout_s=read_timeout_s)
@@ -565,6 +569,8 @@ class ReplayClient:
             MissingRowsError: ``dtype="native"`` for rows that include a missing one (the message names the count).
             BadRequest, Unauthorized, RequestNotFound, RequestDeleted, ReplayError: the server's answer, naming the
                 request and carrying the server's reason.
+            NotAnR3Server, ServerUnreachable, ReplayTimeout: the URL is not an r3 server, nobody listens there, or it
+                did not answer within ``timeout_s``.
         """
         what = _describe(request)
         if isinstance(request, RequestInfo):
