@@ -119,7 +119,8 @@ class NotAnR3Server(ReplayError):
 
 
 class ServerUnreachable(ReplayError):
-    """No connection to the server: nobody listens there, the host is unknown, or it closed the connection unanswered."""
+    """No connection to the server: nobody listens there, the host is unknown, it closed the connection unanswered, or
+    a proxy in front of it answered 502, 503 or 504 with an HTML page."""
 
 
 class ReplayTimeout(ReplayError, TimeoutError):
@@ -430,6 +431,9 @@ class ReplayClient:
             finally:
                 conn.close()
             message = _body_line(body, content_type) or res.reason
+            if _is_html(body, content_type) and res.status in (502, 503, 504):
+                # r3 serve never sends HTML: a proxy in front of it answered for a server it could not reach
+                raise ServerUnreachable(what, res.status, message, f"a proxy at {self.url} could not reach the server behind it")
             if _is_html(body, content_type) or (res.status == 404 and path == "/manifest"):
                 raise self._not_r3(what, res.status, message)
             raise _BY_STATUS.get(res.status, ReplayError)(what, res.status, message)

@@ -166,6 +166,16 @@ def test_a_server_that_never_answers_is_a_timeout_naming_the_limit() -> None:
             s.close()
 
 
+def test_a_proxys_html_gateway_error_is_unreachable(serve: Callable[[int, str, str], str]) -> None:
+    url = serve(502, "text/html", "<html><head><title>502 Bad Gateway</title></head><body>" + "nginx " * 500 + "</body></html>")
+    c = ReplayClient(url, token="", timeout_s=10)
+    for call in _calls(c):
+        with pytest.raises(ServerUnreachable) as e:
+            call()
+        text = _one_line(e.value)
+        assert "HTTP 502: an HTML page titled '502 Bad Gateway'" in text and "could not reach the server behind it" in text, text
+
+
 def test_a_port_nobody_listens_on_is_unreachable() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
