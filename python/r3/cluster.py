@@ -21,6 +21,7 @@ use one group each. See docs/cluster.md.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -30,7 +31,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["ClusterReader", "ClusterRecord", "ClusterError", "r3_command"]
+__all__ = ["ClusterReader", "ClusterRecord", "ClusterError", "KafkaUnreachable", "r3_command"]
 
 _FLAGS = ("--add-exports=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/java.lang.reflect=ALL-UNNAMED "
           "--add-exports=java.base/jdk.internal.ref=ALL-UNNAMED --add-opens=java.base/java.lang=ALL-UNNAMED "
@@ -40,6 +41,14 @@ _FLAGS = ("--add-exports=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/
 
 class ClusterError(RuntimeError):
     """``r3 cluster-read`` failed: a node stayed away (the message names the node and the request), or Kafka did."""
+
+
+class KafkaUnreachable(ClusterError):
+    """No Kafka broker answered at the bootstrap servers within ``connect_timeout_s``; ``bootstrap`` names them."""
+
+    def __init__(self, message: str, bootstrap: str) -> None:
+        super().__init__(message)
+        self.bootstrap = bootstrap
 
 
 @dataclass(frozen=True)
@@ -72,21 +81,27 @@ class ClusterReader:
     ``layers`` is a ``(FROM, TO)`` pair of 0-based MoE layers (a pipeline-parallel rank's), ``start`` the first row of
     each request; both are cut on the nodes. ``max_in_flight`` bounds the fetches in flight (1 to 4096). The iterator
     never ends on its own; :meth:`close` (or leaving the ``with`` block) stops the child, which commits what was
-    acknowledged and leaves the group. A failure of the child raises :class:`ClusterError` with its message.
+    acknowledged and leaves the group. A failure of the child raises :class:`ClusterError` with its message;
+    when no broker at ``bootstrap`` answered within ``connect_timeout_s`` (default 30 s), :class:`KafkaUnreachable`.
     """
 
     def __init__(self, r3: Sequence[str], bootstrap: str, group: str, topic: str = "r3-requests",
-                 layers: Optional[Tuple[int, int]] = None, start: int = 0, max_in_flight: int = 16) -> None:
+                 layers: Optional[Tuple[int, int]] = None, start: int = 0, max_in_flight: int = 16,
+                 connect_timeout_s: float = 30.0) -> None:
+        if not (isinstance(connect_timeout_s, (int, float)) and connect_timeout_s > 0 and math.isfinite(connect_timeout_s)):
+            raise ValueError(f"connect_timeout_s must be a positive number of seconds, got {connect_timeout_s!r}")
         if start < 0:
             raise ValueError(f"start must not be negative, got {start}")
         if layers is not None and not (0 <= layers[0] < layers[1]):
             raise ValueError(f"layers must be (FROM, TO) with 0 <= FROM < TO, got {layers}")
         self._dir = tempfile.mkdtemp(prefix="r3-cluster-")
         cmd = [*r3, "cluster-read", "--bootstrap", bootstrap, "--group", group, "--topic", topic, "--start", str(start),
-               "--max-in-flight", str(max_in_flight), "--json", "--ack-stdin", "--npy-dir", self._dir]
+               "--max-in-flight", str(max_in_flight), "--connect-timeout-ms", str(max(1, round(connect_timeout_s * 1000))),
+               "--json", "--ack-stdin", "--npy-dir", self._dir]
         if layers is not None:
             cmd += ["--layers", f"{layers[0]}:{layers[1]}"]
         self._stderr = tempfile.TemporaryFile()
+        self._bootstrap = bootstrap
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1)
         self._owed = False
 
@@ -108,7 +123,11 @@ class ClusterReader:
         line = self._proc.stdout.readline()
         if not line:
             self._proc.wait(timeout=30)
-            raise ClusterError(f"r3 cluster-read ended (exit status {self._proc.returncode}): {self._error_text()}")
+            text = self._error_text()
+            for error in text.splitlines():
+                if "no Kafka broker answered at" in error:  # the child's one line for it; Kafka's warnings are around it
+                    raise KafkaUnreachable(error.strip(), self._bootstrap)
+            raise ClusterError(f"r3 cluster-read ended (exit status {self._proc.returncode}): {text}")
         member = json.loads(line)
         path = member.pop("npy")
         routing = np.load(path)

@@ -17,15 +17,21 @@ What a fetch guarantees (see docs/trainer.md for the whole contract):
   router there);
 * the bytes were checked: the CRC32C of the response body must equal the server's ``X-R3-Body-CRC32C``, and a whole
   native fetch's array bytes must equal the writer's ``X-R3-CRC32C``; otherwise :class:`ChecksumError`;
-* every failure names the request and carries the server's one-line reason (:class:`ReplayError` and subclasses).
+* every failure names the request and carries the server's one-line reason (:class:`ReplayError` and subclasses);
+  a URL that is not an ``r3 serve`` server raises :class:`NotAnR3Server`, one nobody listens at
+  :class:`ServerUnreachable`, one that does not answer in time :class:`ReplayTimeout`; an error body is cut to one short
+  line (an HTML page to its ``<title>``).
 """
 
 from __future__ import annotations
 
+import html
 import http.client
 import io
 import json
 import os
+import re
+import socket
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -44,6 +50,9 @@ __all__ = [
     "ServerBusy",
     "MissingRowsError",
     "ChecksumError",
+    "NotAnR3Server",
+    "ServerUnreachable",
+    "ReplayTimeout",
     "crc32c",
     "crc32c_combine",
 ]
@@ -104,7 +113,43 @@ class ChecksumError(ReplayError):
     """The bytes received do not match the checksum the server sent: nothing of them is returned."""
 
 
+class NotAnR3Server(ReplayError):
+    """The URL answers, but not as an ``r3 serve`` server: an HTML page, JSON without r3's fields, an answer without
+    r3's ``X-R3-`` headers, or a 404 for ``/manifest`` (another service, or the right host at the wrong path)."""
+
+
+class ServerUnreachable(ReplayError):
+    """No connection to the server: nobody listens there, the host is unknown, it closed the connection unanswered, or
+    a proxy in front of it answered 502, 503 or 504 with an HTML page."""
+
+
+class ReplayTimeout(ReplayError, TimeoutError):
+    """The server did not answer within ``timeout_s`` (or a :meth:`ReplayClient.follow` got no record within its
+    ``read_timeout_s``). Also a :class:`TimeoutError`."""
+
+
 _BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: RequestNotFound, 409: MissingRowsError, 410: RequestDeleted, 503: ServerBusy}
+
+# the most characters of a server's error body an exception message carries
+_BODY_CHARS = 300
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+
+
+def _is_html(body: bytes, content_type: str) -> bool:
+    head = body[:256].lstrip().lower()
+    return "html" in content_type.lower() or head.startswith(b"<!doctype html") or head.startswith(b"<html")
+
+
+def _body_line(body: bytes, content_type: str) -> str:
+    """A server's answer as one short line: an HTML page by its ``<title>``, any other body with its whitespace folded
+    and cut to ``_BODY_CHARS`` characters."""
+    text = body.decode("utf-8", "replace")
+    if _is_html(body, content_type):
+        found = _TITLE.search(text)
+        title = " ".join(html.unescape(found.group(1)).split()) if found else ""
+        return f"an HTML page titled {title[:_BODY_CHARS]!r}" if title else "an HTML page without a title"
+    text = " ".join(text.split())
+    return text if len(text) <= _BODY_CHARS else text[:_BODY_CHARS] + "..."
 
 
 # --------------------------------------------------------------------------------------------------------- CRC32C
@@ -350,6 +395,12 @@ class ReplayClient:
 
     # ------------------------------------------------------------------------------------------ transport
 
+    def _not_r3(self, what: str, status: int, problem: str) -> NotAnR3Server:
+        return NotAnR3Server(what, status, problem, f"{self.url} is not an r3 server, or not at this path")
+
+    def _timed_out(self, what: str, status: int = 0) -> ReplayTimeout:
+        return ReplayTimeout(what, status, f"no answer from {self.url} within {self.timeout_s:g} s (timeout_s)")
+
     def _open(self, path: str, what: str, read_timeout_s: Optional[float] = None) -> Tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
         conn = cls(self._host, self._port, timeout=self.timeout_s)
@@ -359,17 +410,33 @@ class ReplayClient:
         try:
             conn.request("GET", self._prefix + path, headers=headers)
             res = conn.getresponse()
+        except socket.timeout as e:
+            conn.close()
+            raise self._timed_out(what) from e
+        except http.client.RemoteDisconnected as e:
+            conn.close()
+            raise ServerUnreachable(what, 0, f"cannot reach {self.url}: it closed the connection without an answer") from e
+        except http.client.BadStatusLine as e:
+            conn.close()
+            raise self._not_r3(what, 0, f"the answer is not HTTP ({_body_line(str(e).encode(), '')})") from e
         except (OSError, http.client.HTTPException) as e:
             conn.close()
-            raise ReplayError(what, 0, f"cannot reach {self.url}: {e}") from e
+            raise ServerUnreachable(what, 0, f"cannot reach {self.url}: {e}") from e
         if res.status != 200:
+            content_type = res.getheader("content-type", "")
             try:
-                message = res.read(64 * 1024).decode("utf-8", "replace").strip()
+                body = res.read(64 * 1024)
             except (OSError, http.client.HTTPException):
-                message = ""
+                body = b""
             finally:
                 conn.close()
-            raise _BY_STATUS.get(res.status, ReplayError)(what, res.status, message or res.reason)
+            message = _body_line(body, content_type) or res.reason
+            if _is_html(body, content_type) and res.status in (502, 503, 504):
+                # r3 serve never sends HTML: a proxy in front of it answered for a server it could not reach
+                raise ServerUnreachable(what, res.status, message, f"a proxy at {self.url} could not reach the server behind it")
+            if _is_html(body, content_type) or (res.status == 404 and path == "/manifest"):
+                raise self._not_r3(what, res.status, message)
+            raise _BY_STATUS.get(res.status, ReplayError)(what, res.status, message)
         if read_timeout_s is not None and conn.sock is not None:
             conn.sock.settimeout(read_timeout_s)
         return conn, res
@@ -390,6 +457,8 @@ class ReplayClient:
             else:
                 body = bytearray(res.read())
             return res, body
+        except socket.timeout as e:
+            raise self._timed_out(what, res.status) from e
         except (OSError, http.client.HTTPException) as e:
             raise ReplayError(what, res.status, f"reading the answer failed: {e}") from e
         finally:
@@ -401,17 +470,34 @@ class ReplayClient:
         """Whether the server answers ``/health`` (needs no token)."""
         try:
             res, body = self._get("/health", "/health")
-        except ReplayError:
-            return False
-        return json.loads(body.decode("utf-8")).get("status") == "ok"
+            return json.loads(body.decode("utf-8")).get("status") == "ok"
+        except (ReplayError, ValueError, AttributeError):
+            return False  # unreachable, refused, or not an r3 server's JSON
 
     def manifest(self) -> Manifest:
         """The store's shape, dtype, how missing rows are served and the ordinals stored now."""
-        _, body = self._get("/manifest", "/manifest")
-        m = json.loads(body.decode("utf-8"))
-        return Manifest(int(m["moeLayers"]), int(m["topK"]), int(m["numExperts"]), str(m["dtype"]), int(m["storeFormat"]),
-                        int(m["missingAs"]), tuple(str(d) for d in m["missingDtypes"]), int(m["slotCapacity"]),
-                        int(m["firstOrdinal"]), int(m["lastOrdinal"]))
+        res, body = self._get("/manifest", "/manifest")
+        try:
+            m = json.loads(body.decode("utf-8"))
+            return Manifest(int(m["moeLayers"]), int(m["topK"]), int(m["numExperts"]), str(m["dtype"]), int(m["storeFormat"]),
+                            int(m["missingAs"]), tuple(str(d) for d in m["missingDtypes"]), int(m["slotCapacity"]),
+                            int(m["firstOrdinal"]), int(m["lastOrdinal"]))
+        except KeyError as e:
+            raise self._not_r3("/manifest", res.status, f"the answer has no {e.args[0]!r}: {_body_line(bytes(body), '')}") from None
+        except (ValueError, TypeError, AttributeError) as e:
+            raise self._not_r3("/manifest", res.status, f"the answer is not an r3 manifest ({e}): "
+                                                        f"{_body_line(bytes(body), res.getheader('content-type', ''))}") from None
+
+    def _info(self, what: str, line: Union[str, bytes]) -> RequestInfo:
+        """One listing line as a :class:`RequestInfo`; :class:`NotAnR3Server` when it is not an r3 listing line."""
+        try:
+            return RequestInfo._of(json.loads(line))
+        except KeyError as e:
+            problem = f"a listing line has no {e.args[0]!r}"
+        except (ValueError, TypeError, AttributeError) as e:
+            problem = f"a listing line is not an r3 record ({e})"
+        text = line if isinstance(line, str) else line.decode("utf-8", "replace")
+        raise self._not_r3(what, 200, f"{problem}: {_body_line(text.encode(), '')}")
 
     @staticmethod
     def _listing_query(after: Union[None, str, RequestInfo], limit: Optional[int], follow: bool) -> str:
@@ -435,7 +521,7 @@ class ReplayClient:
         """
         query = self._listing_query(after, limit, follow=False)
         _, body = self._get(query, "/requests")
-        return [RequestInfo._of(json.loads(line)) for line in body.decode("utf-8").splitlines() if line.strip()]
+        return [self._info("/requests", line) for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
 
     def follow(self, after: Union[None, str, RequestInfo] = None, limit: Optional[int] = None,
                read_timeout_s: Optional[float] = None) -> Iterator[RequestInfo]:
@@ -443,7 +529,8 @@ class ReplayClient:
 
         Ends after ``limit`` records, or never; closing the generator (``break``, ``.close()``) closes the connection
         and frees the server's follower place. With ``read_timeout_s``, waiting longer than that for the next record
-        raises :class:`TimeoutError`. Raises :class:`ServerBusy` when the server has ``--max-followers`` already.
+        raises :class:`ReplayTimeout` (a :class:`TimeoutError`). Raises :class:`ServerBusy` when the server has
+        ``--max-followers`` already.
         """
         query = self._listing_query(after, limit, follow=True)
         conn, res = self._open(query, "/requests?follow=true", read_timeout_s=read_timeout_s)
@@ -451,16 +538,16 @@ class ReplayClient:
             while True:
                 try:
                     line = res.readline()
-                except TimeoutError as e:
-                    raise TimeoutError(f"/requests?follow=true: no new record within {read_timeout_s} s") from e
+                except socket.timeout as e:
+                    raise ReplayTimeout("/requests?follow=true", res.status, f"no new record within {read_timeout_s} s") from e
                 except OSError as e:
                     if "timed out" in str(e):
-                        raise TimeoutError(f"/requests?follow=true: no new record within {read_timeout_s} s") from e
+                        raise ReplayTimeout("/requests?follow=true", res.status, f"no new record within {read_timeout_s} s") from e
                     raise ReplayError("/requests?follow=true", res.status, f"the listing broke off: {e}") from e
                 if not line:
                     return
                 if line.strip():
-                    yield RequestInfo._of(json.loads(line))
+                    yield self._info("/requests?follow=true", line)
         finally:
             conn.close()
 
@@ -486,6 +573,8 @@ class ReplayClient:
             MissingRowsError: ``dtype="native"`` for rows that include a missing one (the message names the count).
             BadRequest, Unauthorized, RequestNotFound, RequestDeleted, ReplayError: the server's answer, naming the
                 request and carrying the server's reason.
+            NotAnR3Server, ServerUnreachable, ReplayTimeout: the URL is not an r3 server, nobody listens there, or it
+                did not answer within ``timeout_s``.
         """
         what = _describe(request)
         if isinstance(request, RequestInfo):
@@ -521,6 +610,10 @@ class ReplayClient:
             params.append(("dtype", dtype))
         query = "?" + urllib.parse.urlencode(params) if params else ""
         res, body = self._get(path + query, what)
+        if not any(name.lower().startswith("x-r3-") for name in res.headers):
+            content_type = res.getheader("content-type", "")
+            raise self._not_r3(what, res.status, f"the answer ({content_type or 'no content-type'}) has no X-R3- headers: "
+                                                 f"{_body_line(bytes(body[:4096]), content_type)}")
         array = self._checked_array(what, res, body, whole=not params)
         rows = int(res.getheader("x-r3-seq-len", "-1"))
         if rows >= 0:

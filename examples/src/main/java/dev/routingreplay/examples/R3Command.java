@@ -36,12 +36,20 @@ public final class R3Command implements Runnable {
     /** The {@code r3} command line with every subcommand and the error handling of {@link CommandErrors}; not yet run. */
     public static CommandLine commandLine() {
         CommandLine cli = new CommandLine(new R3Command());
-        cli.addSubcommand("verify", new Trainer());
-        cli.addSubcommand("export", new ExportCommand());
-        cli.addSubcommand("serve", new ServeCommand());
-        cli.addSubcommand("sidecar", new SidecarCommand());
-        cli.addSubcommand("cluster-read", new ClusterReadCommand());
+        add(cli, "verify", new Trainer());
+        add(cli, "export", new ExportCommand());
+        add(cli, "serve", new ServeCommand());
+        add(cli, "sidecar", new SidecarCommand());
+        add(cli, "cluster-read", new ClusterReadCommand());
         return CommandErrors.install(cli);
+    }
+
+    /**
+     * Adds {@code command} as {@code r3 <name>}: its help and errors name it so, whatever name its class declares for
+     * its own {@code main} (before: {@code r3 export --help} printed {@code Usage: r3 r3-export}).
+     */
+    private static void add(CommandLine cli, String name, Object command) {
+        cli.addSubcommand(name, new CommandLine(command).setCommandName(name));
     }
 
     /** Runs the command line and exits with its status. */

@@ -11,6 +11,7 @@ import dev.routingreplay.sink.StoreManifest;
 import dev.routingreplay.sink.StoreUsage;
 import dev.routingreplay.examples.cli.CommandException;
 import dev.routingreplay.examples.cli.ExitStatus;
+import dev.routingreplay.examples.cli.MemoryBudget;
 import dev.routingreplay.examples.cli.VerboseOption;
 import java.io.PrintWriter;
 import java.nio.file.Files;
@@ -144,12 +145,38 @@ final class RunCommand implements Callable<Integer> {
         }
     }
 
+    /**
+     * What the options will allocate, before anything is: the store's slot store ({@code --concurrency} sizes the KV
+     * pool, {@code --model} the row), the staging ring ({@code --ring-depth} slots for the engine's largest step, staging
+     * and host copies on the host backend; CUDA memory is outside the JVM's limits) and the engine's buffers, checked
+     * against the JVM's direct-memory and heap limits. Too much is a usage error naming the options.
+     */
+    MemoryBudget memoryBudget(EngineConfig config) {
+        RoutingShape shape = config.shape();
+        int slots = config.slotCapacity();
+        int tokens = config.maxTokensPerStep();
+        boolean host = backend.equals("host");
+        MemoryBudget budget = MemoryBudget.of("--model " + model.cliName() + " --concurrency " + concurrency + " --ring-depth " + ringDepth)
+                .direct("slot store " + slots + " slots x " + shape.rowBytes() + " B", MemoryBudget.times(slots, shape.rowBytes()));
+        if (host) {
+            budget.direct("staging ring " + ringDepth + " slots x 2 copies for " + tokens + " tokens a step",
+                    MemoryBudget.ringBytes(shape, tokens, ringDepth, 2));
+        }
+        long engineBytes = host ? (long) tokens * (shape.idsPerRow() * 4L * 2 + 16) : tokens * 20L;
+        return budget.direct("engine buffers for " + tokens + " tokens", engineBytes)
+                .heap("slot flags " + slots + " slots x 2 bits", slots / 4L)
+                .heap("KV blocks " + (config.gpuBlocks() + config.hostBlocks()) + " x 24 B", (config.gpuBlocks() + config.hostBlocks()) * 24L);
+    }
+
     /** Runs and checks; returns 0 when every stored request matched, 1 otherwise; other failures are exceptions. */
     @Override
     public Integer call() {
         validate();
         RoutingShape shape = model.shape();
         EngineConfig config = EngineConfig.defaults(shape, requests, concurrency, seed);
+        memoryBudget(config).shortfall(MemoryBudget.Limits.ofThisJvm()).ifPresent(problem -> {
+            throw new ParameterException(spec.commandLine(), problem);
+        });
         Path dir = out != null ? out : Path.of("r3-data", "run-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
         if (Files.exists(dir.resolve(StoreManifest.FILE))) {
             throw new CommandException(ExitStatus.OUTPUT_EXISTS, "--out " + dir + " already holds a store; choose another --out");

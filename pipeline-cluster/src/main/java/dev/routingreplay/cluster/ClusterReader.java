@@ -56,9 +56,11 @@ public final class ClusterReader {
      * @param dedupCapacity dedup keys remembered
      * @param dedupLookback announcements read before a newly assigned partition's committed offset to learn their keys
      * @param onClose run on the reader's thread once a subscription committed for the last time and left the group
+     * @param bootstrap the bootstrap servers, as given (named in errors)
+     * @param connectTimeout the longest wait for the first answer of a broker
      */
     record Settings(String group, String topic, Map<String, Object> consumerProperties, Slice slice, int maxInFlight,
-            Fetcher.RetryPolicy retry, int dedupCapacity, int dedupLookback, Runnable onClose) {
+            Fetcher.RetryPolicy retry, int dedupCapacity, int dedupLookback, Runnable onClose, String bootstrap, Duration connectTimeout) {
         /** Announcements queued before the consumer pauses. */
         int maxQueued() {
             return Math.max(2 * maxInFlight, 16);
@@ -113,6 +115,8 @@ public final class ClusterReader {
         private int dedupLookback = 10_000;
         private HttpClient http = HttpClient.create();
         private Runnable onClose = () -> { };
+        private final String bootstrap;
+        private Duration connectTimeout = Duration.ofSeconds(30);
 
         private Builder(String bootstrap, String group, String topic) {
             if (bootstrap == null || bootstrap.isBlank()) {
@@ -126,6 +130,7 @@ public final class ClusterReader {
             }
             this.group = group;
             this.topic = topic;
+            this.bootstrap = bootstrap;
             consumer.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
             consumer.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
             consumer.put(ConsumerConfig.CLIENT_ID_CONFIG, "r3-cluster-" + group);
@@ -195,6 +200,19 @@ public final class ClusterReader {
             return this;
         }
 
+        /**
+         * The longest wait for the first answer of a broker at the bootstrap servers (default 30 s): past it, with no
+         * broker reachable, the subscription fails with a {@link ClusterReadException} naming the bootstrap servers,
+         * instead of the Kafka client retrying forever.
+         */
+        public Builder connectTimeout(Duration timeout) {
+            if (timeout == null || timeout.isNegative() || timeout.isZero()) {
+                throw new IllegalArgumentException("connectTimeout must be positive, was " + timeout);
+            }
+            this.connectTimeout = timeout;
+            return this;
+        }
+
         /** The HTTP client fetches go through (default {@code HttpClient.create()}: Reactor Netty's shared pool). */
         public Builder httpClient(HttpClient client) {
             this.http = Objects.requireNonNull(client, "client");
@@ -221,7 +239,7 @@ public final class ClusterReader {
             props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
             props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
             Settings s = new Settings(group, topic, Map.copyOf(props), slice, maxInFlight,
-                    new Fetcher.RetryPolicy(attempts, firstBackoff, maxBackoff, responseTimeout), dedupCapacity, dedupLookback, onClose);
+                    new Fetcher.RetryPolicy(attempts, firstBackoff, maxBackoff, responseTimeout), dedupCapacity, dedupLookback, onClose, bootstrap, connectTimeout);
             return new ClusterReader(s, http);
         }
     }

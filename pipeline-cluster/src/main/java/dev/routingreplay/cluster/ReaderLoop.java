@@ -37,6 +37,8 @@ final class ReaderLoop implements Runnable {
     private static final Duration IDLE_POLL = Duration.ofMillis(50);
     private static final long BUSY_PARK_NANOS = TimeUnit.MILLISECONDS.toNanos(2);
     private static final long COMMIT_EVERY_NANOS = TimeUnit.MILLISECONDS.toNanos(200);
+    /** The longest single wait for a broker's first answer, so that a stop or cancel is seen while waiting. */
+    private static final long CONNECT_SLICE_NANOS = TimeUnit.MILLISECONDS.toNanos(500);
 
     private final ClusterReader.Settings settings;
     private final Fetcher fetcher;
@@ -115,6 +117,7 @@ final class ReaderLoop implements Runnable {
         Throwable failure = null;
         try {
             consumer = new KafkaConsumer<>(settings.consumerProperties());
+            awaitBroker();
             consumer.subscribe(List.of(settings.topic()), new Rebalance());
             while (!cancelled && !stopping && failure == null) {
                 boolean ready = !done.isEmpty() || canDispatch();
@@ -137,6 +140,29 @@ final class ReaderLoop implements Runnable {
                     + settings.group() + "' on topic " + settings.topic() + " failed: " + t, t);
         } finally {
             shutdown(failure);
+        }
+    }
+
+    /**
+     * Waits for a broker at the bootstrap servers to answer a metadata request (the consumer's first contact), at most
+     * the connect timeout; past it, fails naming the bootstrap servers (the Kafka client alone would retry forever and
+     * only log warnings).
+     */
+    private void awaitBroker() {
+        long deadline = System.nanoTime() + settings.connectTimeout().toNanos();
+        while (!cancelled && !stopping) {
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                throw new ClusterReadException(null, "no Kafka broker answered at " + settings.bootstrap() + " within "
+                        + settings.connectTimeout().toMillis() + " ms (the reader's connect timeout); check the bootstrap servers and that a "
+                        + "broker runs there", null);
+            }
+            try {
+                consumer.listTopics(Duration.ofNanos(Math.min(left, CONNECT_SLICE_NANOS)));
+                return;
+            } catch (org.apache.kafka.common.errors.TimeoutException e) {
+                // no answer yet: the client keeps connecting; ask again until the deadline
+            }
         }
     }
 

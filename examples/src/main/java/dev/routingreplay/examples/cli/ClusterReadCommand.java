@@ -68,6 +68,11 @@ public final class ClusterReadCommand implements Callable<Integer> {
     @Option(names = "--max-in-flight", defaultValue = "16", description = "Most fetches at once, 1 to 4096 (default: ${DEFAULT-VALUE}).")
     int maxInFlight;
 
+    @Option(names = "--connect-timeout-ms", defaultValue = "30000",
+            description = "Longest wait for a Kafka broker at --bootstrap to answer first, in ms, 1 to 3600000 (default: ${DEFAULT-VALUE}); "
+                    + "past it the command exits with status 6 naming the bootstrap servers.")
+    long connectTimeoutMs;
+
     @Option(names = "--limit", description = "Stop after this many requests (default: never).")
     Long limit;
 
@@ -93,6 +98,10 @@ public final class ClusterReadCommand implements Callable<Integer> {
         if (start < 0) {
             throw new ParameterException(spec.commandLine(), "Invalid value for option '--start': " + start + " is negative");
         }
+        if (connectTimeoutMs < 1 || connectTimeoutMs > TimeUnit.HOURS.toMillis(1)) {
+            throw new ParameterException(spec.commandLine(), "Invalid value for option '--connect-timeout-ms': " + connectTimeoutMs
+                    + " is not in 1..3600000");
+        }
         if ((limit != null && limit < 1) || (idleExitMs != null && idleExitMs < 1)) {
             throw new ParameterException(spec.commandLine(), "Invalid value: --limit and --idle-exit-ms must be positive");
         }
@@ -100,7 +109,7 @@ public final class ClusterReadCommand implements Callable<Integer> {
         ClusterReader reader;
         try {
             reader = ClusterReader.builder(bootstrap, group, topic).slice(Slice.parse(start, layers)).maxInFlight(maxInFlight)
-                    .onClose(ended::countDown).build();
+                    .connectTimeout(Duration.ofMillis(connectTimeoutMs)).onClose(ended::countDown).build();
         } catch (IllegalArgumentException e) {
             throw new ParameterException(spec.commandLine(), "Invalid value: " + e.getMessage());
         }
@@ -184,12 +193,16 @@ public final class ClusterReadCommand implements Callable<Integer> {
             }
         }
         double seconds = (System.nanoTime() - started) / 1e9;
+        Throwable t = failure.get();
+        if (t instanceof ClusterReadException && requests.get() == 0 && t.getMessage().startsWith("no Kafka broker answered")) {
+            // never connected: the one line says so, with the option that sets the wait; there is nothing to sum up
+            throw new CommandException(ExitStatus.UNAVAILABLE, t.getMessage() + " (--connect-timeout-ms " + connectTimeoutMs + ")", t);
+        }
         spec.commandLine().getErr().printf("r3 cluster-read: %d requests, %.1f MB in %.1f s (%.0f requests/s, %.1f MB/s); durable-to-trainer "
                 + "latency p50 %.1f ms, p99 %.1f ms, max %.1f ms%n", requests.get(), bytes.get() / 1e6, seconds, requests.get() / seconds,
                 bytes.get() / 1e6 / seconds, latency.getValueAtPercentile(50) / 1e3, latency.getValueAtPercentile(99) / 1e3,
                 latency.getMaxValue() / 1e3);
         spec.commandLine().getErr().flush();
-        Throwable t = failure.get();
         if (t != null) {
             throw new CommandException(ExitStatus.UNAVAILABLE, t instanceof ClusterReadException ? t.getMessage() : t.toString(), t);
         }

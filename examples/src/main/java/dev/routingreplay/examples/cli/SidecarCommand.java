@@ -86,6 +86,7 @@ public final class SidecarCommand implements Callable<Integer> {
     boolean once;
 
     private final AtomicReference<StoreException> storeFailure = new AtomicReference<>();
+    private final AtomicReference<CommandException> memoryRefusal = new AtomicReference<>();
 
     private void validate() {
         if (!List.of("host", "cuda").contains(backend)) {
@@ -116,6 +117,29 @@ public final class SidecarCommand implements Callable<Integer> {
         if (Files.exists(store) && !Files.isDirectory(store)) {
             throw new CommandException(ExitStatus.STORE, "--store " + store + " exists and is not a folder");
         }
+        // the row size and the step size come with the engine's HELLO: at start, the least the slots need
+        MemoryBudget.of("--slots " + slots)
+                .direct("slot store " + slots + " slots x at least 1 B a row (the row size comes with the engine's HELLO)", slots)
+                .heap("slot flags " + slots + " slots x 2 bits", slots / 4L)
+                .shortfall(MemoryBudget.Limits.ofThisJvm()).ifPresent(problem -> {
+                    throw new ParameterException(spec.commandLine(), problem);
+                });
+    }
+
+    /**
+     * What the first HELLO's shape and {@code max_tokens} make the options allocate: the slot store and, on the host
+     * backend, the staging ring's staging and host copies (CUDA memory is outside the JVM's limits).
+     */
+    private MemoryBudget memoryBudget(RoutingShape shape, int maxStepTokens) {
+        MemoryBudget budget = MemoryBudget.of("--slots " + slots + " --ring-depth " + ringDepth + " with the engine's " + shape.describe()
+                + " and max_tokens=" + maxStepTokens)
+                .direct("slot store " + slots + " slots x " + shape.rowBytes() + " B", MemoryBudget.times(slots, shape.rowBytes()))
+                .heap("slot flags " + slots + " slots x 2 bits", slots / 4L);
+        if (backend.equals("host")) {
+            budget.direct("staging ring " + ringDepth + " slots x 2 copies for " + maxStepTokens + " tokens a step",
+                    MemoryBudget.ringBytes(shape, maxStepTokens, ringDepth, 2));
+        }
+        return budget;
     }
 
     private void range(String option, long value, long min, long max) {
@@ -126,6 +150,12 @@ public final class SidecarCommand implements Callable<Integer> {
 
     /** The store of an engine's shape: files roll every minute, as {@code r3 run}'s, so retention can delete whole files. */
     private ChronicleRoutingSink openStore(RoutingShape shape, int maxStepTokens) {
+        memoryBudget(shape, maxStepTokens).shortfall(MemoryBudget.Limits.ofThisJvm()).ifPresent(problem -> {
+            // the engine is answered FAILED code 2 with this line, before anything is allocated or created
+            CommandException refused = new CommandException(ExitStatus.USAGE, problem);
+            memoryRefusal.set(refused);
+            throw refused;
+        });
         StoreConfig.Builder config = StoreConfig.builder(store, shape, slots).rollCycle(LegacyRollCycles.MINUTELY)
                 .maxStepTokens(Math.max(16384, maxStepTokens));
         if (retainRequestGib != null) {
@@ -187,6 +217,10 @@ public final class SidecarCommand implements Callable<Integer> {
         SessionSummary summary = first.get();
         if (summary == null || summary.outcome() == SessionSummary.Outcome.FAREWELL) {
             return ExitStatus.OK.code();
+        }
+        CommandException refused = memoryRefusal.get();
+        if (refused != null) {
+            throw refused;
         }
         StoreException failed = storeFailure.get();
         if (failed != null) {
