@@ -5,14 +5,15 @@ import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.device.RoutingDevice;
 import dev.routingreplay.core.pipeline.CapturePipeline;
 import dev.routingreplay.core.pipeline.PipelineStats;
-import dev.routingreplay.sink.ChronicleRoutingSink;
-import dev.routingreplay.sink.StoreConfig;
-import dev.routingreplay.sink.StoreManifest;
-import dev.routingreplay.sink.StoreUsage;
+import dev.routingreplay.core.sink.SlotStore;
 import dev.routingreplay.examples.cli.CommandException;
 import dev.routingreplay.examples.cli.ExitStatus;
 import dev.routingreplay.examples.cli.MemoryBudget;
 import dev.routingreplay.examples.cli.VerboseOption;
+import dev.routingreplay.sink.ChronicleRoutingSink;
+import dev.routingreplay.sink.StoreConfig;
+import dev.routingreplay.sink.StoreManifest;
+import dev.routingreplay.sink.StoreUsage;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -164,7 +165,7 @@ final class RunCommand implements Callable<Integer> {
         }
         long engineBytes = host ? (long) tokens * (shape.idsPerRow() * 4L * 2 + 16) : tokens * 20L;
         return budget.direct("engine buffers for " + tokens + " tokens", engineBytes)
-                .heap("slot flags " + slots + " slots x 2 bits", slots / 4L)
+                .heap("slot stamps " + slots + " slots x " + SlotStore.HEAP_BYTES_PER_SLOT + " B", slots * (long) SlotStore.HEAP_BYTES_PER_SLOT)
                 .heap("KV blocks " + (config.gpuBlocks() + config.hostBlocks()) + " x 24 B", (config.gpuBlocks() + config.hostBlocks()) * 24L);
     }
 

@@ -5,6 +5,7 @@ import dev.routingreplay.bridge.SidecarServer;
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.device.InterprocessDevice;
 import dev.routingreplay.core.device.RoutingDevice;
+import dev.routingreplay.core.sink.SlotStore;
 import dev.routingreplay.cuda.PackSite;
 import dev.routingreplay.examples.Backends;
 import dev.routingreplay.sink.ChronicleRoutingSink;
@@ -19,13 +20,13 @@ import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicReference;
 import net.openhft.chronicle.queue.rollcycles.LegacyRollCycles;
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.ParameterException;
 import picocli.CommandLine.Spec;
+import picocli.CommandLine;
 
 /**
  * {@code r3 sidecar}: the engine bridge's sidecar ({@link SidecarServer}, docs/engine-bridge.md). Listens on a Unix
@@ -120,7 +121,7 @@ public final class SidecarCommand implements Callable<Integer> {
         // the row size and the step size come with the engine's HELLO: at start, the least the slots need
         MemoryBudget.of("--slots " + slots)
                 .direct("slot store " + slots + " slots x at least 1 B a row (the row size comes with the engine's HELLO)", slots)
-                .heap("slot flags " + slots + " slots x 2 bits", slots / 4L)
+                .heap("slot stamps " + slots + " slots x " + SlotStore.HEAP_BYTES_PER_SLOT + " B", slots * (long) SlotStore.HEAP_BYTES_PER_SLOT)
                 .shortfall(MemoryBudget.Limits.ofThisJvm()).ifPresent(problem -> {
                     throw new ParameterException(spec.commandLine(), problem);
                 });
@@ -134,7 +135,7 @@ public final class SidecarCommand implements Callable<Integer> {
         MemoryBudget budget = MemoryBudget.of("--slots " + slots + " --ring-depth " + ringDepth + " with the engine's " + shape.describe()
                 + " and max_tokens=" + maxStepTokens)
                 .direct("slot store " + slots + " slots x " + shape.rowBytes() + " B", MemoryBudget.times(slots, shape.rowBytes()))
-                .heap("slot flags " + slots + " slots x 2 bits", slots / 4L);
+                .heap("slot stamps " + slots + " slots x " + SlotStore.HEAP_BYTES_PER_SLOT + " B", slots * (long) SlotStore.HEAP_BYTES_PER_SLOT);
         if (backend.equals("host")) {
             budget.direct("staging ring " + ringDepth + " slots x 2 copies for " + maxStepTokens + " tokens a step",
                     MemoryBudget.ringBytes(shape, maxStepTokens, ringDepth, 2));

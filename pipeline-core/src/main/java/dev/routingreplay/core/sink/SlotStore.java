@@ -99,10 +99,8 @@ public final class SlotStore implements AutoCloseable {
         this.guard = new NativeOwnerGuard("slot store of " + slotCapacity + " slots");
     }
 
-    /** Bytes a store of {@code slotCapacity} slots of {@code shape} takes: rows off the heap, stamps and states on it. */
-    public static long bytesFor(RoutingShape shape, long slotCapacity) {
-        return slotCapacity * (shape.rowBytes() + 2L * Long.BYTES + 1L);
-    }
+    /** Heap bytes a store keeps per slot besides its row: the write stamp, the gathered mark and the state. */
+    public static final int HEAP_BYTES_PER_SLOT = 2 * Long.BYTES + 1;
 
     /** Shape of the stored rows. */
     public RoutingShape shape() {
