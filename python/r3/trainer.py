@@ -4,17 +4,21 @@ Pure Python and numpy (torch only if you ask for tensors). One class, :class:`Re
 
     from r3.trainer import ReplayClient
     client = ReplayClient("http://127.0.0.1:8787")            # token: argument, else $R3_TOKEN, else none
-    routing = client.fetch("req-42", drop_last=True, dtype="int64")   # numpy int64 [S-1, layers, top_k]
+    routing = client.fetch("req-42", dtype="int64")   # numpy int64 [S, layers, top_k], S = prompt + generated - 1
 
-What a fetch guarantees (see docs/trainer.md for the whole contract):
+What a fetch guarantees (see docs/contract.md for which rows exist and what missing means, docs/trainer.md for the rest):
 
-* the array is ``[S', L', K]`` in token order (prompt, then output): ``S' = S - start`` rows, or ``S - 1 - start``
-  with ``drop_last``; ``L'`` MoE layers ``layers[0] .. layers[1]-1`` (0-based, dense layers not counted); ``K`` = top-k;
+* the array is ``[S', L', K]`` in token order (prompt, then output), one row per forwarded token: a record holds
+  ``S = prompt + generated - 1`` rows (the final generated token was never forwarded, so it has none; a trainer that
+  wants ``prompt + generated`` rows appends a placeholder row itself); ``S' = S - start`` rows, or ``S - 1 - start``
+  with ``drop_last`` (which drops the last *forwarded* token's row, the first generated token's for a one-token answer:
+  not what the missing final token needs); ``L'`` MoE layers ``layers[0] .. layers[1]-1`` (0-based, dense layers not counted); ``K`` = top-k;
 * ``dtype="native"`` is the store's compact dtype (uint8 up to 256 experts, uint16 up to 65536, else int32), which
   has no value for a missing row: a fetch whose rows include one raises :class:`MissingRowsError` (409) naming the
   count; ``"int16"`` (up to 32768 experts), ``"int32"`` and ``"int64"`` are signed and every id of a missing row is
-  ``missing`` (-1 unless asked). A missing row is one the rollout did not record (the trainer falls back to its live
-  router there);
+  ``missing`` (-1 unless asked). A missing row is one the store could not vouch for, with a reason
+  (``fetch(..., return_reasons=True)``, ``RequestInfo.missing_reasons``): the trainer falls back to its live router
+  there;
 * the bytes were checked: the CRC32C of the response body must equal the server's ``X-R3-Body-CRC32C``, and a whole
   native fetch's array bytes must equal the writer's ``X-R3-CRC32C``; otherwise :class:`ChecksumError`;
 * every failure names the request and carries the server's one-line reason (:class:`ReplayError` and subclasses);
@@ -33,7 +37,7 @@ import os
 import re
 import socket
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -308,7 +312,13 @@ class Manifest:
 class RequestInfo:
     """One finished request as ``/requests`` lists it: ``fetch(info)`` fetches exactly this record.
 
-    ``missing_rows`` counts its rows the rollout did not record (0 for most records).
+    ``missing_rows`` counts its rows the store could not vouch for (0 for most records) and ``missing_reasons`` how many
+    of them had each reason (``{"never-written": 2}``; docs/contract.md). ``superseded_by`` is the ordinal of a later
+    record of the same id (a retry finished again: fetching by id gives that one), else ``None``.
+
+    Two other kinds of line become a ``RequestInfo`` too, so a listing never stops short: ``damaged`` (a record the
+    store holds but cannot read: its checksum or bytes are wrong; the reason) and ``lost`` (records missing from the
+    store that retention did not delete: the last line, naming the file and ordinals). Their ``request_id`` is ``""``.
     """
 
     index: str
@@ -317,14 +327,34 @@ class RequestInfo:
     round: int
     seq_len: int
     missing_rows: int = 0
+    missing_reasons: Mapping[str, int] = field(default_factory=dict)
+    superseded_by: Optional[int] = None
+    damaged: Optional[str] = None
+    lost: Optional[str] = None
 
     @staticmethod
     def _of(line: Mapping[str, Any]) -> "RequestInfo":
+        if line.get("lost"):
+            return RequestInfo("", -1, "", -1, -1, lost=str(line["reason"]))
+        if line.get("damaged"):
+            return RequestInfo(str(line["index"]), int(line["ordinal"]), "", -1, -1, damaged=str(line["reason"]))
+        newer = line.get("supersededBy")
         return RequestInfo(str(line["index"]), int(line["ordinal"]), str(line["requestId"]), int(line["round"]), int(line["seqLen"]),
-                           int(line.get("missingRows", 0)))
+                           int(line.get("missingRows", 0)), {str(k): int(v) for k, v in dict(line.get("missingReasons", {})).items()},
+                           None if newer is None else int(newer))
 
 
 RequestRef = Union[int, str, RequestInfo]
+
+
+def _reasons(header: str) -> dict:
+    """``X-R3-Missing-Reasons`` (``reason=count,...``, empty when none) as a dict."""
+    out = {}
+    for part in header.split(","):
+        if "=" in part:
+            name, count = part.split("=", 1)
+            out[name.strip()] = int(count)
+    return out
 
 
 def _describe(request: RequestRef) -> str:
@@ -552,7 +582,7 @@ class ReplayClient:
             conn.close()
 
     def fetch(self, request: RequestRef, *, start: int = 0, layers: Any = None, drop_last: bool = False,
-              dtype: str = "native", missing: int = -1, as_tensor: bool = False) -> Any:
+              dtype: str = "native", missing: int = -1, as_tensor: bool = False, return_reasons: bool = False) -> Any:
         """One request's routing ``[S', L', K]``, checked against the server's checksums.
 
         Args:
@@ -560,12 +590,16 @@ class ReplayClient:
                 a :class:`RequestInfo` from :meth:`list_requests`/:meth:`follow` (exactly that record).
             start: the first token position (only a new turn's rows: ``start`` = the earlier turns' length).
             layers: MoE layers ``(FROM, TO)`` half-open (also ``"FROM:TO"``, ``range``, ``slice``); all when None.
-            drop_last: without the last position (the final token was never forwarded): ``S - 1`` rows.
+            drop_last: without the record's last row, ``S - 1`` rows. The record already has no row for the final generated
+                token (never forwarded), so this drops the last forwarded token's row; leave it off unless a trainer's
+                convention wants exactly that (docs/contract.md).
             dtype: ``"native"`` (the stored uint8/uint16/int32; refused with :class:`MissingRowsError` when the rows
                 asked include a missing one), ``"int16"`` (up to 32768 experts), ``"int32"`` or ``"int64"``.
             missing: the value of every id of a missing row in ``int16``/``int32``/``int64`` (-1 as served; another
                 value is set here).
             as_tensor: return a ``torch.Tensor`` (sharing the array's memory) instead of a numpy array.
+            return_reasons: return ``(routing, reasons)``, where ``reasons`` counts the missing rows among those served
+                by reason (``{"before-admission": 3}``, empty when none; docs/contract.md says what each means).
 
         Raises:
             ValueError: a malformed argument (nothing is sent).
@@ -623,13 +657,16 @@ class ReplayClient:
                                                     f"layers={span}, drop_last={drop_last}")
         if dtype != "native" and missing != -1:
             array[array == -1] = missing
+        result: Any = array
         if as_tensor:
             try:
                 import torch  # type: ignore[import-not-found]
             except ImportError as e:
                 raise ImportError("as_tensor=True needs torch; install it, or take the numpy array (as_tensor=False)") from e
-            return torch.from_numpy(array)
-        return array
+            result = torch.from_numpy(array)
+        if return_reasons:
+            return result, _reasons(res.getheader("x-r3-missing-reasons", ""))
+        return result
 
     @staticmethod
     def _checked_array(what: str, res: http.client.HTTPResponse, body: bytearray, whole: bool) -> "np.ndarray":

@@ -113,7 +113,6 @@ final class RolloutScheduler {
             live.add(r);
             admittedThisRound++;
             stats.admitted.incrementAndGet();
-            pending.add(() -> new RequestAdmitted(r.id));
             stats.prefixHitTokens.addAndGet(pool.attachPrefix(r));
         }
     }
@@ -141,6 +140,14 @@ final class RolloutScheduler {
             }
             if (n <= 0 || tokens.size() + n > budget || !pool.ensureBlocks(r, r.forwarded + n)) {
                 continue;
+            }
+            if (r.admissionDue) {
+                // as vLLM and SGLang: the request is admitted when first scheduled (its first step), with the prefix-cache hit it got
+                r.admissionDue = false;
+                r.announced = true;
+                String id = r.id;
+                int cached = r.forwarded;
+                pending.add(() -> new RequestAdmitted(id, cached));
             }
             for (int i = 0; i < n; i++) {
                 tokens.add(new Token(r, r.forwarded + i, i < accepted ? -1 : stepId));
@@ -234,8 +241,10 @@ final class RolloutScheduler {
         SimulatedRequest r = live.remove(rng.nextInt(live.size()));
         pool.release(r);
         stats.aborted.incrementAndGet();
-        String id = r.id;
-        pending.add(() -> new RequestAborted(id));
+        if (r.announced) {
+            String id = r.id;
+            pending.add(() -> new RequestAborted(id));
+        }
     }
 
     private void preempt(boolean largest) {
@@ -254,6 +263,7 @@ final class RolloutScheduler {
         victim.prefillEnd = Math.max(victim.prefillEnd, victim.forwarded);
         pool.release(victim);
         victim.forwarded = 0;
+        victim.admissionDue = true; // resumed later: admitted again with the prefix it hits then
         stats.preemptions.incrementAndGet();
     }
 

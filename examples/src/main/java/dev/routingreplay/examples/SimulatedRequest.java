@@ -18,6 +18,13 @@ final class SimulatedRequest {
     int forwarded;
     int prefillEnd;
     State state = State.RUNNING;
+    /**
+     * The engine tells the pipeline of this request (ADMITTED, with the prefix it hit) when it is scheduled first, and
+     * again when it is scheduled after a preemption; until then the pipeline does not know it.
+     */
+    boolean admissionDue = true;
+    /** Whether an ADMITTED was sent for it (an abort of a request never scheduled sends nothing). */
+    boolean announced;
 
     SimulatedRequest(RequestKey key, int outputLength) {
         this.key = key;

@@ -59,7 +59,7 @@ public final class TrainerCheck {
                         if (ids[i] != expected) {
                             if (bad++ == 0) {
                                 first = r.requestId() + " position " + p + " layer " + l + " k " + k + ": expected " + expected
-                                        + ", stored " + ids[i];
+                                        + ", stored " + ids[i] + (r.isMissing(p) ? " (a missing row: " + r.missingReason(p) + ")" : "");
                             }
                         }
                     }
