@@ -632,7 +632,9 @@ class RoutingCapture:
     already finished or aborted) is answered with a :class:`~r3.protocol.RequestError` that the next call picks up,
     without raising in the step loop. Collect them with :meth:`request_errors` (or pass ``on_request_error`` to
     :meth:`connect`): such a request has no record, so log it and fix the integration (admit every request before its
-    first step, finish it once; admit it again to record a retry). Rows the store cannot vouch for (invalid or
+    first step, finish it once; admit it again to record a retry). A step with expert ids or slot mapping entries out
+    of range is answered the same way (code 2, ``step-fault``, naming the step and the first bad token): abort the
+    request whose token had the bad slot, since the row went nowhere and its position keeps what the slot held. Rows the store cannot vouch for (invalid or
     duplicate ids, slots never written, rows of an earlier round or from before the admission past its cached prefix)
     are stored as missing rows with a reason (docs/contract.md), not reported here.
     """

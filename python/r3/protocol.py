@@ -40,7 +40,7 @@ FAILED = 103
 FAREWELL = 104
 REQUEST_ERROR = 105  # version 3: one request's fault; the session goes on
 
-REQUEST_ERROR_CODES = {1: "not-live"}
+REQUEST_ERROR_CODES = {1: "not-live", 2: "step-fault"}
 
 FAILURE_CODES = {1: "protocol", 2: "hello", 3: "pipeline", 4: "busy"}
 
@@ -159,15 +159,22 @@ class Failed:
 
 @dataclass(frozen=True)
 class RequestError:
-    """One request's fault (version 3): the lifecycle message named was refused and had no effect; the session goes on."""
+    """One request's fault (version 3), and the session goes on.
+
+    Code 1 (``not-live``): the FINISHED or ABORTED of ``request_id`` was refused and had no effect. Code 2
+    (``step-fault``, ``request_id`` empty): a step held expert ids or slot mapping entries out of range; the message
+    names the step and the first token of each kind. Those tokens' rows were dropped; abort the request a bad slot
+    entry belonged to (its position keeps whatever the slot held, docs/contract.md).
+    """
 
     code: int
     request_id: str
     message: str
 
     def describe(self) -> str:
-        """``request <id>: <message> (code 1, not-live)``."""
-        return f"request {self.request_id}: {self.message} (code {self.code}, {REQUEST_ERROR_CODES.get(self.code, 'unknown')})"
+        """``request <id>: <message> (code 1, not-live)``, or ``<message> (code 2, step-fault)``."""
+        who = f"request {self.request_id}: " if self.request_id else ""
+        return f"{who}{self.message} (code {self.code}, {REQUEST_ERROR_CODES.get(self.code, 'unknown')})"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import dev.routingreplay.core.event.SlotMappingBuffer;
 import dev.routingreplay.core.event.SlotsMoved;
 import dev.routingreplay.core.pipeline.CapturePipeline;
 import dev.routingreplay.core.pipeline.EngineFeed;
+import dev.routingreplay.core.pipeline.StepFault;
 import dev.routingreplay.core.sink.RoutingSink;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.Channel;
@@ -218,7 +219,7 @@ final class EngineSession {
         version = h.version();
         try {
             pipeline = CapturePipeline.builder().name("sidecar-" + id).device(settings.device()).sink(sink).ringDepth(settings.ringDepth())
-                    .maxTokensPerStep((int) h.maxTokens()).build();
+                    .maxTokensPerStep((int) h.maxTokens()).onStepFault(this::stepFault).build();
         } catch (IllegalArgumentException e) {
             throw HelloCheck.refuse("max_tokens=" + h.maxTokens() + ": " + e.getMessage());
         }
@@ -447,6 +448,23 @@ final class EngineSession {
         return true;
     }
 
+    /** Sink thread: a step with ids or slots out of range: logged and counted like a request error, told to version 3 engines. */
+    private void stepFault(StepFault fault) {
+        reportError(new SidecarMessage.RequestError(RequestErrorCode.STEP_FAULT.code(), "", fault.describe()));
+    }
+
+    /** Sink thread: logs the first {@value #LOGGED_REQUEST_ERRORS} errors, counts all, and sends them to version 3 engines. */
+    private void reportError(SidecarMessage.RequestError error) {
+        long n = requestErrors.incrementAndGet();
+        if (n <= LOGGED_REQUEST_ERRORS) {
+            settings.log().accept("session " + id + ": " + (error.requestId().isEmpty() ? "" : "request error: ") + error.message()
+                    + (n == LOGGED_REQUEST_ERRORS ? " (later errors are counted, not logged)" : ""));
+        }
+        if (version >= 3 && !answered.get()) {
+            send(error);
+        }
+    }
+
     /**
      * The pipeline's output: a request's fault is answered REQUEST_ERROR (version 3 engines; every session logs the first
      * {@value #LOGGED_REQUEST_ERRORS} and counts them all), the rest is ignored but for the terminal signal; an error is
@@ -461,14 +479,7 @@ final class EngineSession {
         @Override
         protected void hookOnNext(EngineEvent event) {
             if (event instanceof RequestFault fault) {
-                long n = requestErrors.incrementAndGet();
-                if (n <= LOGGED_REQUEST_ERRORS) {
-                    settings.log().accept("session " + id + ": request error: " + fault.message()
-                            + (n == LOGGED_REQUEST_ERRORS ? " (later request errors are counted, not logged)" : ""));
-                }
-                if (version >= 3 && !answered.get()) {
-                    send(new SidecarMessage.RequestError(RequestErrorCode.NOT_LIVE.code(), fault.requestId(), fault.message()));
-                }
+                reportError(new SidecarMessage.RequestError(RequestErrorCode.NOT_LIVE.code(), fault.requestId(), fault.message()));
             }
         }
 

@@ -13,7 +13,8 @@ import java.time.Duration;
  * @param steps STEP messages handed to the pipeline
  * @param tokens tokens of those steps
  * @param requestsFinished FINISHED messages handed to the pipeline
- * @param requestErrors lifecycle messages refused as their request's fault (REQUEST_ERROR)
+ * @param requestErrors REQUEST_ERRORs: lifecycle messages refused as their request's fault, and steps with ids or slots
+ *     out of range
  * @param feedWaitNanos time the session's feed thread waited for a free ring slot
  * @param duration from connection to the end of the session
  */

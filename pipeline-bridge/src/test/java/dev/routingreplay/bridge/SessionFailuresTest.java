@@ -78,7 +78,7 @@ class SessionFailuresTest {
     void anExpertIdOutOfRangeMakesThatRowMissingAndTheSessionGoesOn() {
         try (Sidecars sidecar = new Sidecars(tmp, 64, 2)) {
             CompletableFuture<SessionSummary> end = sidecar.nextSession();
-            try (FakeEngine engine = FakeEngine.connect(sidecar.socket)) {
+            try (FakeEngine engine = FakeEngine.connect(sidecar.socket).speakingVersion3()) {
                 engine.welcome(SPEC, tmp, "bad-ids");
                 engine.admitted("r");
                 writeStep(engine, 2, 0, 3);
@@ -96,8 +96,21 @@ class SessionFailuresTest {
                     routing.putInt(12, 3);
                     slots.putLong(0, 6);
                 });
+                engine.step(1, (routing, slots) -> {
+                    routing.putInt(0, 1);
+                    routing.putInt(4, 2);
+                    routing.putInt(8, 3);
+                    routing.putInt(12, 4);
+                    slots.putLong(0, 99); // past the 64 slots: the row goes nowhere
+                });
                 engine.finished("r", new int[] {0, 1, 5, 6, 40, 64});
-                assertEquals(new SidecarMessage.Farewell(3, 4, 1), engine.goodbye());
+                assertEquals(new SidecarMessage.Farewell(4, 5, 1), engine.goodbye());
+                List<SidecarMessage.RequestError> errors = engine.requestErrors();
+                assertEquals(2, errors.size(), errors::toString);
+                assertEquals(new SidecarMessage.RequestError(RequestErrorCode.STEP_FAULT.code(), "", "step 1: 1 expert id out of range (first at "
+                        + "token 0): those rows are missing (invalid-id)"), errors.get(0));
+                assertEquals(new SidecarMessage.RequestError(RequestErrorCode.STEP_FAULT.code(), "", "step 3: 1 slot mapping entry out of range "
+                        + "(token 0 = 99): those rows went nowhere; abort the requests of those tokens"), errors.get(1));
             }
             assertEquals(SessionSummary.Outcome.FAREWELL, Sidecars.await(end).outcome());
             RequestRouting r = sidecar.memorySink().finished("r");
