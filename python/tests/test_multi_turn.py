@@ -32,11 +32,12 @@ class PrefixCachingEngine(FakeEngine):
         self.expected[rid] = np.stack([self.rows[s] for s in slots])
         self.capture.finished(rid, slots=slots)
 
-    def continue_as(self, rid: str, new_rid: str) -> None:
-        """ADMITTED for ``new_rid``, owning ``rid``'s blocks and the positions already forwarded in them."""
+    def continue_as(self, rid: str, new_rid: str, declare_cached: bool = True) -> None:
+        """ADMITTED for ``new_rid``, owning ``rid``'s blocks and the positions already forwarded in them, which it
+        declares as its prefix-cache hit (``cached_tokens``), as vLLM and SGLang report it."""
         self.tables[new_rid] = self.tables.pop(rid)
         self.forwarded[new_rid] = self.forwarded.pop(rid)
-        self.capture.admitted(new_rid)
+        self.capture.admitted(new_rid, cached_tokens=self.forwarded[new_rid] if declare_cached else 0)
 
 
 @live

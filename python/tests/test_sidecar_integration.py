@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from r3.engine import RoutingCapture, SidecarError, slots_from_block_table
+from r3.trainer import ReplayClient
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN = "dev.routingreplay.examples.R3Command"
@@ -116,6 +117,11 @@ def connect(s: Sidecar, **overrides) -> RoutingCapture:
         raise AssertionError(f"{e}; the sidecar's log:\n{s.log_tail()}") from e
 
 
+def distinct_experts(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random routing ``[n, LAYERS, TOP_K]`` int32 as a real gate makes it: the top-k of a layer are distinct experts."""
+    return np.argsort(rng.random((n, LAYERS, EXPERTS)), axis=-1)[..., :TOP_K].astype(np.int32)
+
+
 @dataclass
 class FakeEngine:
     """Requests with block tables over a KV pool of 4-token blocks, random routing per forwarded token, and what the
@@ -151,7 +157,7 @@ class FakeEngine:
             slots += [self.slot(rid, p) for p in range(start, start + n)]
             self.forwarded[rid] = start + n
         slots += [-1] * padding
-        return slots, self.rng.integers(0, EXPERTS, (len(slots), LAYERS, TOP_K), dtype=np.int64).astype(np.int32)
+        return slots, distinct_experts(self.rng, len(slots))
 
     def remember(self, slots: list[int], ids: np.ndarray) -> None:
         """What the store must now hold: each slot's newest row."""
@@ -271,17 +277,28 @@ def test_kill_9_of_the_sidecar_mid_run(sidecar: Sidecar, policy: str) -> None:
     assert time.monotonic() - t0 < 10.0, "losing the sidecar never costs the ack timeout"
 
 
-def test_a_pipeline_failure_reaches_the_engine_as_sidecar_error(sidecar: Sidecar) -> None:
-    capture = connect(sidecar, buffers=2)
-    ids = np.zeros((3, LAYERS, TOP_K), np.int32)
+def test_an_expert_id_out_of_range_is_a_missing_row_and_the_session_goes_on(sidecar: Sidecar) -> None:
+    """Issue 21, case 4: one bad id fails that row, not the session; the engine hears of it as a step fault."""
+    errors = []
+    capture = connect(sidecar, buffers=2, on_request_error=errors.append)
+    ids = distinct_experts(np.random.default_rng(4), 3)
     ids[1, 2, 1] = EXPERTS  # one past the last expert
-    with pytest.raises(SidecarError) as raised:
-        capture.capture(ids, np.array([0, 1, 2]))
-        for _ in range(10):  # the FAILED arrives with a later call, at the latest when buffer 0 is needed again
-            capture.capture(np.zeros((1, LAYERS, TOP_K), np.int32), np.array([3]))
-    e = raised.value
-    assert e.code == 3, e
-    assert "FAILED code 3 (pipeline)" in str(e) and f"expert id {EXPERTS}" in str(e), e
-    with pytest.raises(SidecarError, match=f"expert id {EXPERTS}"):
-        capture.close()
-    assert sidecar.wait() == 1, "--once exits 1 after a session that did not end with FAREWELL"
+    capture.admitted("r")
+    capture.capture(ids, np.array([0, 1, 2]))
+    capture.capture(distinct_experts(np.random.default_rng(5), 1), np.array([3]))
+    capture.finished("r", slots=[0, 1, 2, 3])
+    farewell = capture.close()
+    assert farewell is not None and farewell.requests_finished == 1, sidecar.log_tail()
+    assert sidecar.wait() == 0, sidecar.log_tail()
+    assert [e.code for e in errors] == [2] and "1 expert id out of range (first at token 1)" in errors[0].message, errors
+    assert capture.stats.request_errors == 1
+    from test_trainer_client import Server  # the live r3 serve helper
+
+    server = Server(sidecar.store)
+    try:
+        got, reasons = ReplayClient(server.url).fetch("r", dtype="int64", return_reasons=True)
+    finally:
+        server.stop()
+    assert reasons == {"invalid-id": 1}
+    np.testing.assert_array_equal(got[1], -1)
+    np.testing.assert_array_equal(got[[0, 2]], ids[[0, 2]].astype(np.int64))
