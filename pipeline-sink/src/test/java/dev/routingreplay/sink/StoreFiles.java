@@ -22,10 +22,9 @@ public final class StoreFiles {
         StoreConfig config = StoreConfig.of(dir, TestStores.SHAPE, 64).withMinFreeBytes(0).withRollCycle(TestRollCycles.TEST_SECONDLY);
         try (ChronicleRoutingSink sink = ChronicleRoutingSink.open(config)) {
             for (int f = 0; f < files; f++) {
-                if (f > 0) {
-                    long ms = System.currentTimeMillis();
-                    Thread.sleep(1000 - ms % 1000 + 50);
-                }
+                // each file's two records just after a second starts (the first file's too), so they never straddle a roll
+                long ms = System.currentTimeMillis();
+                Thread.sleep(1000 - ms % 1000 + 50);
                 TestStores.finish(sink, 2 * f, String.format(idFormat, 2 * f), String.format(idFormat, 2 * f + 1));
             }
         }

@@ -121,8 +121,11 @@ class RunLifecycleTest {
             assertInstanceOf(CancellationException.class, e.getCause());
             pipeline.released().block(Duration.ofSeconds(5));
             // a feed can be subscribed again after its pipeline released
-            feed.flux().transform(pipeline).subscribe();
+            Disposable again = feed.flux().transform(pipeline).subscribe();
             assertTrue(feed.tryEmit(new RequestAdmitted("c")));
+            feed.complete();
+            pipeline.released().block(Duration.ofSeconds(5)); // before the sink closes
+            again.dispose();
         }
     }
 
