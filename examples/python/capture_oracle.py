@@ -5,8 +5,10 @@ exists so the engine loop and the verification can be tested on a CPU.
 
 Semantics it mirrors (pipeline-core): a step's rows are scattered into a host store keyed by slot, padding (slot -1)
 skipped; ``finished`` gathers the request's slots in token order into ``[seq_len, layers, top_k]``; ``aborted``
-stores nothing (RequestAborted: "no routing record is written for it"); ids are checked against ``num_experts``;
-unknown or duplicate request ids are errors.
+stores nothing (RequestAborted: "no routing record is written for it"); ids are checked against ``num_experts``.
+Stricter than the sidecar on purpose: misuse (a bad id or slot, an unknown or duplicate request id) raises here, so an
+engine loop under test fails at once, where the real sidecar stores a missing row with a reason or answers a
+REQUEST_ERROR and goes on (docs/contract.md).
 """
 from __future__ import annotations
 
@@ -91,7 +93,7 @@ class OracleCapture:
         return step
 
     # ---- lifecycle ----
-    def admitted(self, request_id: str) -> None:
+    def admitted(self, request_id: str, cached_tokens: int = 0) -> None:
         if request_id in self.live:
             raise OracleCaptureError(f"duplicate request id '{request_id}': it is already live")
         self.live.add(request_id)

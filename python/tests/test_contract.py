@@ -8,10 +8,8 @@ Skipped, saying why, without this build's r3 class path (as test_sidecar_integra
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import time
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -22,7 +20,7 @@ import pytest
 from r3.engine import RoutingCapture
 from r3.protocol import RequestError
 from r3.trainer import ReplayClient, RequestInfo
-from test_sidecar_integration import Sidecar, r3  # noqa: F401
+from test_sidecar_integration import Sidecar, r3, run_sidecar  # noqa: F401
 from test_trainer_client import CLASSPATH, Server
 
 __all__ = ["r3"]
@@ -36,25 +34,7 @@ def sidecar(r3: list[str], short_dir: str, tmp_path: Path) -> Iterator[Sidecar]:
     """``r3 sidecar --backend host --once --slots 96``, so slots out of range are easy to name."""
     if not CLASSPATH:
         pytest.skip("R3_SIDECAR_CLASSPATH is not set (mvn verify sets it): r3 serve cannot start")
-    log = tmp_path / "sidecar.log"
-    socket_path = os.path.join(short_dir, "r3.sock")
-    store = tmp_path / "store"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([*r3, "sidecar", "--socket", socket_path, "--store", str(store), "--backend", "host",
-                                    "--once", "--slots", str(SLOTS)], stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-    s = Sidecar(process, socket_path, store, log)
-    try:
-        deadline = time.monotonic() + 90
-        while not os.path.exists(socket_path):
-            assert process.poll() is None, f"the sidecar exited with {process.returncode}: {s.log_tail()}"
-            assert time.monotonic() < deadline, f"the sidecar made no socket within 90 s: {s.log_tail()}"
-            time.sleep(0.05)
-        yield s
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(30)
+    yield from run_sidecar(r3, short_dir, tmp_path, "--slots", str(SLOTS))
 
 
 def connect(s: Sidecar) -> RoutingCapture:
@@ -187,6 +167,31 @@ def test_a_finish_or_abort_of_an_unknown_id_is_that_requests_error(sidecar: Side
     listing, got = served(sidecar.store)
     assert [i.request_id for i in listing] == ["real"]
     np.testing.assert_array_equal(got[listing[0].ordinal][0], ids)
+
+
+def test_the_trainer_docs_first_example_returns_a_row_for_every_forwarded_token(sidecar: Sidecar) -> None:
+    """Case 15: docs/trainer.md's first fetch, run as written, against a request of 3 prompt + 2 generated tokens: 4 rows
+    (the final generated token was never forwarded), each the engine's; the docs' old ``drop_last=True`` gave 3."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "trainer.md").read_text()
+    block = re.search(r"```python\n(.*?)```", docs, re.S)
+    assert block, "docs/trainer.md starts with a python example"
+    line = next(x for x in block.group(1).splitlines() if "client.fetch(" in x)
+    call = line.split("=", 1)[1].split("#")[0].strip()
+    request_id = re.search(r'fetch\("([^"]+)"', call).group(1)
+    rng = np.random.default_rng(15)
+    prompt, first_generated = rows(rng, 3), rows(rng, 1)
+    capture = connect(sidecar)
+    capture.admitted(request_id)
+    capture.capture(prompt, np.array([0, 1, 2]))  # prefill: samples generated token 1
+    capture.capture(first_generated, np.array([3]))  # decode: token 1 in, samples token 2, the final one
+    capture.finished(request_id, slots=[0, 1, 2, 3])
+    finish_session(capture, sidecar)
+    server = Server(sidecar.store)
+    try:
+        routing = eval(call, {"client": ReplayClient(server.url)})  # noqa: S307 - the docs' own line
+    finally:
+        server.stop()
+    np.testing.assert_array_equal(routing, np.concatenate([prompt, first_generated]).astype(np.int64))
 
 
 # ---------------------------------------------------------------------------------------------------- property test

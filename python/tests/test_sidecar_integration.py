@@ -87,12 +87,18 @@ class Sidecar:
 @pytest.fixture
 def sidecar(r3: list[str], short_dir: str, tmp_path: Path) -> Iterator[Sidecar]:
     """``r3 sidecar --backend host --once`` on a socket in a short folder; killed at teardown if still running."""
+    yield from run_sidecar(r3, short_dir, tmp_path)
+
+
+def run_sidecar(r3: list[str], short_dir: str, tmp_path: Path, *extra: str) -> Iterator[Sidecar]:
+    """Starts ``r3 sidecar --backend host --once`` with ``extra`` options, yields it once its socket exists, and kills it
+    at the end if it still runs (a fixture's body)."""
     log = tmp_path / "sidecar.log"
     socket_path = os.path.join(short_dir, "r3.sock")
     store = tmp_path / "store"
     with open(log, "wb") as out:
         process = subprocess.Popen([*r3, "sidecar", "--socket", socket_path, "--store", str(store), "--backend", "host",
-                                    "--once"], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                    "--once", *extra], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     s = Sidecar(process, socket_path, store, log)
     try:
         deadline = time.monotonic() + 90

@@ -408,8 +408,8 @@ def test_a_record_damaged_on_disk_is_refused_naming_it(store: Path, tmp_path: Pa
     shutil.copytree(store, copy)
     files = sorted((copy / "requests").glob("*.cq4"))
     data = bytearray(files[0].read_bytes())
-    starts = [i for i in range(len(data) - 5) if data[i : i + 5] == b"R3RQ\x04"]
-    assert len(starts) >= 2, "request records of version 4"
+    starts = [i for i in range(len(data) - 5) if data[i : i + 5] == b"R3RQ\x05"]
+    assert len(starts) >= 2, "request records of version 5"
     data[starts[1] + 400] ^= 0x20  # a row byte of the second record (ordinal 1)
     files[0].write_bytes(bytes(data))
     s = Server(copy)

@@ -1,6 +1,5 @@
 package dev.routingreplay.core.sink;
 
-import dev.routingreplay.core.RoutingDtype;
 import dev.routingreplay.core.RoutingShape;
 import dev.routingreplay.core.device.CapturedStep;
 import dev.routingreplay.core.device.RingSlotLayout;
@@ -10,9 +9,6 @@ import dev.routingreplay.core.memory.NativeMemory;
 import dev.routingreplay.core.memory.NativeOwnerGuard;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
-import java.util.Arrays;
-import java.util.HashMap;
-import java.util.Map;
 
 /**
  * Off-heap rows keyed by KV-cache slot, each with a write stamp, and the admissions of live requests: what a gather
@@ -34,9 +30,11 @@ import java.util.Map;
  * {@link IllegalStateException} (never touches freed memory).
  */
 public final class SlotStore implements AutoCloseable {
+    /** Heap bytes a store keeps per slot besides its row: the write stamp, the taken mark and the state. */
+    public static final int HEAP_BYTES_PER_SLOT = 2 * Long.BYTES + 1;
     private static final int MAX_CHUNK_BYTES = 1 << 30;
-    /** A slot's state: a row the store vouches for (subject to its stamp). Other states are {@link MissingReason} codes. */
-    private static final byte ROW = 0;
+    /** What a move gives a destination whose source is out of range: unwritten. */
+    private static final long[] UNWRITTEN = new long[3];
 
     private final RoutingShape shape;
     private final int slotCapacity;
@@ -44,28 +42,10 @@ public final class SlotStore implements AutoCloseable {
     private final int chunkShift;
     private final int chunkMask;
     private final ByteBuffer[] chunks;
-    /** Stamp of the step that last wrote each slot; 0 = never written. */
-    private final long[] stamps;
-    /**
-     * The stamp at which a finish last gathered each slot at a position its request computed (past its cached prefix);
-     * 0 = never. A row gathered so since its write belongs to that request.
-     */
-    private final long[] gathered;
-    /** {@link #ROW}, or the {@link MissingReason} code of a row the store will not return. */
-    private final byte[] states;
-    /** Admission of each live request: {stamp, cachedTokens}. */
-    private final Map<String, long[]> admissions = new HashMap<>();
-    /** Duplicate check scratch: the (token, layer) check in which each expert was last seen. */
-    private final int[] seenIn;
-    /** Missing rows gathered so far, by reason code. */
-    private final long[] missingGathered = new long[MissingReason.values().length + 1];
+    private final SlotLedger ledger;
+    private final DuplicateExperts duplicates;
     private final NativeMemory memory = new NativeMemory();
     private final NativeOwnerGuard guard;
-    /** The stamp of the last step applied; 0 before the first. */
-    private long stamp;
-    /** The stamp of the last step before the current round began (the last clear); rows at or below it are stale. */
-    private long roundStart;
-    private int seenCheck;
 
     /** Allocates a store for slots {@code [0, slotCapacity)} of {@code shape}'s rows. */
     public SlotStore(RoutingShape shape, int slotCapacity) {
@@ -88,19 +68,14 @@ public final class SlotStore implements AutoCloseable {
         this.chunkMask = (1 << shift) - 1;
         int chunkCount = (int) (((long) slotCapacity + chunkMask) >>> shift);
         this.chunks = new ByteBuffer[chunkCount];
-        this.stamps = new long[slotCapacity];
-        this.gathered = new long[slotCapacity];
-        this.states = new byte[slotCapacity];
-        this.seenIn = new int[shape.numExperts()];
+        this.ledger = new SlotLedger(slotCapacity);
+        this.duplicates = new DuplicateExperts(shape);
         for (int c = 0; c < chunkCount; c++) {
             long slotsInChunk = Math.min(1L << shift, slotCapacity - ((long) c << shift));
             chunks[c] = memory.allocate(Math.toIntExact(slotsInChunk * rowBytes));
         }
         this.guard = new NativeOwnerGuard("slot store of " + slotCapacity + " slots");
     }
-
-    /** Heap bytes a store keeps per slot besides its row: the write stamp, the gathered mark and the state. */
-    public static final int HEAP_BYTES_PER_SLOT = 2 * Long.BYTES + 1;
 
     /** Shape of the stored rows. */
     public RoutingShape shape() {
@@ -124,7 +99,7 @@ public final class SlotStore implements AutoCloseable {
     public int scatter(CapturedStep step) {
         guard.enter("scatter");
         try {
-            long now = ++stamp;
+            long now = ledger.nextStep();
             ByteBuffer from = step.memory();
             int stored = 0;
             for (int t = 0, n = step.tokenCount(); t < n; t++) {
@@ -133,7 +108,7 @@ public final class SlotStore implements AutoCloseable {
                     if (RingSlotLayout.isDropped(slot)) {
                         int dropped = RingSlotLayout.droppedSlot(slot);
                         checkSlot(dropped, "dropped row's slot");
-                        mark(dropped, now, MissingReason.INVALID_ID.code());
+                        ledger.write(dropped, now, MissingReason.INVALID_ID.code());
                     }
                     continue;
                 }
@@ -157,7 +132,7 @@ public final class SlotStore implements AutoCloseable {
         guard.enter("put");
         try {
             checkSlot(slot, "slot");
-            writeRow(slot, from, fromOffset, currentStamp());
+            writeRow(slot, from, fromOffset, ledger.currentStamp());
         } finally {
             guard.exit();
         }
@@ -168,7 +143,7 @@ public final class SlotStore implements AutoCloseable {
         guard.enter("putMissing");
         try {
             checkSlot(slot, "slot");
-            mark(slot, currentStamp(), reason.code());
+            ledger.write(slot, ledger.currentStamp(), reason.code());
         } finally {
             guard.exit();
         }
@@ -178,7 +153,7 @@ public final class SlotStore implements AutoCloseable {
     public long beginStep() {
         guard.enter("beginStep");
         try {
-            return ++stamp;
+            return ledger.nextStep();
         } finally {
             guard.exit();
         }
@@ -195,7 +170,7 @@ public final class SlotStore implements AutoCloseable {
             if (cachedTokens < 0) {
                 throw new IllegalArgumentException("request " + requestId + ": cachedTokens must not be negative, was " + cachedTokens);
             }
-            admissions.put(requestId, new long[] {stamp, cachedTokens});
+            ledger.admit(requestId, cachedTokens);
         } finally {
             guard.exit();
         }
@@ -205,7 +180,7 @@ public final class SlotStore implements AutoCloseable {
     public void forget(String requestId) {
         guard.enter("forget");
         try {
-            admissions.remove(requestId);
+            ledger.forget(requestId);
         } finally {
             guard.exit();
         }
@@ -215,75 +190,18 @@ public final class SlotStore implements AutoCloseable {
     public boolean isAdmitted(String requestId) {
         guard.enter("isAdmitted");
         try {
-            return admissions.containsKey(requestId);
+            return ledger.admission(requestId) != null;
         } finally {
             guard.exit();
         }
     }
 
-    private long currentStamp() {
-        return stamp == roundStart ? ++stamp : stamp;
-    }
-
     /** Copies a row and stamps it; returns whether it is a row the store vouches for (no duplicate expert). */
     private boolean writeRow(int slot, ByteBuffer from, int fromOffset, long now) {
         chunk(slot).put(offset(slot), from, fromOffset, rowBytes);
-        boolean valid = !hasDuplicate(from, fromOffset);
-        mark(slot, now, valid ? ROW : MissingReason.DUPLICATE_EXPERT.code());
+        boolean valid = !duplicates.in(from, fromOffset);
+        ledger.write(slot, now, valid ? SlotLedger.ROW : MissingReason.DUPLICATE_EXPERT.code());
         return valid;
-    }
-
-    private void mark(int slot, long now, byte state) {
-        stamps[slot] = now;
-        states[slot] = state;
-    }
-
-    /** Whether a row names one expert twice in one layer (ids out of range are the pack's job and are not looked at). */
-    private boolean hasDuplicate(ByteBuffer row, int rowOffset) {
-        RoutingDtype dtype = shape.dtype();
-        int topK = shape.topK();
-        int idBytes = dtype.bytes();
-        int experts = seenIn.length;
-        for (int l = 0, layers = shape.moeLayers(); l < layers; l++) {
-            int check = ++seenCheck;
-            if (check == 0) { // wrapped: forget every earlier check
-                Arrays.fill(seenIn, 0);
-                check = seenCheck = 1;
-            }
-            int base = rowOffset + l * topK * idBytes;
-            for (int k = 0; k < topK; k++) {
-                int id = dtype.read(row, base + k * idBytes);
-                if (id >= 0 && id < experts) {
-                    if (seenIn[id] == check) {
-                        return true;
-                    }
-                    seenIn[id] = check;
-                }
-            }
-        }
-        return false;
-    }
-
-    /** Why position {@code p}'s slot cannot be returned as data, or null when it can. */
-    private MissingReason verdict(int p, int slot, long admittedAt, long cachedTokens) {
-        if (slot < 0 || slot >= slotCapacity) {
-            return MissingReason.BAD_SLOT;
-        }
-        long written = stamps[slot];
-        if (written == 0) {
-            return MissingReason.NEVER_WRITTEN;
-        }
-        if (written <= roundStart) {
-            return MissingReason.STALE_ROUND;
-        }
-        if (p >= cachedTokens && written <= admittedAt) {
-            return MissingReason.BEFORE_ADMISSION;
-        }
-        if (p >= cachedTokens && gathered[slot] >= written) {
-            return MissingReason.REUSED_SLOT;
-        }
-        byte state = states[slot];
-        return state == ROW ? null : MissingReason.ofCode(state);
     }
 
     /**
@@ -291,14 +209,14 @@ public final class SlotStore implements AutoCloseable {
      * counter the sink thread writes, for meters).
      */
     public long missingRowsGathered(MissingReason reason) {
-        return missingGathered[reason.code()];
+        return ledger.missingRows(reason);
     }
 
     /** The reason {@code slot} would be missing in a gather that vouches for any row of the current round, or null. For tools and tests. */
     public MissingReason missingReason(int slot) {
         guard.enter("missingReason");
         try {
-            return verdict(0, slot, 0, 0);
+            return ledger.verdict(0, slot, 0, 0);
         } finally {
             guard.exit();
         }
@@ -347,11 +265,11 @@ public final class SlotStore implements AutoCloseable {
     public int gatherInto(RequestFinished request, ByteBuffer dst, long[] missingRows, byte[] reasons) {
         guard.enter("gather");
         try {
-            long[] admission = admissions.get(request.requestId());
+            long[] admission = ledger.admission(request.requestId());
             long admittedAt = admission == null ? 0 : admission[0];
             long cached = admission == null ? Long.MAX_VALUE : admission[1]; // no admission: any row of the round
             int missing = collect(request.slots(), dst, missingRows, reasons, admittedAt, cached, admission != null);
-            admissions.remove(request.requestId());
+            ledger.forget(request.requestId());
             return missing;
         } finally {
             guard.exit();
@@ -384,11 +302,11 @@ public final class SlotStore implements AutoCloseable {
         int missingCount = 0;
         int p = 0;
         while (p < slots.length) {
-            MissingReason why = verdict(p, slots[p], admittedAt, cached);
+            MissingReason why = ledger.verdict(p, slots[p], admittedAt, cached);
             if (why != null) {
                 missingRows[p >>> 6] |= 1L << p;
                 reasons[p] = why.code();
-                missingGathered[why.code()]++;
+                ledger.counted(why);
                 for (int b = p * rowBytes, end = b + rowBytes; b < end; b++) {
                     dst.put(b, (byte) 0);
                 }
@@ -401,7 +319,7 @@ public final class SlotStore implements AutoCloseable {
             reasons[p] = 0;
             int run = 1;
             while (p + run < slots.length && slots[p + run] == first + run && (first + run) >>> chunkShift == first >>> chunkShift
-                    && verdict(p + run, first + run, admittedAt, cached) == null) {
+                    && ledger.verdict(p + run, first + run, admittedAt, cached) == null) {
                 reasons[p + run] = 0;
                 run++;
             }
@@ -410,12 +328,7 @@ public final class SlotStore implements AutoCloseable {
         }
         // the rows of the positions this request computed are its own now: another request's finish will not get them
         if (consume) {
-            long now = stamp;
-            for (int q = (int) Math.min(cached, slots.length); q < slots.length; q++) {
-                if (reasons[q] == 0) {
-                    gathered[slots[q]] = now;
-                }
-            }
+            ledger.take(slots, reasons, (int) Math.min(cached, slots.length));
         }
         return missingCount;
     }
@@ -433,16 +346,12 @@ public final class SlotStore implements AutoCloseable {
             int[] src = move.sourceSlots();
             int[] dst = move.destinationSlots();
             ByteBuffer snapshot = ByteBuffer.allocate(src.length * rowBytes);
-            long[] stampOf = new long[src.length];
-            long[] gatheredOf = new long[src.length];
-            byte[] stateOf = new byte[src.length];
+            long[][] ledgerOf = new long[src.length][];
             int bad = 0;
             for (int i = 0; i < src.length; i++) {
                 if (src[i] >= 0 && src[i] < slotCapacity) {
-                    stampOf[i] = stamps[src[i]];
-                    gatheredOf[i] = gathered[src[i]];
-                    stateOf[i] = states[src[i]];
-                    if (stampOf[i] != 0) {
+                    ledgerOf[i] = ledger.snapshot(src[i]);
+                    if (ledger.isWritten(src[i])) {
                         snapshot.put(i * rowBytes, chunk(src[i]), offset(src[i]), rowBytes);
                     }
                 }
@@ -455,11 +364,11 @@ public final class SlotStore implements AutoCloseable {
                         continue;
                     }
                 }
-                if (stampOf[i] != 0) {
+                long[] of = ledgerOf[i] == null ? UNWRITTEN : ledgerOf[i];
+                if (of[0] != 0) {
                     chunk(dst[i]).put(offset(dst[i]), snapshot, i * rowBytes, rowBytes);
                 }
-                mark(dst[i], stampOf[i], stateOf[i]);
-                gathered[dst[i]] = gatheredOf[i];
+                ledger.restore(dst[i], of);
             }
             return bad;
         } finally {
@@ -474,8 +383,7 @@ public final class SlotStore implements AutoCloseable {
     public void clear() {
         guard.enter("clear");
         try {
-            roundStart = stamp;
-            admissions.clear();
+            ledger.newRound();
         } finally {
             guard.exit();
         }
