@@ -17,7 +17,7 @@ cp examples/target/bundle-tools/junit-console.jar examples/target/bundle-tools/h
 jlink_bin="${JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v javac)")")")}/bin/jlink"
 "$jlink_bin" --add-modules java.base,jdk.unsupported,java.naming,java.management,java.logging,java.xml,jdk.jfr,jdk.management,jdk.zipfs \
   --strip-debug --no-man-pages --no-header-files --compress=2 --output bundle/jre
-sed -n "s:.*<r3.jvm.flags>\(.*\)</r3.jvm.flags>.*:\1:p" pom.xml | sed "s: --add-exports=jdk.compiler[^ ]*::" > bundle/jvm.flags
+bin/jvm-flags > bundle/jvm.flags
 du -sh bundle bundle/jre bundle/r3-bundle.jar
 # smoke: the bundled JRE and shaded jar can start the sidecar on a Unix socket (a shaded jar loses multi-release classes
 # unless its manifest says Multi-Release: true; Reactor Netty's Java 17 socket support lives there)
