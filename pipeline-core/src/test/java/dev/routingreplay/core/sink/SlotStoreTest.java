@@ -267,6 +267,50 @@ class SlotStoreTest {
     }
 
     @Test
+    void topEightRowsInUint8AndUint16AreCheckedWordWide() {
+        for (RoutingShape top8 : new RoutingShape[] {new RoutingShape(3, 8, 256), new RoutingShape(3, 8, 384)}) {
+            try (SlotStore store = new SlotStore(top8, 8)) {
+                int[] ids = new int[2 * 24];
+                for (int i = 0; i < ids.length; i++) {
+                    ids[i] = (i % 8) * 31 + i / 8; // distinct within each layer
+                }
+                ids[24 + 8 + 7] = ids[24 + 8]; // token 1, layer 1: its first expert again as its last
+                assertEquals(1, store.scatter(packed(top8, 8, new int[] {2, 3}, ids)), top8.describe());
+                assertNull(store.missingReason(2), top8.describe());
+                assertEquals(MissingReason.DUPLICATE_EXPERT, store.missingReason(3), top8.describe());
+            }
+        }
+    }
+
+    @Test
+    void theWordWideChecksFindEveryRepeatedPairAndNothingElse() {
+        java.util.Random rng = new java.util.Random(7);
+        for (int trial = 0; trial < 20_000; trial++) {
+            int[] ids = new int[8];
+            for (int k = 0; k < 8; k++) {
+                ids[k] = rng.nextInt(trial % 2 == 0 ? 12 : 65536);
+            }
+            if (trial % 3 == 0) {
+                ids[rng.nextInt(8)] = ids[rng.nextInt(8)];
+            }
+            boolean repeated = Arrays.stream(ids).distinct().count() < 8;
+            if (trial % 2 == 0) {
+                ByteBuffer b = ByteBuffer.allocate(8).order(ByteOrder.nativeOrder());
+                for (int k = 0; k < 8; k++) {
+                    b.put(k, (byte) ids[k]);
+                }
+                assertEquals(repeated, DuplicateExperts.eightBytesRepeat(b.getLong(0)), Arrays.toString(ids));
+            } else {
+                ByteBuffer b = ByteBuffer.allocate(16).order(ByteOrder.nativeOrder());
+                for (int k = 0; k < 8; k++) {
+                    b.putShort(2 * k, (short) ids[k]);
+                }
+                assertEquals(repeated, DuplicateExperts.eightShortsRepeat(b.getLong(0), b.getLong(8)), Arrays.toString(ids));
+            }
+        }
+    }
+
+    @Test
     void gatherIntoFillsTheMissingRowBitmapAndReasonsWithoutTouchingLaterWords() {
         try (SlotStore store = new SlotStore(shape, 200)) {
             int[] slots = new int[130];

@@ -89,8 +89,11 @@ public class SinkBenchmark {
         RingSpec spec = new RingSpec(shape, 1, STEP_TOKENS, SLOTS);
         Random rng = new Random(1);
         ByteBuffer ids = ByteBuffer.allocateDirect(STEP_TOKENS * shape.idsPerRow() * 4).order(ByteOrder.nativeOrder());
-        for (int i = 0; i < STEP_TOKENS * shape.idsPerRow(); i++) {
-            ids.putInt(i * 4, rng.nextInt(shape.numExperts()));
+        for (int i = 0; i < STEP_TOKENS * shape.idsPerRow(); i += shape.topK()) {
+            int base = rng.nextInt(shape.numExperts()); // distinct experts in a layer, as a real gate's (every check runs whole)
+            for (int k = 0; k < shape.topK(); k++) {
+                ids.putInt((i + k) * 4, (base + k) % shape.numExperts());
+            }
         }
         ByteBuffer slots = ByteBuffer.allocateDirect(STEP_TOKENS * 4).order(ByteOrder.nativeOrder());
         for (int t = 0; t < STEP_TOKENS; t++) {
