@@ -289,11 +289,7 @@ public final class SidecarServer implements AutoCloseable {
             return this;
         }
 
-        /**
-         * Where the server's log lines go (connections, sessions' starts, ends and request errors, progress), one
-         * line a call, from any of the server's threads. Default: SLF4J logger {@code dev.routingreplay.bridge.SidecarServer}
-         * at {@code INFO}; a consumer given here replaces it (the lines are not also logged).
-         */
+        /** Where log lines go, from any of the server's threads (default: SLF4J logger {@code SidecarServer}, {@code INFO}; this replaces it). */
         public Builder log(Consumer<String> log) {
             this.log = Objects.requireNonNull(log, "log");
             return this;

@@ -1,10 +1,8 @@
 package dev.routingreplay.core.pipeline;
 
 import dev.routingreplay.core.event.EngineEvent;
-import java.lang.invoke.VarHandle;
 import java.util.Queue;
 import java.util.concurrent.atomic.AtomicLongFieldUpdater;
-import java.util.concurrent.locks.LockSupport;
 import java.util.stream.Stream;
 import org.reactivestreams.Subscription;
 import org.agrona.concurrent.IdleStrategy;
@@ -46,25 +44,9 @@ import reactor.util.context.Context;
 final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable {
     private static final AtomicLongFieldUpdater<SinkStage> REQUESTED = AtomicLongFieldUpdater.newUpdater(SinkStage.class, "requested");
 
-    /** Wakes the sink thread when something it waits for happened. */
-    static final class Waker {
-        private volatile Thread thread;
-        private volatile boolean parked;
-
-        void wake() {
-            VarHandle.fullFence();
-            if (parked) {
-                Thread t = thread;
-                if (t != null) {
-                    LockSupport.unpark(t);
-                }
-            }
-        }
-    }
-
     private final CoreSubscriber<? super EngineEvent> actual;
     private final PipelineRun run;
-    private final Waker waker;
+    private final SinkWaker waker;
     private final int prefetch;
     private final int limit;
     private final Queue<Staged> queue;
@@ -167,7 +149,7 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable
 
     /** The sink thread's loop. */
     private void drainLoop() {
-        waker.thread = Thread.currentThread();
+        waker.attach(Thread.currentThread());
         int consumed = 0;
         try {
             for (;;) {
@@ -258,14 +240,14 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable
     }
 
     private void park() {
-        waker.parked = true;
+        waker.parking(true);
         // re-check after announcing the park: a wake between the checks above and here is not lost
         Staged head = queue.peek();
         boolean ready = cancelled || overflowed || (head == null ? done : requested != 0 && (!(head instanceof RingSlot slot) || slot.isComplete()));
         if (!ready) {
             idle.idle(); // parks once past its first calls; a wake-up unparks it early
         }
-        waker.parked = false;
+        waker.parking(false);
     }
 
     @Override
