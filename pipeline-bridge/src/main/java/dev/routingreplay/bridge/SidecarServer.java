@@ -15,6 +15,8 @@ import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Consumer;
 import org.reactivestreams.Publisher;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import reactor.core.Disposable;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
@@ -212,7 +214,7 @@ public final class SidecarServer implements AutoCloseable {
 
     /** Configures and binds a {@link SidecarServer}; every setter validates its argument. Not thread-safe. */
     public static final class Builder {
-        private static final System.Logger LOG = System.getLogger(SidecarServer.class.getName());
+        private static final Logger LOG = LoggerFactory.getLogger(SidecarServer.class);
         private Path socket;
         private InterprocessDevice device;
         private SinkFactory sinks;
@@ -221,7 +223,7 @@ public final class SidecarServer implements AutoCloseable {
         private String storeName = "";
         private Duration progressInterval = Duration.ofSeconds(5);
         private Duration closeTimeout = Duration.ofSeconds(60);
-        private Consumer<String> log = line -> LOG.log(System.Logger.Level.INFO, line);
+        private Consumer<String> log = LOG::info;
         private Consumer<SessionSummary> onSessionEnd = summary -> { };
 
         private Builder() {
@@ -287,7 +289,7 @@ public final class SidecarServer implements AutoCloseable {
             return this;
         }
 
-        /** Where log lines go (default: {@link System.Logger} {@code INFO}); called from any of the server's threads. */
+        /** Where log lines go, from any of the server's threads (default: SLF4J logger {@code SidecarServer}, {@code INFO}; this replaces it). */
         public Builder log(Consumer<String> log) {
             this.log = Objects.requireNonNull(log, "log");
             return this;

@@ -1,6 +1,8 @@
 package dev.routingreplay.sink;
 
 import java.nio.file.Path;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Writes the store's {@link StoreCheckpoint} (the indexes of the last excerpts the sink committed or recovered): at
@@ -15,7 +17,7 @@ import java.nio.file.Path;
  */
 final class CheckpointWriter {
     private static final long CHECKPOINT_NANOS = 1_000_000_000L;
-    private static final System.Logger LOG = System.getLogger(ChronicleRoutingSink.class.getName());
+    private static final Logger LOG = LoggerFactory.getLogger(ChronicleRoutingSink.class);
 
     private final Path dir;
     private final JournalWriter journal;
@@ -59,7 +61,7 @@ final class CheckpointWriter {
                 write();
             } catch (StoreException e) {
                 lastNanos = System.nanoTime(); // try again in a second, not on every call
-                LOG.log(System.Logger.Level.WARNING, e.getMessage() + " (the previous checkpoint stays; retrying in a second)");
+                LOG.warn(e.getMessage() + " (the previous checkpoint stays; retrying in a second)");
                 return false;
             }
             return true;

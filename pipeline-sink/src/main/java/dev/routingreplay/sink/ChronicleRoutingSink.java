@@ -20,6 +20,8 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentSkipListMap;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The durable sink: a Chronicle Queue journal (one excerpt per event, the source of truth), an in-memory slot index
@@ -45,7 +47,7 @@ import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
  * {@link IllegalStateException} naming the store, never a crash.
  */
 public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
-    private static final System.Logger LOG = System.getLogger(ChronicleRoutingSink.class.getName());
+    private static final Logger LOG = LoggerFactory.getLogger(ChronicleRoutingSink.class);
     private final StoreConfig config;
     private final RoutingShape shape;
     private final SlotStore store;
@@ -211,7 +213,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             retention.recorded(requestWriter.cycle());
             if (!finishedThisRound.add(id)) {
                 supersededFinishes++;
-                LOG.log(System.Logger.Level.WARNING, "request " + id + " finished again in round " + round + ": stored as record "
+                LOG.warn("request " + id + " finished again in round " + round + ": stored as record "
                         + Long.toHexString(requestIndex) + ", which supersedes the earlier record of that id for by-id reads");
             }
             journalWriter.finish(id, n, requestIndex, probe);

@@ -14,6 +14,8 @@ import net.openhft.chronicle.bytes.Bytes;
 import net.openhft.chronicle.queue.ExcerptTailer;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
 import net.openhft.chronicle.wire.DocumentContext;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Recovery on open: replays the journal into the slot index (steps with their write stamps, moves, clears; the round
@@ -25,7 +27,7 @@ import net.openhft.chronicle.wire.DocumentContext;
  * <p>Threading: used once, by the thread that opens the sink, before the sink is published.
  */
 final class JournalRecovery {
-    private static final System.Logger LOG = System.getLogger(ChronicleRoutingSink.class.getName());
+    private static final Logger LOG = LoggerFactory.getLogger(ChronicleRoutingSink.class);
 
     private final StoreConfig config;
     private final RoutingShape shape;
@@ -79,7 +81,7 @@ final class JournalRecovery {
         RecoveryReport report = new RecoveryReport(replayed[0], replayed[1], replayed[2], replayed[3], round, replayed[4], records,
                 replayed[5], replayed[6], (System.nanoTime() - start) / 1_000_000, losses);
         for (String line : losses) {
-            LOG.log(System.Logger.Level.WARNING, line);
+            LOG.warn(line);
         }
         return report;
     }

@@ -7,6 +7,8 @@ import java.util.concurrent.TimeUnit;
 import net.openhft.chronicle.queue.ExcerptTailer;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
 import net.openhft.chronicle.wire.DocumentContext;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import reactor.core.Disposable;
 
 /**
@@ -32,7 +34,7 @@ import reactor.core.Disposable;
  * thread at a time). Lookups run on the replay readers' threads, never on Netty's event loop.
  */
 final class RequestIndex implements AutoCloseable {
-    private static final System.Logger LOG = System.getLogger(RequestIndex.class.getName());
+    private static final Logger LOG = LoggerFactory.getLogger(RequestIndex.class);
     /** Id entries of deleted records kept (so their ids answer "deleted") before a quarter of the table must be. */
     static final int KEEP_DELETED_IDS = 1 << 16;
 
@@ -91,7 +93,7 @@ final class RequestIndex implements AutoCloseable {
             catchUp();
             trim();
         } catch (RuntimeException | Error e) {
-            LOG.log(System.Logger.Level.WARNING, queuePath + ": request index refresh failed: " + e);
+            LOG.warn(queuePath + ": request index refresh failed: " + e);
         }
     }
 
@@ -122,7 +124,7 @@ final class RequestIndex implements AutoCloseable {
             }
         } catch (RuntimeException | AssertionError | InternalError e) {
             stuckAt = e.toString();
-            LOG.log(System.Logger.Level.WARNING, queuePath + ": cannot index the request queue past index " + Long.toHexString(lastIndex)
+            LOG.warn(queuePath + ": cannot index the request queue past index " + Long.toHexString(lastIndex)
                     + " (damaged or truncated queue file: " + e + "); later records are served by /requests/index/<hex>.npy only");
         }
     }
@@ -142,7 +144,7 @@ final class RequestIndex implements AutoCloseable {
                 ordinal = peek.ordinal;
             } else if (!warnedBackwards) {
                 warnedBackwards = true;
-                LOG.log(System.Logger.Level.WARNING, queuePath + ": the record at index " + Long.toHexString(index) + " stores ordinal "
+                LOG.warn(queuePath + ": the record at index " + Long.toHexString(index) + " stores ordinal "
                         + peek.ordinal + ", not above its predecessor's " + lastOrdinal + " (damaged header?); numbering it " + expected);
             }
         }

@@ -6,6 +6,8 @@ import java.nio.file.Files;
 import java.util.Map;
 import java.util.concurrent.ConcurrentSkipListMap;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * Deletes queue files the store no longer needs: finished request-queue files that every named reader read past,
@@ -17,7 +19,7 @@ import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
  * any thread.
  */
 final class RetentionSweeper {
-    private static final System.Logger LOG = System.getLogger(ChronicleRoutingSink.class.getName());
+    private static final Logger LOG = LoggerFactory.getLogger(ChronicleRoutingSink.class);
 
     private final StoreConfig config;
     private final SingleChronicleQueue journal;
@@ -91,8 +93,8 @@ final class RetentionSweeper {
             throw new StoreException(config.dir(), "cannot tell the free space (for the request queue's default size limit)", e);
         }
         long limit = Math.max(1, (usable + requestBytes.total()) / 2);
-        LOG.log(System.Logger.Level.DEBUG, () -> config.requestsDir() + ": request files limited to " + limit
-                + " bytes (half of the free space at open; StoreConfig.withMaxRequestBytes)");
+        LOG.debug("{}: request files limited to {} bytes (half of the free space at open; StoreConfig.withMaxRequestBytes)",
+                config.requestsDir(), limit);
         maxRequestBytes = limit;
     }
 
@@ -203,7 +205,7 @@ final class RetentionSweeper {
             }
             return true;
         } catch (StoreException e) {
-            LOG.log(System.Logger.Level.WARNING, e.getMessage() + " (request file of cycle " + cycle + " kept until it can be written)");
+            LOG.warn(e.getMessage() + " (request file of cycle " + cycle + " kept until it can be written)");
             return false;
         }
     }
@@ -213,7 +215,7 @@ final class RetentionSweeper {
         String key = reader + "@" + file;
         if (!key.equals(heldBackWarned)) {
             heldBackWarned = key;
-            LOG.log(System.Logger.Level.WARNING, config.requestsDir() + ": the request queue takes " + requestBytes.total()
+            LOG.warn(config.requestsDir() + ": the request queue takes " + requestBytes.total()
                     + " bytes, over its size limit of " + maxRequestBytes + " (maxRequestBytes), because named reader '" + reader
                     + "' has not read past " + file.getName() + " yet; it is kept until the reader reads on (retainForReaders wins)");
         }

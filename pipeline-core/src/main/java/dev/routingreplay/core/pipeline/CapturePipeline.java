@@ -101,6 +101,11 @@ public final class CapturePipeline implements Function<Flux<EngineEvent>, Flux<E
         });
     }
 
+    /** Its configuration (tests in this package build single stages from it). */
+    Config config() {
+        return config;
+    }
+
     /** The pipeline's meters (counters survive across runs). */
     public PipelineMetrics metrics() {
         return config.metrics();

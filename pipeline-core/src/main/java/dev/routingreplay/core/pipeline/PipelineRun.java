@@ -35,7 +35,7 @@ final class PipelineRun {
     private final RoutingSink sink;
     private final PipelineMetrics metrics;
     private final String sinkThreadName;
-    private final SinkStage.Waker waker = new SinkStage.Waker();
+    private final SinkWaker waker = new SinkWaker();
     private final AtomicBoolean released = new AtomicBoolean();
     private final Sinks.Empty<Void> releasedSignal = Sinks.empty();
     private final Runnable onClosed;
@@ -75,7 +75,7 @@ final class PipelineRun {
         return sinkIdle;
     }
 
-    SinkStage.Waker waker() {
+    SinkWaker waker() {
         return waker;
     }
 

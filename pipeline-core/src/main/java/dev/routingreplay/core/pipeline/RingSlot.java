@@ -14,13 +14,13 @@ final class RingSlot implements Staged, CaptureListener {
     final int index;
     final CapturedStep view;
     private final CapturedStep.Owner aim;
-    private final SinkStage.Waker waker;
+    private final SinkWaker waker;
     /** Set on the engine thread before the capture is enqueued; read by the sink thread after completion. */
     private CaptureStep step;
     private Throwable error;
     private volatile boolean complete;
 
-    RingSlot(int index, CapturedStep.Owner view, SinkStage.Waker waker) {
+    RingSlot(int index, CapturedStep.Owner view, SinkWaker waker) {
         this.index = index;
         this.aim = view;
         this.view = view.view();

@@ -32,7 +32,7 @@ final class RingSlotPool {
     /** Slots released so far; written by the sink thread only. */
     private volatile long released;
 
-    RingSlotPool(RingSpec spec, StagingRing ring, SinkStage.Waker waker) {
+    RingSlotPool(RingSpec spec, StagingRing ring, SinkWaker waker) {
         this.slots = new RingSlot[spec.depth()];
         for (int i = 0; i < slots.length; i++) {
             slots[i] = new RingSlot(i, CapturedStep.over(spec, ring.hostSlot(i)), waker);

@@ -1,14 +1,13 @@
 package dev.routingreplay.core.pipeline;
 
 import dev.routingreplay.core.event.EngineEvent;
-import java.lang.invoke.VarHandle;
 import java.util.Queue;
 import java.util.concurrent.atomic.AtomicLongFieldUpdater;
-import java.util.concurrent.locks.LockSupport;
 import java.util.stream.Stream;
 import org.reactivestreams.Subscription;
 import org.agrona.concurrent.IdleStrategy;
 import reactor.core.CoreSubscriber;
+import reactor.core.Exceptions;
 import reactor.core.Scannable;
 import reactor.core.publisher.Operators;
 import reactor.util.concurrent.Queues;
@@ -31,6 +30,13 @@ import reactor.util.context.Context;
  * is never freed under a running sink call; on completion or error it frees them before it signals, so a subscriber
  * reacting to the terminal signal (re-subscribing, closing the sink) finds the run released.
  *
+ * <p>Reactive Streams guards, as {@link DeviceStageSubscriber} has them: after a terminal signal from upstream, a further
+ * {@code onNext} goes to the {@code onNextDropped} hook and a further {@code onError} to {@code onErrorDropped}, and
+ * neither reaches the sink or the downstream; a second {@code onComplete} is ignored. An {@code onNext} beyond the
+ * demand this stage signalled (its queue is full) cancels upstream, goes to {@code onDiscard}, and terminates the
+ * stream at once with an overflow error ({@link reactor.core.Exceptions#failWithOverflow}). Downstream never sees a
+ * signal after its terminal one.
+ *
  * <p>Events queued but never applied (after a cancellation or an error) go to the {@code onDiscard} hook.
  * {@link Scannable}: parent, actual, prefetch, buffered, requested from downstream, terminated, cancelled, error,
  * run style (asynchronous: the sink thread).
@@ -38,25 +44,9 @@ import reactor.util.context.Context;
 final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable {
     private static final AtomicLongFieldUpdater<SinkStage> REQUESTED = AtomicLongFieldUpdater.newUpdater(SinkStage.class, "requested");
 
-    /** Wakes the sink thread when something it waits for happened. */
-    static final class Waker {
-        private volatile Thread thread;
-        private volatile boolean parked;
-
-        void wake() {
-            VarHandle.fullFence();
-            if (parked) {
-                Thread t = thread;
-                if (t != null) {
-                    LockSupport.unpark(t);
-                }
-            }
-        }
-    }
-
     private final CoreSubscriber<? super EngineEvent> actual;
     private final PipelineRun run;
-    private final Waker waker;
+    private final SinkWaker waker;
     private final int prefetch;
     private final int limit;
     private final Queue<Staged> queue;
@@ -64,15 +54,20 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable
     private final IdleStrategy idle;
     private Subscription upstream;
     private volatile long requested;
+    /** Upstream signalled its terminal (or overflowed); written by the upstream's thread only. */
     private volatile boolean done;
+    /** The upstream's error (written before {@link #done}), or null. */
     private Throwable error;
+    /** Set (before {@link #done}) when upstream emitted beyond demand: the sink thread fails at once. */
+    private volatile boolean overflowed;
     private volatile boolean cancelled;
 
     SinkStage(CoreSubscriber<? super EngineEvent> actual, PipelineRun run) {
         this.actual = actual;
         this.run = run;
         this.waker = run.waker();
-        this.prefetch = Math.max(16, 2 * run.spec().depth());
+        // a power of two, so the queue holds exactly prefetch events and its being full means demand was exceeded
+        this.prefetch = Queues.ceilingNextPowerOfTwo(Math.max(16, 2 * run.spec().depth()));
         this.limit = prefetch - (prefetch >> 2);
         this.queue = Queues.<Staged>get(prefetch).get();
         this.idle = run.sinkIdle();
@@ -95,12 +90,21 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable
 
     @Override
     public void onNext(Staged staged) {
+        if (done) {
+            Operators.onNextDropped(staged.event(), actual.currentContext());
+            return;
+        }
         if (cancelled) {
             Operators.onDiscard(staged.event(), actual.currentContext());
             return;
         }
         if (!queue.offer(staged)) {
-            onError(new IllegalStateException("sink stage queue overflow: the device stage emitted beyond demand"));
+            upstream.cancel();
+            Operators.onDiscard(staged.event(), actual.currentContext());
+            error = Exceptions.failWithOverflow("sink stage queue overflow: the device stage emitted beyond demand (prefetch " + prefetch + ")");
+            overflowed = true;
+            done = true;
+            waker.wake();
             return;
         }
         waker.wake();
@@ -108,6 +112,10 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable
 
     @Override
     public void onError(Throwable t) {
+        if (done) {
+            Operators.onErrorDropped(t, actual.currentContext());
+            return;
+        }
         error = t;
         done = true;
         waker.wake();
@@ -115,6 +123,9 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable
 
     @Override
     public void onComplete() {
+        if (done) {
+            return;
+        }
         done = true;
         waker.wake();
     }
@@ -138,11 +149,15 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable
 
     /** The sink thread's loop. */
     private void drainLoop() {
-        waker.thread = Thread.currentThread();
+        waker.attach(Thread.currentThread());
         int consumed = 0;
         try {
             for (;;) {
                 if (cancelled) {
+                    return;
+                }
+                if (overflowed) {
+                    fail(error); // the queued events are discarded as the thread exits
                     return;
                 }
                 boolean terminated = done;
@@ -225,14 +240,14 @@ final class SinkStage implements CoreSubscriber<Staged>, Subscription, Scannable
     }
 
     private void park() {
-        waker.parked = true;
+        waker.parking(true);
         // re-check after announcing the park: a wake between the checks above and here is not lost
         Staged head = queue.peek();
-        boolean ready = cancelled || (head == null ? done : requested != 0 && (!(head instanceof RingSlot slot) || slot.isComplete()));
+        boolean ready = cancelled || overflowed || (head == null ? done : requested != 0 && (!(head instanceof RingSlot slot) || slot.isComplete()));
         if (!ready) {
             idle.idle(); // parks once past its first calls; a wake-up unparks it early
         }
-        waker.parked = false;
+        waker.parking(false);
     }
 
     @Override
