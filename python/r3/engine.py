@@ -28,8 +28,9 @@ import tempfile
 import time
 import weakref
 from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 from r3 import protocol
 from r3.protocol import BufferHandles, Consumed, Failed, Farewell, Hello, ProtocolError, RequestError, Welcome
@@ -153,7 +154,7 @@ class _Histogram:
         for i, n in enumerate(self.buckets):
             seen += n
             if rank <= seen:
-                mid = 10.0 ** ((i + 0.5) / self._PER_DECADE + self._LOW_EXP)
+                mid: float = 10.0 ** ((i + 0.5) / self._PER_DECADE + self._LOW_EXP)
                 return min(max(mid, self.low), self.high)
         return self.high
 
@@ -185,7 +186,7 @@ def _check_step_tensors(topk_ids: Any, slot_mapping: Any, *, layers: int, top_k:
     shape = getattr(topk_ids, "shape", None)
     ok = (shape is not None and on_device(topk_ids) and _dtype_name(getattr(topk_ids, "dtype", "")) in _INT_DTYPES
           and len(shape) == 3 and tuple(int(d) for d in shape[1:]) == (layers, top_k))
-    if not ok:
+    if not ok or shape is None:
         raise ValueError(f"expected int32 or int64 topk ids of shape [tokens, {layers}, {top_k}] on {device}, "
                          f"got {_describe(topk_ids)}")
     n = int(shape[0])
@@ -211,7 +212,7 @@ def _check_slot_mapping(slot_mapping: Any, n: int, *, device: str, accepted: Any
                          f"got {_describe(slot_mapping)}")
 
 
-def slots_from_block_table(block_table: Sequence[int] | Any, block_size: int, seq_len: int) -> array:
+def slots_from_block_table(block_table: Sequence[int] | Any, block_size: int, seq_len: int) -> array[int]:
     """The KV-cache slots of positions ``0 .. seq_len-1``: ``block_table[pos // block_size] * block_size + pos % block_size``.
 
     ``block_table`` is a list, numpy array or CPU tensor of block ids. Returns an ``array('i')`` of ``seq_len`` slots.
@@ -423,7 +424,8 @@ class _CudaBuffers:
             return None
         if slot_mapping.dtype != self.slot_dtype:
             slot_mapping = slot_mapping.to(self.slot_dtype)
-        return slot_mapping.contiguous().numpy().tobytes()
+        data: bytes = slot_mapping.contiguous().numpy().tobytes()
+        return data
 
     deferred = False  # STEP goes out at once: the sidecar's stream waits on the ready event
 
@@ -479,7 +481,7 @@ class _PinnedHostBuffers(_HostBuffers):
         self.device = device
         self.device_name = str(device)
         size = len(self._map)
-        self._pinned = (ctypes.c_char * size).from_buffer(self._map)
+        self._pinned: ctypes.Array[ctypes.c_char] | None = (ctypes.c_char * size).from_buffer(self._map)
         self._address = ctypes.addressof(self._pinned)
         with torch.cuda.device(device):
             err = int(torch.cuda.cudart().cudaHostRegister(self._address, size, 0))
@@ -634,9 +636,9 @@ class RoutingCapture:
     :meth:`connect`): such a request has no record, so log it and fix the integration (admit every request before its
     first step, finish it once; admit it again to record a retry). A step with expert ids or slot mapping entries out
     of range is answered the same way (code 2, ``step-fault``, naming the step and the first bad token): abort the
-    request whose token had the bad slot, since the row went nowhere and its position keeps what the slot held. Rows the store cannot vouch for (invalid or
-    duplicate ids, slots never written, rows of an earlier round or from before the admission past its cached prefix)
-    are stored as missing rows with a reason (docs/contract.md), not reported here.
+    request whose token had the bad slot, since the row went nowhere and its position keeps what the slot held. Rows the
+    store cannot vouch for (invalid or duplicate ids, slots never written, rows of an earlier round or from before the
+    admission past its cached prefix) are stored as missing rows with a reason (docs/contract.md), not reported here.
     """
 
     #: REQUEST_ERRORs kept for :meth:`request_errors` at most; later ones are counted in ``stats`` and dropped.
@@ -816,8 +818,8 @@ class RoutingCapture:
         ``slot_mapping`` (optional): the step's ``[num_tokens]`` int32/int64 slots, given after the forward was
         launched, so nothing of it runs before the launch (on CUDA a CPU tensor travels in the STEP message itself,
         STEP_SLOTS, and the engine's stream gets no copy; it may be reused at once; a CUDA tensor is copied into the
-        buffer on the current stream); without it the slots view that :meth:`begin_step` returned must hold them. Waits for no answer (only
-        for socket space while the sidecar is not reading, at most ``ack_timeout_s``). Returns the step id
+        buffer on the current stream); without it the slots view that :meth:`begin_step` returned must hold them. Waits
+        for no answer (only for socket space while the sidecar is not reading, at most ``ack_timeout_s``). Returns the step id
         (``step_id`` or the previous one plus 1). Raises ``ValueError`` for ``num_tokens`` outside
         ``0..max_tokens`` or a bad slot mapping (nothing is sent), ``RuntimeError`` without a begun step,
         :class:`SidecarError` when the sidecar is lost (policy ``raise``; with ``drop`` the step is counted in
@@ -1183,7 +1185,7 @@ class RoutingCapture:
             except OSError as e:  # EPIPE, ECONNRESET: read what is left, a FAILED says more than the broken pipe
                 self._drain(step)
                 if not self._detached:
-                    self._lost(f"the sidecar closed the connection ({errno.errorcode.get(e.errno, e)})", step)
+                    self._lost(f"the sidecar closed the connection ({errno.errorcode.get(e.errno or 0, e)})", step)
                 return
             if deadline is None:
                 deadline = time.monotonic() + self._ack_timeout_s
@@ -1248,7 +1250,7 @@ def _handshake(path: str, hello: bytes, timeout_s: float) -> tuple[socket.socket
                     raise SidecarError("the sidecar sent more than WELCOME before the first step")
                 sock.setblocking(False)
                 return sock, msg
-    except socket.timeout:
+    except TimeoutError:
         sock.close()
         raise SidecarError(f"no WELCOME from {path} within connect_timeout_s={timeout_s}s") from None
     except ProtocolError as e:
