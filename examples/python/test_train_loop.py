@@ -1,14 +1,12 @@
 """CPU smoke test of the whole R3 loop (r3_train_loop.py) with the real ``r3 sidecar`` and ``r3 serve`` of this build.
 
-Skipped (with the reason shown by -rs) without torch + transformers or without the r3 class path (``mvn verify`` sets
-``R3_SIDECAR_CLASSPATH``; by hand, ``examples/target/classpath.txt`` of an earlier build is used).
+Skipped (with the reason shown by -rs) without torch + transformers or without the r3 class path (python/tests/r3_build.py:
+``examples/target/classpath.txt``, which Maven writes at ``package``).
 """
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import shutil
 import sys
 from pathlib import Path
 
@@ -24,22 +22,16 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
+sys.path.insert(0, str(REPO / "python" / "tests"))
+
+import r3_build  # noqa: E402
 import r3_train_loop  # noqa: E402
 
 
 def _r3_command() -> str:
-    cp = os.environ.get("R3_SIDECAR_CLASSPATH")
-    if not cp:
-        listed, classes = REPO / "examples/target/classpath.txt", REPO / "examples/target/classes"
-        if not (listed.is_file() and classes.is_dir()):
-            pytest.skip("R3_SIDECAR_CLASSPATH is not set (mvn verify sets it) and examples/target/classpath.txt is absent")
-        cp = f"{classes}{os.pathsep}{listed.read_text().strip()}"
-    java = shutil.which("java") or os.path.join(os.environ.get("JAVA_HOME", ""), "bin", "java")
-    flags = os.environ.get("R3_JVM_FLAGS", "--add-exports=java.base/sun.nio.ch=ALL-UNNAMED "
-                           "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED "
-                           "--add-exports=java.base/jdk.internal.ref=ALL-UNNAMED --add-opens=java.base/java.lang=ALL-UNNAMED "
-                           "-Dchronicle.analytics.disable=true -Dchronicle.announcer.disable=true")
-    return f"{shlex.quote(java)} {flags} -Xmx512m -cp {shlex.quote(cp)} dev.routingreplay.examples.R3Command sidecar"
+    if r3_build.classpath() is None:
+        pytest.skip(r3_build.NO_CLASSPATH)
+    return shlex.join(r3_build.command("sidecar"))
 
 
 @pytest.mark.timeout(300)

@@ -4,9 +4,10 @@ This module does not talk to Kafka itself: it runs ``r3 cluster-read`` (the Java
 fetches from the nodes with retries, checksums, hand-off in offset order, duplicates dropped) as a child process and
 reads its JSON lines, so Python trainers get the same semantics without a second implementation of them and without a
 Kafka package. (Debian's ``python3-kafka``, kafka-python 2.0.2, did produce, consume in a group and commit against the
-Kafka 4.4 test broker when tried by hand; a reader on it is not part of this module.) The guarantees are the Java reader's, commit-after-hand-off included: the child hands a request off, and may
-commit it, only when this module acknowledges it, which it does when you ask for the next one (so a record your loop
-body was working on when the process died is read again by the group)::
+Kafka 4.4 test broker when tried by hand; a reader on it is not part of this module.) The guarantees are the Java
+reader's, commit-after-hand-off included: the child hands a request off, and may commit it, only when this module
+acknowledges it, which it does when you ask for the next one (so a record your loop body was working on when the process
+died is read again by the group)::
 
     from r3.cluster import ClusterReader, r3_command
     with ClusterReader(r3_command(), bootstrap="kafka:9092", group="trainer-pp0", layers=(0, 29)) as reader:
@@ -26,8 +27,9 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 import numpy as np
 
@@ -55,13 +57,13 @@ class KafkaUnreachable(ClusterError):
 class ClusterRecord:
     """One announced request: the announcement's JSON members, the routing fetched from its node, and where it was on Kafka."""
 
-    announcement: Dict[str, Any]
+    announcement: dict[str, Any]
     routing: np.ndarray
     partition: int
     offset: int
 
 
-def r3_command(classpath: Optional[str] = None, java: Optional[str] = None, jvm_flags: Optional[str] = None) -> List[str]:
+def r3_command(classpath: str | None = None, java: str | None = None, jvm_flags: str | None = None) -> list[str]:
     """The command that runs ``r3``: ``java <flags> -cp <classpath> dev.routingreplay.examples.R3Command``.
 
     ``classpath`` defaults to ``$R3_CLASSPATH`` (the examples module's runtime class path, its classes included),
@@ -86,7 +88,7 @@ class ClusterReader:
     """
 
     def __init__(self, r3: Sequence[str], bootstrap: str, group: str, topic: str = "r3-requests",
-                 layers: Optional[Tuple[int, int]] = None, start: int = 0, max_in_flight: int = 16,
+                 layers: tuple[int, int] | None = None, start: int = 0, max_in_flight: int = 16,
                  connect_timeout_s: float = 30.0) -> None:
         if not (isinstance(connect_timeout_s, (int, float)) and connect_timeout_s > 0 and math.isfinite(connect_timeout_s)):
             raise ValueError(f"connect_timeout_s must be a positive number of seconds, got {connect_timeout_s!r}")
@@ -102,10 +104,11 @@ class ClusterReader:
             cmd += ["--layers", f"{layers[0]}:{layers[1]}"]
         self._stderr = tempfile.TemporaryFile()
         self._bootstrap = bootstrap
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, bufsize=1)
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+                                      bufsize=1)
         self._owed = False
 
-    def __enter__(self) -> "ClusterReader":
+    def __enter__(self) -> ClusterReader:
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:

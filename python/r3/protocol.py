@@ -13,8 +13,9 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence, Union
+from typing import Any
 
 VERSION = 3
 MAX_BODY = 16 * 1024 * 1024
@@ -186,8 +187,8 @@ class Farewell:
     requests_finished: int
 
 
-Message = Union[Hello, Step, Admitted, Finished, Aborted, SlotsMoved, RoundCleared, Goodbye, Welcome, Consumed, Failed,
-                Farewell, RequestError]
+Message = (Hello | Step | Admitted | Finished | Aborted | SlotsMoved | RoundCleared | Goodbye | Welcome | Consumed | Failed
+           | Farewell | RequestError)
 
 # ---------------------------------------------------------------------------------------------------------- encoding
 
@@ -225,7 +226,7 @@ def _unsigned(value: int, bits: int, name: str) -> int:
     return value
 
 
-def int32_array(values: Iterable[int], name: str) -> array:
+def int32_array(values: Iterable[int], name: str) -> array[int]:
     """``values`` as a little-endian-ready ``array('i')``; ``ValueError`` naming ``name`` for a value outside int32."""
     if isinstance(values, array) and values.typecode == "i":
         return values
@@ -240,7 +241,7 @@ def int32_array(values: Iterable[int], name: str) -> array:
         raise ValueError(f"{name} must be a sequence of integers: {e}") from None
 
 
-def _i32s(values: array) -> bytes:
+def _i32s(values: array[int]) -> bytes:
     if sys.byteorder != "little":
         values = array("i", values)
         values.byteswap()
@@ -300,7 +301,7 @@ def encode_admitted(request_id: str, cached_tokens: int = 0) -> bytes:
                   + struct.pack("<I", _unsigned(cached_tokens, 32, "cached_tokens")))
 
 
-def encode_finished(request_id: str, slots: Sequence[int] | array) -> bytes:
+def encode_finished(request_id: str, slots: Sequence[int] | array[int]) -> bytes:
     """FINISHED with the request's slots in token order; ``ValueError`` for a slot outside int32."""
     values = int32_array(slots, "finished slots")
     return _frame(bytes([FINISHED]) + _string(request_id, "request_id") + _LEN.pack(len(values)) + _i32s(values))
@@ -310,7 +311,7 @@ def encode_aborted(request_id: str) -> bytes:
     return _frame(bytes([ABORTED]) + _string(request_id, "request_id"))
 
 
-def encode_slots_moved(source: Sequence[int] | array, destination: Sequence[int] | array) -> bytes:
+def encode_slots_moved(source: Sequence[int] | array[int], destination: Sequence[int] | array[int]) -> bytes:
     """SLOTS_MOVED; ``ValueError`` when the two lists differ in length or hold a value outside int32."""
     src = int32_array(source, "source slots")
     dst = int32_array(destination, "destination slots")
@@ -372,17 +373,17 @@ class _Cursor:
         self.pos += n
         return view
 
-    def unpack(self, fmt: struct.Struct) -> tuple:
+    def unpack(self, fmt: struct.Struct) -> tuple[Any, ...]:
         return fmt.unpack(self.take(fmt.size))
 
     def u16(self) -> int:
-        return self.unpack(_U16)[0]
+        return int(self.unpack(_U16)[0])
 
     def u32(self) -> int:
-        return self.unpack(_LEN)[0]
+        return int(self.unpack(_LEN)[0])
 
     def u64(self) -> int:
-        return self.unpack(_U64)[0]
+        return int(self.unpack(_U64)[0])
 
     def blob(self) -> bytes:
         return bytes(self.take(self.u16()))

@@ -55,10 +55,10 @@ from __future__ import annotations
 
 import copy
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -201,9 +201,17 @@ def moe_routers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 _CHECKED: set[tuple[Any, ...]] = set()
 
 
+def _weight(router: nn.Module) -> torch.Tensor:
+    return cast(torch.Tensor, router.weight)
+
+
+def _int_attr(router: nn.Module, name: str) -> int:
+    return int(getattr(router, name))
+
+
 def _check_rule(name: str, router: nn.Module, rule: _Rule) -> None:
     """Run the router class's own forward on random weights and inputs and check the rule gives back its weights."""
-    weight = router.weight
+    weight = _weight(router)
     device = torch.device("cpu") if weight.device.type == "meta" else weight.device
     key = (type(router), weight.dtype, device.type, rule.settings(router))
     if key in _CHECKED:
@@ -214,7 +222,9 @@ def _check_rule(name: str, router: nn.Module, rule: _Rule) -> None:
         return (torch.randn(tuple(shape), generator=generator) * std).to(device=device, dtype=dtype)
 
     probe = copy.copy(router)
-    object.__setattr__(probe, "_parameters", {k: rand(p.shape, p.dtype, 0.5) for k, p in router._parameters.items()})
+    object.__setattr__(
+        probe, "_parameters", {k: None if p is None else rand(p.shape, p.dtype, 0.5) for k, p in router._parameters.items()}
+    )
     object.__setattr__(
         probe, "_buffers", {k: None if b is None else rand(b.shape, b.dtype, 0.01) for k, b in router._buffers.items()}
     )
@@ -339,13 +349,13 @@ def _validate(layers: list[_Layer], routing: RoutingLike) -> list[tuple[torch.Te
         raise ValueError(f"router replay: the model has {len(layers)} MoE layers, the routing has {len(per_layer)}")
     tokens = per_layer[0].shape[0] if per_layer[0].dim() else 0
     stats = []
-    for i, (layer, ids) in enumerate(zip(layers, per_layer)):
+    for i, (layer, ids) in enumerate(zip(layers, per_layer, strict=True)):
         if ids.dim() != 2 or ids.shape[1] != layer.top_k or ids.shape[0] != tokens:
             raise ValueError(
                 f"router replay: MoE layer {i} ({layer.name}): expected ids of shape [{tokens}, {layer.top_k}] "
                 f"(top_k {layer.top_k}), got {list(ids.shape)}"
             )
-        ids = ids.to(device=layer.router.weight.device, dtype=torch.int64).contiguous()
+        ids = ids.to(device=_weight(layer.router).device, dtype=torch.int64).contiguous()
         per_layer[i] = ids
         missing_entry = ids == MISSING
         any_missing, all_missing = missing_entry.any(dim=1), missing_entry.all(dim=1)
@@ -356,7 +366,7 @@ def _validate(layers: list[_Layer], routing: RoutingLike) -> list[tuple[torch.Te
     device = stats[0].device
     summary = torch.stack([stat.to(device) for stat in stats]).tolist()  # one sync (per device), at set time only
     out = []
-    for i, (layer, ids, stat) in enumerate(zip(layers, per_layer, summary)):
+    for i, (layer, ids, stat) in enumerate(zip(layers, per_layer, summary, strict=True)):
         low, high, partial, duplicates, missing = stat
         where = f"router replay: MoE layer {i} ({layer.name})"
         if low < MISSING or high >= layer.num_experts:
@@ -373,7 +383,7 @@ def _validate(layers: list[_Layer], routing: RoutingLike) -> list[tuple[torch.Te
     return out
 
 
-_ACTIVE: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+_ACTIVE: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 
 
 class RouterReplay:
@@ -401,7 +411,7 @@ class RouterReplay:
             assert rule is not None
             if check:
                 _check_rule(name, router, rule)
-            self._layers.append(_Layer(name, router, rule, int(router.top_k), int(router.num_experts)))
+            self._layers.append(_Layer(name, router, rule, _int_attr(router, "top_k"), _int_attr(router, "num_experts")))
         self.record_live = record_live
         self.live_topk: list[torch.Tensor | None] = [None] * len(self._layers)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -426,10 +436,10 @@ class RouterReplay:
 
     def set_routing(self, routing: RoutingLike) -> None:
         """Replay ``routing`` from the next forward on (e.g. the next micro-batch); validates it (one device sync)."""
-        for layer, (ids, missing) in zip(self._layers, _validate(self._layers, routing)):
+        for layer, (ids, missing) in zip(self._layers, _validate(self._layers, routing), strict=True):
             layer.ids, layer.missing = ids, missing
 
-    def mismatch(self) -> "RoutingMismatch":
+    def mismatch(self) -> RoutingMismatch:
         """How the routers' own choices in the latest forward differ from the replayed routing (needs record_live)."""
         if not self.record_live or any(live is None for live in self.live_topk):
             raise RuntimeError("router replay: mismatch() needs record_live=True and a forward inside the context")
@@ -571,7 +581,7 @@ def record_routing(model: nn.Module, *args: Any, **kwargs: Any) -> torch.Tensor:
     finally:
         replay._detach()
     if any(live is None for live in replay.live_topk):
-        missing = [name for name, live in zip(replay.names, replay.live_topk) if live is None]
+        missing = [name for name, live in zip(replay.names, replay.live_topk, strict=True) if live is None]
         raise RuntimeError(f"router replay: the forward did not call routers {', '.join(missing)}")
     device = replay.live_topk[0].device  # type: ignore[union-attr]
     return torch.stack([live.to(device) for live in replay.live_topk], dim=1)  # type: ignore[union-attr]

@@ -15,7 +15,8 @@ Works with PyTorch tensors (any device) and with numpy arrays (the host backend)
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from r3.engine import _describe as _describe_tensor
 from r3.engine import _dtype_name

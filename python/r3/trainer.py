@@ -12,7 +12,8 @@ What a fetch guarantees (see docs/contract.md for which rows exist and what miss
   ``S = prompt + generated - 1`` rows (the final generated token was never forwarded, so it has none; a trainer that
   wants ``prompt + generated`` rows appends a placeholder row itself); ``S' = S - start`` rows, or ``S - 1 - start``
   with ``drop_last`` (which drops the last *forwarded* token's row, the first generated token's for a one-token answer:
-  not what the missing final token needs); ``L'`` MoE layers ``layers[0] .. layers[1]-1`` (0-based, dense layers not counted); ``K`` = top-k;
+  not what the missing final token needs); ``L'`` MoE layers ``layers[0] .. layers[1]-1`` (0-based, dense layers not
+  counted); ``K`` = top-k;
 * ``dtype="native"`` is the store's compact dtype (uint8 up to 256 experts, uint16 up to 65536, else int32), which
   has no value for a missing row: a fetch whose rows include one raises :class:`MissingRowsError` (409) naming the
   count; ``"int16"`` (up to 32768 experts), ``"int32"`` and ``"int64"`` are signed and every id of a missing row is
@@ -35,10 +36,10 @@ import io
 import json
 import os
 import re
-import socket
 import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 
@@ -132,7 +133,8 @@ class ReplayTimeout(ReplayError, TimeoutError):
     ``read_timeout_s``). Also a :class:`TimeoutError`."""
 
 
-_BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: RequestNotFound, 409: MissingRowsError, 410: RequestDeleted, 503: ServerBusy}
+_BY_STATUS = {400: BadRequest, 401: Unauthorized, 404: RequestNotFound, 409: MissingRowsError, 410: RequestDeleted,
+              503: ServerBusy}
 
 # the most characters of a server's error body an exception message carries
 _BODY_CHARS = 300
@@ -161,7 +163,7 @@ def _body_line(body: bytes, content_type: str) -> str:
 _POLY = 0x82F63B78
 
 
-def _table() -> "np.ndarray":
+def _table() -> np.ndarray:
     t = np.zeros(256, dtype=np.uint32)
     for i in range(256):
         c = i
@@ -195,7 +197,7 @@ def _apply(op: Sequence[int], x: int) -> int:
     return r
 
 
-def _compose(a: Sequence[int], b: Sequence[int]) -> List[int]:
+def _compose(a: Sequence[int], b: Sequence[int]) -> list[int]:
     """The operator ``a`` after ``b``."""
     return [_apply(a, c) for c in b]
 
@@ -204,7 +206,7 @@ def _compose(a: Sequence[int], b: Sequence[int]) -> List[int]:
 _POWERS = [[_raw(1 << i, b"\0") for i in range(32)]]
 
 
-def _zeros_op(n: int) -> List[int]:
+def _zeros_op(n: int) -> list[int]:
     """The operator of feeding ``n`` zero bytes."""
     op = None
     k = 0
@@ -225,14 +227,14 @@ def crc32c_combine(crc_a: int, crc_b: int, length_b: int) -> int:
     return _apply(_zeros_op(length_b), crc_a) ^ crc_b
 
 
-def _apply_vec(op: Sequence[int], x: "np.ndarray") -> "np.ndarray":
+def _apply_vec(op: Sequence[int], x: np.ndarray) -> np.ndarray:
     out = np.zeros_like(x)
     for i in range(32):
         out ^= ((x >> np.uint32(i)) & np.uint32(1)) * np.uint32(op[i])
     return out
 
 
-def _crc32c_numpy(data: "np.ndarray") -> int:
+def _crc32c_numpy(data: np.ndarray) -> int:
     """CRC32C with numpy: many lanes a byte at a time in parallel, then their CRCs combined pairwise."""
     n = data.size
     if n < 1024:
@@ -257,13 +259,13 @@ def _crc32c_numpy(data: "np.ndarray") -> int:
 
 def _native_crc32c() -> Any:
     try:
-        import crc32c as _c  # type: ignore[import-not-found]
+        import crc32c as _c
 
         return lambda b: _c.crc32c(b)
     except ImportError:
         pass
     try:
-        import google_crc32c as _g  # type: ignore[import-not-found]
+        import google_crc32c as _g
 
         return lambda b: _g.value(bytes(b))
     except ImportError:
@@ -273,7 +275,7 @@ def _native_crc32c() -> Any:
 _FAST = _native_crc32c()
 
 
-def crc32c(data: Union[bytes, bytearray, memoryview]) -> int:
+def crc32c(data: bytes | bytearray | memoryview) -> int:
     """CRC32C (Castagnoli, as Java's ``java.util.zip.CRC32C``) of ``data``.
 
     Uses the ``crc32c`` or ``google-crc32c`` package when installed (GB/s), else numpy (about 200 MB/s).
@@ -302,7 +304,7 @@ class Manifest:
     dtype: str
     store_format: int
     missing_as: int
-    missing_dtypes: Tuple[str, ...]
+    missing_dtypes: tuple[str, ...]
     slot_capacity: int
     first_ordinal: int
     last_ordinal: int
@@ -328,26 +330,26 @@ class RequestInfo:
     seq_len: int
     missing_rows: int = 0
     missing_reasons: Mapping[str, int] = field(default_factory=dict)
-    superseded_by: Optional[int] = None
-    damaged: Optional[str] = None
-    lost: Optional[str] = None
+    superseded_by: int | None = None
+    damaged: str | None = None
+    lost: str | None = None
 
     @staticmethod
-    def _of(line: Mapping[str, Any]) -> "RequestInfo":
+    def _of(line: Mapping[str, Any]) -> RequestInfo:
         if line.get("lost"):
             return RequestInfo("", -1, "", -1, -1, lost=str(line["reason"]))
         if line.get("damaged"):
             return RequestInfo(str(line["index"]), int(line["ordinal"]), "", -1, -1, damaged=str(line["reason"]))
         newer = line.get("supersededBy")
-        return RequestInfo(str(line["index"]), int(line["ordinal"]), str(line["requestId"]), int(line["round"]), int(line["seqLen"]),
-                           int(line.get("missingRows", 0)), {str(k): int(v) for k, v in dict(line.get("missingReasons", {})).items()},
-                           None if newer is None else int(newer))
+        reasons = {str(k): int(v) for k, v in dict(line.get("missingReasons", {})).items()}
+        return RequestInfo(str(line["index"]), int(line["ordinal"]), str(line["requestId"]), int(line["round"]),
+                           int(line["seqLen"]), int(line.get("missingRows", 0)), reasons, None if newer is None else int(newer))
 
 
-RequestRef = Union[int, str, RequestInfo]
+RequestRef = int | str | RequestInfo
 
 
-def _reasons(header: str) -> dict:
+def _reasons(header: str) -> dict[str, int]:
     """``X-R3-Missing-Reasons`` (``reason=count,...``, empty when none) as a dict."""
     out = {}
     for part in header.split(","):
@@ -365,13 +367,14 @@ def _describe(request: RequestRef) -> str:
     return f"ordinal {request}"
 
 
-def _layers_query(layers: Any) -> Optional[Tuple[int, int]]:
+def _layers_query(layers: Any) -> tuple[int, int] | None:
     if layers is None:
         return None
     if isinstance(layers, str):
         parts = layers.split(":")
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
-            raise ValueError(f"layers={layers!r}: want 'FROM:TO' (both given), a (FROM, TO) pair, range(FROM, TO) or slice(FROM, TO)")
+            raise ValueError(f"layers={layers!r}: want 'FROM:TO' (both given), a (FROM, TO) pair, range(FROM, TO) or "
+                             "slice(FROM, TO)")
         lo, hi = int(parts[0]), int(parts[1])
     elif isinstance(layers, range):
         if layers.step != 1:
@@ -385,7 +388,8 @@ def _layers_query(layers: Any) -> Optional[Tuple[int, int]]:
         try:
             lo, hi = layers
         except (TypeError, ValueError):
-            raise ValueError(f"layers={layers!r}: want a (FROM, TO) pair, 'FROM:TO', range(FROM, TO) or slice(FROM, TO)") from None
+            raise ValueError(f"layers={layers!r}: want a (FROM, TO) pair, 'FROM:TO', range(FROM, TO) or "
+                             "slice(FROM, TO)") from None
     if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (lo, hi)) or not 0 <= lo < hi:
         raise ValueError(f"layers={layers!r}: want whole numbers with 0 <= FROM < TO (a half-open range of MoE layers)")
     return int(lo), int(hi)
@@ -404,7 +408,7 @@ class ReplayClient:
             its own ``read_timeout_s``).
     """
 
-    def __init__(self, url: str, token: Optional[str] = None, timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, token: str | None = None, timeout_s: float = 30.0) -> None:
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ValueError(f"url={url!r}: want http://HOST:PORT or https://HOST:PORT")
@@ -431,7 +435,8 @@ class ReplayClient:
     def _timed_out(self, what: str, status: int = 0) -> ReplayTimeout:
         return ReplayTimeout(what, status, f"no answer from {self.url} within {self.timeout_s:g} s (timeout_s)")
 
-    def _open(self, path: str, what: str, read_timeout_s: Optional[float] = None) -> Tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    def _open(self, path: str, what: str,
+              read_timeout_s: float | None = None) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
         conn = cls(self._host, self._port, timeout=self.timeout_s)
         headers = {"Accept": "*/*"}
@@ -440,7 +445,7 @@ class ReplayClient:
         try:
             conn.request("GET", self._prefix + path, headers=headers)
             res = conn.getresponse()
-        except socket.timeout as e:
+        except TimeoutError as e:
             conn.close()
             raise self._timed_out(what) from e
         except http.client.RemoteDisconnected as e:
@@ -471,7 +476,7 @@ class ReplayClient:
             conn.sock.settimeout(read_timeout_s)
         return conn, res
 
-    def _get(self, path: str, what: str) -> Tuple[http.client.HTTPResponse, bytearray]:
+    def _get(self, path: str, what: str) -> tuple[http.client.HTTPResponse, bytearray]:
         conn, res = self._open(path, what)
         try:
             length = res.getheader("content-length")
@@ -487,7 +492,7 @@ class ReplayClient:
             else:
                 body = bytearray(res.read())
             return res, body
-        except socket.timeout as e:
+        except TimeoutError as e:
             raise self._timed_out(what, res.status) from e
         except (OSError, http.client.HTTPException) as e:
             raise ReplayError(what, res.status, f"reading the answer failed: {e}") from e
@@ -500,7 +505,7 @@ class ReplayClient:
         """Whether the server answers ``/health`` (needs no token)."""
         try:
             res, body = self._get("/health", "/health")
-            return json.loads(body.decode("utf-8")).get("status") == "ok"
+            return bool(json.loads(body.decode("utf-8")).get("status") == "ok")
         except (ReplayError, ValueError, AttributeError):
             return False  # unreachable, refused, or not an r3 server's JSON
 
@@ -513,12 +518,13 @@ class ReplayClient:
                             int(m["missingAs"]), tuple(str(d) for d in m["missingDtypes"]), int(m["slotCapacity"]),
                             int(m["firstOrdinal"]), int(m["lastOrdinal"]))
         except KeyError as e:
-            raise self._not_r3("/manifest", res.status, f"the answer has no {e.args[0]!r}: {_body_line(bytes(body), '')}") from None
+            raise self._not_r3("/manifest", res.status,
+                               f"the answer has no {e.args[0]!r}: {_body_line(bytes(body), '')}") from None
         except (ValueError, TypeError, AttributeError) as e:
             raise self._not_r3("/manifest", res.status, f"the answer is not an r3 manifest ({e}): "
                                                         f"{_body_line(bytes(body), res.getheader('content-type', ''))}") from None
 
-    def _info(self, what: str, line: Union[str, bytes]) -> RequestInfo:
+    def _info(self, what: str, line: str | bytes) -> RequestInfo:
         """One listing line as a :class:`RequestInfo`; :class:`NotAnR3Server` when it is not an r3 listing line."""
         try:
             return RequestInfo._of(json.loads(line))
@@ -530,7 +536,7 @@ class ReplayClient:
         raise self._not_r3(what, 200, f"{problem}: {_body_line(text.encode(), '')}")
 
     @staticmethod
-    def _listing_query(after: Union[None, str, RequestInfo], limit: Optional[int], follow: bool) -> str:
+    def _listing_query(after: None | str | RequestInfo, limit: int | None, follow: bool) -> str:
         params = []
         if after is not None:
             params.append(("after", after.index if isinstance(after, RequestInfo) else str(after)))
@@ -542,7 +548,7 @@ class ReplayClient:
             params.append(("follow", "true"))
         return "/requests" + ("?" + urllib.parse.urlencode(params) if params else "")
 
-    def list_requests(self, after: Union[None, str, RequestInfo] = None, limit: Optional[int] = None) -> List[RequestInfo]:
+    def list_requests(self, after: None | str | RequestInfo = None, limit: int | None = None) -> list[RequestInfo]:
         """The finished requests stored now, in write order.
 
         Args:
@@ -553,8 +559,8 @@ class ReplayClient:
         _, body = self._get(query, "/requests")
         return [self._info("/requests", line) for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
 
-    def follow(self, after: Union[None, str, RequestInfo] = None, limit: Optional[int] = None,
-               read_timeout_s: Optional[float] = None) -> Iterator[RequestInfo]:
+    def follow(self, after: None | str | RequestInfo = None, limit: int | None = None,
+               read_timeout_s: float | None = None) -> Iterator[RequestInfo]:
         """Every stored request, then each new one as it finishes (a generator over the live NDJSON listing).
 
         Ends after ``limit`` records, or never; closing the generator (``break``, ``.close()``) closes the connection
@@ -568,11 +574,12 @@ class ReplayClient:
             while True:
                 try:
                     line = res.readline()
-                except socket.timeout as e:
+                except TimeoutError as e:
                     raise ReplayTimeout("/requests?follow=true", res.status, f"no new record within {read_timeout_s} s") from e
                 except OSError as e:
                     if "timed out" in str(e):
-                        raise ReplayTimeout("/requests?follow=true", res.status, f"no new record within {read_timeout_s} s") from e
+                        raise ReplayTimeout("/requests?follow=true", res.status,
+                                            f"no new record within {read_timeout_s} s") from e
                     raise ReplayError("/requests?follow=true", res.status, f"the listing broke off: {e}") from e
                 if not line:
                     return
@@ -660,7 +667,7 @@ class ReplayClient:
         result: Any = array
         if as_tensor:
             try:
-                import torch  # type: ignore[import-not-found]
+                import torch
             except ImportError as e:
                 raise ImportError("as_tensor=True needs torch; install it, or take the numpy array (as_tensor=False)") from e
             result = torch.from_numpy(array)
@@ -669,7 +676,7 @@ class ReplayClient:
         return result
 
     @staticmethod
-    def _checked_array(what: str, res: http.client.HTTPResponse, body: bytearray, whole: bool) -> "np.ndarray":
+    def _checked_array(what: str, res: http.client.HTTPResponse, body: bytearray, whole: bool) -> np.ndarray:
         sent = res.getheader("x-r3-body-crc32c")
         if sent is None:
             raise ChecksumError(what, res.status, "the answer has no X-R3-Body-CRC32C header: cannot check it (a server older "
@@ -685,8 +692,8 @@ class ReplayClient:
         data_crc = crc32c(view[offset:])
         body_crc = crc32c_combine(crc32c(view[:offset]), data_crc, len(body) - offset)
         if body_crc != int(sent, 16):
-            raise ChecksumError(what, res.status, f"body CRC32C {body_crc:08x}, the server sent X-R3-Body-CRC32C {sent}: the bytes "
-                                                  "changed on the way")
+            raise ChecksumError(what, res.status, f"body CRC32C {body_crc:08x}, the server sent X-R3-Body-CRC32C {sent}: "
+                                                  "the bytes changed on the way")
         if offset == 0:
             raise ReplayError(what, res.status, "the answer is not a .npy file")
         stream = io.BytesIO(bytes(view[:offset]))

@@ -2,12 +2,11 @@
 servers (before: it blocked past 30 s with only the Kafka client's warnings on the child's standard error).
 
 Runs the real ``r3 cluster-read`` as the child; the "cluster" is a loopback port nobody listens on. Needs the examples'
-runtime classpath in ``R3_SIDECAR_CLASSPATH`` (``mvn verify`` sets it); skipped without it.
+runtime class path (``r3_build``: ``examples/target/classpath.txt``, written at ``package``); skipped without it.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import time
@@ -16,10 +15,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import r3_build  # noqa: E402
 
 from r3.cluster import ClusterError, ClusterReader, KafkaUnreachable, r3_command  # noqa: E402
 
-CLASSPATH = os.environ.get("R3_SIDECAR_CLASSPATH", "")
+CLASSPATH = r3_build.classpath() or ""
 
 
 def _free_port() -> int:
@@ -29,7 +31,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.skipif(not CLASSPATH, reason="R3_SIDECAR_CLASSPATH is not set (mvn verify sets it): no r3 cluster-read to run")
+@pytest.mark.skipif(not CLASSPATH, reason=f"{r3_build.NO_CLASSPATH}: no r3 cluster-read to run")
 def test_no_broker_reachable_fails_within_the_connect_timeout_naming_the_bootstrap_servers() -> None:
     bootstrap = f"127.0.0.1:{_free_port()}"
     started = time.monotonic()

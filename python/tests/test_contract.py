@@ -17,6 +17,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
+import r3_build
 from r3.engine import RoutingCapture
 from r3.protocol import RequestError
 from r3.trainer import ReplayClient, RequestInfo
@@ -33,7 +34,7 @@ LAYERS, TOP_K, EXPERTS, MAX_TOKENS, SLOTS = 3, 2, 16, 16, 96
 def sidecar(r3: list[str], short_dir: str, tmp_path: Path) -> Iterator[Sidecar]:  # noqa: F811
     """``r3 sidecar --backend host --once --slots 96``, so slots out of range are easy to name."""
     if not CLASSPATH:
-        pytest.skip("R3_SIDECAR_CLASSPATH is not set (mvn verify sets it): r3 serve cannot start")
+        pytest.skip(f"{r3_build.NO_CLASSPATH}: r3 serve cannot start")
     yield from run_sidecar(r3, short_dir, tmp_path, "--slots", str(SLOTS))
 
 

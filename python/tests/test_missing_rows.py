@@ -1,7 +1,7 @@
 """Missing rows against a live ``r3 serve``: a store of 256 experts stored as uint8 (record version 4) with one row
 the host pack dropped (an out-of-range expert id), written by ``MissingRowsStore.java`` on the examples' classpath.
 
-Skipped without ``R3_SIDECAR_CLASSPATH`` (as test_trainer_client.py). Every child process has a deadline.
+Skipped without this build's r3 class path (as test_trainer_client.py). Every child process has a deadline.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from r3.trainer import MissingRowsError, ReplayClient  # noqa: E402
+import r3_build  # noqa: E402
 from test_trainer_client import CLASSPATH, JAVA, JVM_FLAGS, Server, live  # noqa: E402
 
 TOKENS, LAYERS, TOP_K = 5, 3, 2
@@ -34,7 +35,7 @@ FULL = np.stack([ids(t) for t in range(TOKENS)])
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplayClient]:
     if not CLASSPATH:
-        pytest.skip("R3_SIDECAR_CLASSPATH is not set")
+        pytest.skip(r3_build.NO_CLASSPATH)
     store = tmp_path_factory.mktemp("missing") / "store"
     writer = Path(__file__).resolve().parent / "MissingRowsStore.java"
     done = subprocess.run([JAVA, "-Xmx256m", *JVM_FLAGS, "-cp", CLASSPATH, str(writer), str(store)], capture_output=True, text=True,

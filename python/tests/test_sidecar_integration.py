@@ -1,17 +1,15 @@
 """The engine module against the real sidecar: ``r3 sidecar --backend host --once`` of this build, a fake engine with
 random routing, and the store read back with ``r3 export`` and numpy.
 
-The r3 class path comes from ``R3_SIDECAR_CLASSPATH`` (``mvn verify`` sets it, with ``R3_JVM_FLAGS``); without it,
-from ``examples/target/classpath.txt`` plus ``examples/target/classes`` of an earlier build. The tests skip, saying
-why, when neither is there or when this build's r3 has no ``sidecar`` command.
+The r3 class path comes from ``r3_build``: ``examples/target/classpath.txt`` (Maven writes it at ``package``) plus
+``examples/target/classes``. The tests skip, saying why, when the build has not written it or when this build's r3 has
+no ``sidecar`` command.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-import shlex
-import shutil
 import signal
 import subprocess
 import time
@@ -22,6 +20,7 @@ from typing import Iterator
 import numpy as np
 import pytest
 
+import r3_build
 from r3.engine import RoutingCapture, SidecarError, slots_from_block_table
 from r3.trainer import ReplayClient
 
@@ -32,32 +31,15 @@ LAYERS, TOP_K, EXPERTS, MAX_TOKENS, BLOCK = 4, 2, 16, 64, 4
 pytestmark = pytest.mark.timeout(240)
 
 
-def _classpath() -> str | None:
-    cp = os.environ.get("R3_SIDECAR_CLASSPATH")
-    if cp:
-        return cp
-    listed = REPO / "examples" / "target" / "classpath.txt"
-    classes = REPO / "examples" / "target" / "classes"
-    if listed.is_file() and classes.is_dir():
-        return os.pathsep.join([str(classes), listed.read_text().strip()])
-    return None
-
-
 def _r3_command() -> list[str]:
-    java = shutil.which("java") or os.path.join(os.environ.get("JAVA_HOME", ""), "bin", "java")
-    flags = os.environ.get("R3_JVM_FLAGS", "--add-exports=java.base/sun.nio.ch=ALL-UNNAMED "
-                           "--add-opens=java.base/java.lang.reflect=ALL-UNNAMED "
-                           "--add-exports=java.base/jdk.internal.ref=ALL-UNNAMED --add-opens=java.base/java.lang=ALL-UNNAMED "
-                           "--add-exports=jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED "
-                           "-Dchronicle.analytics.disable=true -Dchronicle.announcer.disable=true")
-    return [java, *shlex.split(flags), "-Xmx512m", "-cp", _classpath() or "", MAIN]
+    return r3_build.command()
 
 
 @pytest.fixture(scope="module")
 def r3() -> list[str]:
     """The ``r3`` command line of this build; skips (with the reason) where there is none or it has no sidecar."""
-    if _classpath() is None:
-        pytest.skip("R3_SIDECAR_CLASSPATH is not set (mvn verify sets it) and examples/target/classpath.txt is absent")
+    if r3_build.classpath() is None:
+        pytest.skip(r3_build.NO_CLASSPATH)
     cmd = _r3_command()
     probe = subprocess.run([*cmd, "sidecar", "--help"], capture_output=True, text=True, timeout=120)
     if "--socket" not in probe.stdout:

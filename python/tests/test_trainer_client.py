@@ -1,9 +1,8 @@
 """The trainer client against a live ``r3 serve``: the store is written by ``r3 run`` (the simulated engine) and the
 oracle is ``r3 export`` of the same store.
 
-Needs the examples' runtime classpath (target/classes included) in ``R3_SIDECAR_CLASSPATH``; ``R3_JVM_FLAGS``
-overrides the Chronicle flags (default: the parent pom's ``r3.jvm.flags``) and ``JAVA`` the java binary. Without
-``R3_SIDECAR_CLASSPATH`` the live tests are skipped, with that reason. Every socket has a timeout and every child
+Needs this build's r3 (``r3_build``: the class path Maven writes to ``examples/target/classpath.txt`` at ``package``);
+without it the live tests are skipped, with that reason. Every socket has a timeout and every child
 process a deadline, so nothing here can hang.
 """
 
@@ -12,7 +11,6 @@ from __future__ import annotations
 import csv
 import http.server
 import io
-import os
 import queue
 import shutil
 import socket
@@ -27,6 +25,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import r3_build  # noqa: E402
 
 from r3.trainer import (  # noqa: E402
     BadRequest,
@@ -41,23 +42,13 @@ from r3.trainer import (  # noqa: E402
     crc32c_combine,
 )
 
-CLASSPATH = os.environ.get("R3_SIDECAR_CLASSPATH", "")
-JVM_FLAGS = os.environ.get(
-    "R3_JVM_FLAGS",
-    "--add-exports=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/java.lang.reflect=ALL-UNNAMED "
-    "--add-exports=java.base/jdk.internal.ref=ALL-UNNAMED --add-opens=java.base/java.lang=ALL-UNNAMED "
-    "--add-exports=jdk.compiler/com.sun.tools.javac.file=ALL-UNNAMED -Dchronicle.analytics.disable=true "
-    "-Dchronicle.announcer.disable=true",
-).split()
-JAVA = os.environ.get("JAVA") or (str(Path(os.environ["JAVA_HOME"]) / "bin" / "java") if os.environ.get("JAVA_HOME") else "java")
+CLASSPATH = r3_build.classpath() or ""
+JVM_FLAGS = r3_build.jvm_flags()
+JAVA = r3_build.java()
 TOKEN = "trainer-test-token_0123"
 ROLLOUT_REQUESTS = 10
 
-live = pytest.mark.skipif(
-    not CLASSPATH,
-    reason="R3_SIDECAR_CLASSPATH is not set (the examples' runtime classpath incl. target/classes, as `mvn verify` sets it): "
-    "no r3 server to test against",
-)
+live = pytest.mark.skipif(not CLASSPATH, reason=f"{r3_build.NO_CLASSPATH}: no r3 server to test against")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -109,7 +100,7 @@ class Server:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not CLASSPATH:
-        pytest.skip("R3_SIDECAR_CLASSPATH is not set")
+        pytest.skip(r3_build.NO_CLASSPATH)
     out = tmp_path_factory.mktemp("r3") / "store"
     r3("run", "--model", "gpt-oss-120b", "--requests", str(ROLLOUT_REQUESTS), "--concurrency", "4", "--seed", "7", "--out", str(out))
     return out
