@@ -20,8 +20,6 @@ import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentSkipListMap;
 import net.openhft.chronicle.queue.impl.single.SingleChronicleQueue;
-import org.slf4j.Logger;
-import org.slf4j.LoggerFactory;
 
 /**
  * The durable sink: a Chronicle Queue journal (one excerpt per event, the source of truth), an in-memory slot index
@@ -38,7 +36,7 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Every event is journalled first ({@link JournalWriter}) and then applied to the slot index, so the index never
  * holds an effect the journal lacks; a finish writes its request record ({@link RequestWriter}) before its journal
- * excerpt. The other jobs live in their own classes: {@link JournalRecovery} (open), {@link WriteSpace} (free space,
+ * excerpt; {@link EventRecorder} is that write path. The other jobs live in their own classes: {@link JournalRecovery} (open), {@link WriteSpace} (free space,
  * preallocation, fatal failures), {@link RetentionSweeper} (deleting files), {@link StoreQueues} (opening queues).
  *
  * <p>Threading: one thread at a time (the pipeline's sink thread), like every {@link RoutingSink}. {@link #close} may
@@ -47,26 +45,19 @@ import org.slf4j.LoggerFactory;
  * {@link IllegalStateException} naming the store, never a crash.
  */
 public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
-    private static final Logger LOG = LoggerFactory.getLogger(ChronicleRoutingSink.class);
     private final StoreConfig config;
     private final RoutingShape shape;
     private final SlotStore store;
     private final StoreQueues.Writer queues;
-    private final Set<String> finishedThisRound = new HashSet<>();
     private final QueueBytes journalBytes = new QueueBytes();
     private final QueueBytes requestBytes = new QueueBytes();
     private final WriteSpace space;
     private final RetentionSweeper retention;
-    private final JournalWriter journalWriter;
-    private final RequestWriter requestWriter;
+    private final EventRecorder events;
     private final CheckpointWriter checkpoints;
     private final RecoveryReport recovery;
     private final StoreMeters meters;
     private final NativeOwnerGuard guard;
-    private Thread owner;
-    private long round;
-    private long supersededFinishes;
-    private long badMovePairs;
     /** Test seam: runs inside every write, after its bytes and before its commit; a throw there rolls the write back. */
     WriteProbe probe = WriteProbe.NONE;
 
@@ -86,16 +77,18 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
             this.store = slots;
             this.retention = new RetentionSweeper(config, j, r, journalFiles, requestFiles, journalBytes, requestBytes,
                     StoreCheckpoint.files(config.dir(), r.rollCycle()));
+            Set<String> finishedThisRound = new HashSet<>();
             JournalRecovery recovered = new JournalRecovery(config, slots, j, r, journalBytes, requestBytes, retention, finishedThisRound);
             this.recovery = recovered.recover();
-            this.round = recovered.round();
-            this.journalWriter = new JournalWriter(j, config.journalDir(), space, recovered.lastJournalIndex());
-            this.requestWriter = new RequestWriter(r, config.requestsDir(), space, slots, shape, recovered.lastRequestIndex(),
+            JournalWriter journalWriter = new JournalWriter(j, config.journalDir(), space, recovered.lastJournalIndex());
+            RequestWriter requestWriter = new RequestWriter(r, config.requestsDir(), space, slots, shape, recovered.lastRequestIndex(),
                     recovered.lastRequestOrdinal());
             retention.resolveLimit();
             this.checkpoints = new CheckpointWriter(config.dir(), journalWriter, requestWriter, retention.files());
             checkpoints.write();
             retention.follow(requestWriter, checkpoints::write);
+            this.events = new EventRecorder(config, slots, journalWriter, requestWriter, space, retention, checkpoints, finishedThisRound,
+                    recovered.round());
             this.meters = registry == null ? null : new StoreMeters(registry, journalBytes, requestBytes, retention, slots, this);
         } catch (RuntimeException | Error e) {
             if (slots != null) {
@@ -155,12 +148,12 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
 
     /** Finishes of a request already recorded in this round: each stored as a new record that supersedes the earlier one. */
     public long supersededFinishes() {
-        return supersededFinishes;
+        return events.supersededFinishes();
     }
 
     /** Pairs of moves not applied because a slot was out of range. */
     public long badMovePairs() {
-        return badMovePairs;
+        return events.badMovePairs();
     }
 
     @Override
@@ -177,48 +170,17 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     public int scatter(CapturedStep step) {
         guard.enter("scatter");
         try {
-            return doScatter(step);
+            return events.scatter(step, probe);
         } finally {
             guard.exit();
         }
-    }
-
-    private int doScatter(CapturedStep step) {
-        int n = step.tokenCount();
-        if (n > config.maxStepTokens()) {
-            throw new IllegalArgumentException("step " + step.stepId() + ": tokenCount=" + n + " exceeds the store's maxStepTokens="
-                    + config.maxStepTokens() + " (StoreConfig.withLimits)");
-        }
-        long bytes = JournalWriter.stepBytes(n, shape.rowBytes());
-        prepareWrite(bytes);
-        journalWriter.step(step, shape.rowBytes(), bytes, probe);
-        int stored = store.scatter(step);
-        checkpointIfDue();
-        return stored;
     }
 
     @Override
     public void finish(RequestFinished request) {
         guard.enter("finish");
         try {
-            String id = request.requestId();
-            int n = request.seqLen();
-            if (n > config.maxRequestTokens()) {
-                throw new IllegalArgumentException("request " + id + ": seqLen=" + n + " exceeds the store's maxRequestTokens="
-                        + config.maxRequestTokens() + " (StoreConfig.withLimits)");
-            }
-            prepareWrite(requestWriter.maxBytes(id, n));
-            // the request record first (the journal's finish names its index), recorded once per round
-            long requestIndex = requestWriter.write(request, round, probe);
-            retention.recorded(requestWriter.cycle());
-            if (!finishedThisRound.add(id)) {
-                supersededFinishes++;
-                LOG.warn("request " + id + " finished again in round " + round + ": stored as record "
-                        + Long.toHexString(requestIndex) + ", which supersedes the earlier record of that id for by-id reads");
-            }
-            journalWriter.finish(id, n, requestIndex, probe);
-            retention.sweepIfRolled(requestWriter.cycle());
-            checkpointIfDue();
+            events.finish(request, probe);
         } finally {
             guard.exit();
         }
@@ -238,9 +200,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     public void abort(RequestAborted request) {
         guard.enter("abort");
         try {
-            prepareWrite(JournalWriter.abortBytes(request.requestId()));
-            journalWriter.abort(request.requestId(), probe);
-            store.forget(request.requestId());
+            events.abort(request, probe);
         } finally {
             guard.exit();
         }
@@ -250,10 +210,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     public void move(SlotsMoved move) {
         guard.enter("move");
         try {
-            prepareWrite(JournalWriter.moveBytes(move.sourceSlots().length));
-            journalWriter.move(move.sourceSlots(), move.destinationSlots(), probe);
-            // journal, then apply (as scatter): the index never holds an effect the journal lacks
-            badMovePairs += store.move(move);
+            events.move(move, probe);
         } finally {
             guard.exit();
         }
@@ -263,12 +220,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
     public void clear(RoundCleared clear) {
         guard.enter("clear");
         try {
-            prepareWrite(JournalWriter.CLEAR_BYTES);
-            journalWriter.clear(round + 1, clear.round(), probe);
-            round++;
-            store.clear();
-            finishedThisRound.clear();
-            retention.sweepJournal(journalWriter.cycle());
+            events.clear(clear, probe);
         } finally {
             guard.exit();
         }
@@ -303,27 +255,7 @@ public final class ChronicleRoutingSink implements RoutingSink, AutoCloseable {
 
     /** The store's round: clears so far. */
     public long round() {
-        return round;
-    }
-
-    /** Refuses writes after a fatal one, moves the appenders to a new sink thread, and guards the free space. */
-    private void prepareWrite(long bytes) {
-        space.checkNotBroken();
-        Thread current = Thread.currentThread();
-        if (owner != current) {
-            journalWriter.claim();
-            requestWriter.claim();
-            owner = current;
-        }
-        space.reserve(bytes);
-    }
-
-    /** Writes the checkpoint once a second, and then sweeps the request queue if it is over its size limit. */
-    private void checkpointIfDue() {
-        if (checkpoints.writeIfDue() && requestWriter.claimed()) {
-            // over the size limit since the last roll (a named reader held files back and may have read on)
-            retention.sweepIfOver(requestWriter.cycle());
-        }
+        return events.round();
     }
 
     /** Called inside every store write after its bytes were written and before it commits (fault injection in tests). */
