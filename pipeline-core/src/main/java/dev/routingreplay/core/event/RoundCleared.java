@@ -1,8 +1,8 @@
 package dev.routingreplay.core.event;
 
 /**
- * End of an RL round: every slot's routing is dropped (a later gather of it fails rather than returning stale
- * rows) and no request stays live.
+ * End of an RL round: every slot's routing becomes stale (a later gather reports it as a missing row, reason
+ * {@code stale-round}, never as data) and no request stays live.
  *
  * @param round a label for the round that ended, for logs
  */
